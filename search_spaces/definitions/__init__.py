@@ -1,0 +1,1 @@
+"""The shipped search spaces, one module each."""

@@ -1,0 +1,84 @@
+"""`ModelSpec`: the concrete network an architecture decodes to.
+
+Stem (kxk conv, stride, ReLU) -> blocks -> head (1x1 conv, ReLU) -> global
+average pool -> fully connected with bias. Every search space decodes to one
+of these, and hand-written presets (MobileNetEdgeTPU v1/v2) are written as
+one directly. Models (`supernet/`) and network descriptions
+(`search_spaces.network`) are built from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from search_spaces.blocks import Block
+from search_spaces.errors import SpecError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    stem_filters: int
+    stem_kernel_size: int
+    stem_stride: int
+    blocks: tuple[Block, ...]
+    head_filters: int
+
+    def validate(self, where: str = "network") -> ModelSpec:
+        for field in ("stem_filters", "stem_kernel_size", "stem_stride", "head_filters"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SpecError(f"{where}.{field}: {value!r} must be a positive integer")
+        if not self.blocks:
+            raise SpecError(f"{where}.blocks: empty; a network needs at least one block")
+        filters = self.stem_filters
+        for i, block in enumerate(self.blocks):
+            block.validate(f"{where}.blocks[{i}]")
+            if block.input_filters != filters:
+                raise SpecError(
+                    f"{where}.blocks[{i}].input_filters: {block.input_filters} does not match "
+                    f"the previous layer's {filters} output filters"
+                )
+            filters = block.output_filters
+        return self
+
+    @property
+    def active_blocks(self) -> tuple[Block, ...]:
+        return tuple(b for b in self.blocks if not b.skipped)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stem": {
+                "filters": self.stem_filters,
+                "kernel_size": self.stem_kernel_size,
+                "stride": self.stem_stride,
+            },
+            "blocks": [b.to_json() for b in self.blocks],
+            "head": {"filters": self.head_filters},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "network") -> ModelSpec:
+        if not isinstance(data, dict):
+            raise SpecError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        for key in ("stem", "blocks", "head"):
+            if key not in data:
+                raise SpecError(f"{where}: missing key {key!r}; a network has stem, blocks, head")
+        stem, head = data["stem"], data["head"]
+        if not isinstance(stem, dict) or not isinstance(head, dict):
+            raise SpecError(f"{where}.stem / {where}.head must be JSON objects")
+        if not isinstance(data["blocks"], list):
+            raise SpecError(f"{where}.blocks must be a list of block objects")
+        try:
+            spec = cls(
+                stem_filters=stem["filters"],
+                stem_kernel_size=stem["kernel_size"],
+                stem_stride=stem["stride"],
+                blocks=tuple(
+                    Block.from_json(b, f"{where}.blocks[{i}]") for i, b in enumerate(data["blocks"])
+                ),
+                head_filters=head["filters"],
+            )
+        except KeyError as err:
+            raise SpecError(f"{where}: missing key {err}; see the architecture format") from None
+        return spec.validate(where)
