@@ -1,0 +1,53 @@
+"""The `tunas-jax` console script: a thin argparse front over public functions.
+
+Each subcommand lives in `tunas_jax/commands/<name>.py` and exposes
+`add_parser(subparsers)` (which registers the parser and sets `func`) and a
+plain Python function that does the work, so the same work runs from a
+notebook. Bad input surfaces as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from search_spaces.errors import SpecError
+
+# Subcommand modules under tunas_jax.commands, in the order `--help` lists them.
+COMMANDS = (
+    "spaces",
+    "show",
+)
+
+
+class UsageError(ValueError):
+    """Bad CLI/config input that is not about an architecture or space."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tunas-jax",
+        description="Hardware-aware one-shot architecture search for Edge TPU-class chips.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"tunas_jax.commands.{name.replace('-', '_')}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except (SpecError, UsageError, FileNotFoundError) as err:
+        print(f"tunas-jax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

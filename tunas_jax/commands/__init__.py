@@ -1,0 +1,1 @@
+"""One module per `tunas-jax` subcommand (see `tunas_jax.cli`)."""
