@@ -1,1 +1,51 @@
-"""placeholder"""
+"""Architecture controllers: the TuNAS REINFORCE controller, its schedules, the
+hardware-aware rewards, and the random-search baseline. Pure JAX and
+functional (explicit state pytrees), so the controller update runs inside the
+one jitted search step. Imports `search_spaces` only."""
+
+from controllers.random_search import random_search, sample_uniform
+from controllers.reinforce import (
+    PADDED_LOGIT,
+    ControllerSpec,
+    ControllerState,
+    ReinforceConfig,
+    argmax_architecture,
+    decision_entropies,
+    init,
+    log_prob,
+    probabilities,
+    sample,
+    update,
+)
+from controllers.rewards import (
+    DEFAULT_BETA,
+    DEFAULT_REWARD,
+    REWARDS,
+    abs_reward,
+    check_target_latency_ms,
+    get_reward_fn,
+    make_reward_fn,
+    mnas_hard_reward,
+    mnas_reward,
+)
+from controllers.schedules import (
+    Schedule,
+    WarmupMasks,
+    apply_filter_warmup,
+    controller_learning_rate,
+    decision_tag_masks,
+    filter_warmup_probability,
+    largest_filter_indices,
+    op_warmup_probability,
+    warmup_masks,
+)
+
+__all__ = [
+    "DEFAULT_BETA", "DEFAULT_REWARD", "PADDED_LOGIT", "REWARDS", "ControllerSpec",
+    "ControllerState", "ReinforceConfig", "Schedule", "WarmupMasks", "abs_reward",
+    "apply_filter_warmup", "argmax_architecture", "check_target_latency_ms",
+    "controller_learning_rate", "decision_entropies", "decision_tag_masks",
+    "filter_warmup_probability", "get_reward_fn", "init", "largest_filter_indices", "log_prob",
+    "make_reward_fn", "mnas_hard_reward", "mnas_reward", "op_warmup_probability",
+    "probabilities", "random_search", "sample", "sample_uniform", "update", "warmup_masks",
+]
