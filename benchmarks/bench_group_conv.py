@@ -14,7 +14,17 @@ gradients, as in training), median of `--repeats` runs after a warm-up.
 
 Run:
     /work/venv/bin/python benchmarks/bench_group_conv.py            # defaults below
-    /work/venv/bin/python benchmarks/bench_group_conv.py --batch 32 --repeats 5
+    /work/venv/bin/python benchmarks/bench_group_conv.py --batch 8 --size 8 --cin 192 \
+        --cout 768 --groups 32 96      # the many-group convs of the v2 space
+
+Measured on the 2-core dev CPU (shared, so absolute times are noisy; the
+ratios between forms timed back to back are what counts), fwd+bwd per step:
+    group conv 64->256 16x16 b64 k3: split fastest; grouped (feature_group_count)
+        7.4x (g=2), 13.5x (g=4), 34x (g=8) slower; patches 12-20x slower.
+    128->512, g=16: grouped 24x, patches 15x slower than split.
+    192->768 8x8 b8, g=32 / g=96: grouped 176x / 131x, patches 25x / 7.7x slower.
+    depthwise c=256 16x16 b64: shift fastest; grouped 4.4x (k3) / 2.8x (k5)
+        slower; patches 46x (k3) / 433x (k5) slower.
 """
 
 from __future__ import annotations
@@ -103,7 +113,8 @@ def main() -> None:
     parser.add_argument("--kernel", type=int, default=3)
     parser.add_argument("--groups", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--dw-channels", type=int, default=256)
-    parser.add_argument("--dw-kernels", type=int, nargs="+", default=[3, 5])
+    parser.add_argument("--dw-kernels", type=int, nargs="+", default=[3],
+                        help="k5 works too, but its patches form takes ~2 min per step")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 

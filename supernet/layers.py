@@ -1,0 +1,216 @@
+"""Conv + batch-norm building blocks shared by the standalone model (and the supernet).
+
+A `ConvBN` is one `conv2d` layer of the network description
+(`search_spaces.network`): a bias-free kxk conv with 'same' padding, batch
+norm, and an optional ReLU. Its state is deliberately flat so that a
+weight-sharing supernet can slice its shared weights into it:
+
+    kernel                 nnx.Param     [k, k, Cin / groups, Cout]  (HWIO, grouped)
+    bn.scale, bn.bias      nnx.Param     [Cout]
+    bn.mean, bn.var        nnx.BatchStat [Cout]
+
+The grouped layout is the standard one (`feature_group_count`): output
+channel o belongs to group o // (Cout / groups) and reads input channels
+[g * Cin/groups, (g + 1) * Cin/groups). A group conv kernel is therefore the
+block diagonal of a full [k, k, Cin, Cout] kernel, and a depthwise kernel
+[k, k, 1, C] its diagonal.
+
+How a conv is computed does not change the parameters. On XLA:CPU
+`feature_group_count` convs are slow (NOTES §5; `benchmarks/bench_group_conv.py`
+measured here, forward+backward: a grouped conv 7-176x slower than one full
+conv per group + concat, more so with more groups; a depthwise conv 3-4x
+slower than a sum of k*k shifted multiply-adds), so on CPU `conv2d` picks the
+form per conv kind: full convs `xla`, group convs `split`, depthwise convs
+`shift` (see `CONV_IMPLS`); on other backends `xla` (not measured there yet:
+run the benchmark on a GPU).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax import lax
+
+# Published MobileNetEdgeTPU batch norm (Keras momentum 0.99, epsilon 1e-3).
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+# Keras' VarianceScaling 'normal' is a truncated normal rescaled to the wanted
+# std; jax's 'truncated_normal' does the same rescaling.
+_CONV_INIT = jax.nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
+_DEPTHWISE_INIT = jax.nn.initializers.variance_scaling(
+    2.0, "fan_out", "truncated_normal", in_axis=-1, out_axis=-2)
+DENSE_INIT = jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+
+ConvImpl = Literal["auto", "xla", "split", "shift"]
+# `xla`: lax.conv_general_dilated with feature_group_count; `split`: one full
+# conv per group + concat (group convs); `shift`: depthwise conv as a sum over
+# the k*k taps of strided input slices times per-channel weights.
+CONV_IMPLS = ("auto", "xla", "split", "shift")
+
+
+def conv_kernel_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, *,
+                     depthwise: bool = False) -> jax.Array:
+    """Variance scaling (2.0, fan_out, normal) as the published models.
+
+    Keras convs and group convs compute fan_out = k*k*Cout from the HWIO
+    kernel; Keras' DepthwiseConv2D stores [k, k, C, 1], so its fan_out is k*k
+    (depth multiplier 1). A `depthwise` kernel [k, k, 1, C] is initialized
+    the Keras way.
+
+    Outside tracing the sample is drawn with numpy (seeded from `key`):
+    eager jax compiles one sampler per kernel shape, ~0.1 s each, 5 s for a
+    MobileNet. Under `jit`/`eval_shape` it is jax's sampler, so the same key
+    gives other (identically distributed) values there.
+    """
+    cout = shape[-1]
+    if isinstance(key, jax.core.Tracer):
+        return (_DEPTHWISE_INIT if depthwise else _CONV_INIT)(key, shape, dtype)
+    fan_out = shape[0] * shape[1] * (1 if depthwise else cout)
+    # Keras/jax 'truncated_normal' variance scaling: N(0, 1) cut at +-2,
+    # rescaled so that the truncated distribution has variance 2 / fan_out.
+    std = np.sqrt(2.0 / fan_out) / 0.87962566103423978
+    seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    sample = rng.standard_normal(size)
+    bad = np.abs(sample) > 2
+    while bad.any():
+        sample[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(sample) > 2
+    return jnp.asarray((sample * std).reshape(shape), dtype)
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, groups: int = 1,
+           impl: ConvImpl = "auto") -> jax.Array:
+    """'same'-padded conv of NHWC `x` with an HWIO kernel [k, k, Cin/groups, Cout]."""
+    cin, cout = x.shape[-1], kernel.shape[-1]
+    depthwise = groups > 1 and groups == cin == cout
+    if impl == "auto":
+        # The CPU choice is measured (module docstring). Accelerators run
+        # feature_group_count natively (cuDNN grouped convs); unmeasured here.
+        if groups == 1 or jax.default_backend() != "cpu":
+            impl = "xla"
+        else:
+            impl = "shift" if depthwise else "split"
+    if impl == "xla" or groups == 1:
+        return lax.conv_general_dilated(x, kernel, (stride, stride), "SAME",
+                                         dimension_numbers=_DIMS, feature_group_count=groups)
+    if impl == "shift":
+        if not depthwise:
+            raise ValueError(f"conv impl 'shift' is for depthwise convs; groups={groups} with "
+                             f"{cin} -> {cout} channels is not one")
+        return _depthwise_shift(x, kernel, stride)
+    if impl == "split":
+        xs = jnp.split(x, groups, axis=-1)
+        ws = jnp.split(kernel, groups, axis=-1)
+        return jnp.concatenate(
+            [lax.conv_general_dilated(xi, wi, (stride, stride), "SAME", dimension_numbers=_DIMS)
+             for xi, wi in zip(xs, ws, strict=True)], axis=-1)
+    raise ValueError(f"conv impl {impl!r} is unknown; use one of {CONV_IMPLS}")
+
+
+def _depthwise_shift(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Depthwise conv as k*k multiply-adds of shifted slices ('same' padding as lax)."""
+    k = kernel.shape[0]
+    _, h, w, _ = x.shape
+    out_h, out_w = -(-h // stride), -(-w // stride)
+    # lax 'SAME': total padding max((out - 1) * s + k - in, 0), the extra pixel at the end.
+    pads = []
+    for size, out in ((h, out_h), (w, out_w)):
+        total = max((out - 1) * stride + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    out = None
+    for a in range(k):
+        for b in range(k):
+            tap = lax.slice(xp, (0, a, b, 0),
+                            (xp.shape[0], a + (out_h - 1) * stride + 1,
+                             b + (out_w - 1) * stride + 1, xp.shape[3]),
+                            (1, stride, stride, 1))
+            term = tap * kernel[a, b, 0, :]
+            out = term if out is None else out + term
+    return out
+
+
+class BatchNorm(nnx.Module):
+    """Batch norm over N, H, W with nnx.BatchNorm's state layout and mode attribute.
+
+    Same leaves as `nnx.BatchNorm` (`scale`, `bias`: nnx.Param; `mean`, `var`:
+    nnx.BatchStat), same `use_running_average` attribute (set by
+    `model.train()` / `model.eval()` / `nnx.view`), same update rule
+    `stat = momentum * stat + (1 - momentum) * batch_stat`. Why not
+    nnx.BatchNorm itself: flax 0.12.8 writes its running statistics with
+    `var[...] = value`, which under tracing asks the tracer for `.sharding`;
+    jax answers with an error message whose origin search scans the whole
+    jaxpr, so tracing a train step grows quadratically with depth (about 8 s
+    for one MobileNetEdgeTPUv2-sized forward pass). `set_value` skips that.
+    """
+
+    def __init__(self, num_features: int, *, momentum: float = BN_MOMENTUM,
+                 epsilon: float = BN_EPSILON, use_running_average: bool = False) -> None:
+        self.num_features = num_features
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.use_running_average = use_running_average
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+
+    def set_view(self, use_running_average: bool | None = None) -> None:
+        """Used by `nnx.view(model, use_running_average=...)`, as nnx.BatchNorm."""
+        if use_running_average is not None:
+            self.use_running_average = use_running_average
+
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+        if use_running_average is None:
+            use_running_average = self.use_running_average
+        if use_running_average:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axis=axes)
+            var = jnp.mean(jnp.square(x - mean), axis=axes)
+            m = self.momentum
+            self.mean.set_value(lax.stop_gradient(m * self.mean[...] + (1 - m) * mean))
+            self.var.set_value(lax.stop_gradient(m * self.var[...] + (1 - m) * var))
+        inv = lax.rsqrt(var + self.epsilon) * self.scale[...]
+        return (x - mean) * inv + self.bias[...]
+
+
+class ConvBN(nnx.Module):
+    """Bias-free kxk conv ('same' padding, optional groups) -> batch norm -> optional ReLU.
+
+    Training mode (batch statistics, running averages updated) is the
+    default; `model.eval()` (or `nnx.view(model, use_running_average=True)`)
+    switches the batch norm to its running averages.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
+                 stride: int = 1, groups: int = 1, relu: bool = True, *, rngs: nnx.Rngs,
+                 conv_impl: ConvImpl = "auto") -> None:
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
+                             f"out_channels={out_channels}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.groups = groups
+        self.relu = relu
+        self.conv_impl = conv_impl
+        shape = (kernel_size, kernel_size, in_channels // groups, out_channels)
+        depthwise = groups > 1 and groups == in_channels == out_channels
+        self.kernel = nnx.Param(conv_kernel_init(rngs.params(), shape, depthwise=depthwise))
+        self.bn = BatchNorm(out_channels)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = conv2d(x, self.kernel[...], self.stride, self.groups, self.conv_impl)
+        y = self.bn(y)
+        return jax.nn.relu(y) if self.relu else y
