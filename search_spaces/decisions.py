@@ -3,8 +3,8 @@
 A search space is a tree of specs in which some fields are `OneOf` values.
 Each `OneOf` is one decision; an architecture is the list of chosen indices,
 one per decision, in the space's fixed traversal order. The tag says what the
-decision picks: an op (block type, kernel, expansion, group size) or a filter
-count, which the controller and the cost model treat differently (TuNAS's
+decision picks: an op (block type, kernel, group size) or a filter count
+(stage widths, expansion ratios), which the controller and the cost model treat differently (TuNAS's
 filter warmup only touches `FILTERS` decisions).
 """
 

@@ -31,12 +31,14 @@ from search_spaces.model_spec import ModelSpec
 Choice = Any  # a fixed value or a OneOf of values
 Clause = tuple[tuple[int, tuple[int, ...]], ...]
 
-# Block fields that may be decisions, in traversal order, with their tag.
+# Block fields that may be decisions, in traversal order, with their tag. As in
+# TuNAS, expansion is a filter decision (filter warmup forces the largest);
+# the op, kernel and group size are op decisions (op warmup averages them).
 BLOCK_DECISION_FIELDS = (
     ("op", OP),
     ("kernel_size", OP),
-    ("expansion_ratio", OP),
-    ("pointwise_expansion", OP),
+    ("expansion_ratio", FILTERS),
+    ("pointwise_expansion", FILTERS),
     ("group_size", OP),
 )
 

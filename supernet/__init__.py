@@ -1,11 +1,18 @@
-"""Flax (nnx) models of architectures: the standalone model of one `ModelSpec`.
+"""Flax models of architectures: the weight-sharing supernet and the standalone model.
 
-`build_model(spec, num_classes, rngs=...)` builds it; its module tree mirrors
-the layer names of `search_spaces.network.describe` (see
-`supernet.standalone`), which a weight-sharing supernet uses to hand over
-its weights. Imports `search_spaces` only.
+- `make_plan(space)`, `init_params(plan, num_classes, key)`,
+  `apply(plan, params, indices, images, op_warm=None)`: the supernet, one
+  compiled function for every architecture of a space (`supernet.supernet`).
+- `build_model(spec, num_classes, rngs=...)`: the standalone nnx model of one
+  architecture; its module tree mirrors the layer names of
+  `search_spaces.network.describe` (`supernet.standalone`).
+- `inherit(model, space, plan, params, indices)`: hand the supernet's shared
+  weights to a standalone model (`supernet.inherit`).
+
+Imports `search_spaces` only.
 """
 
+from supernet.inherit import child_weights, inherit
 from supernet.layers import (
     BN_EPSILON,
     BN_MOMENTUM,
@@ -15,6 +22,7 @@ from supernet.layers import (
     conv2d,
     conv_kernel_init,
 )
+from supernet.plan import SupernetPlan, make_plan
 from supernet.standalone import (
     IBNBlock,
     Skip,
@@ -25,9 +33,11 @@ from supernet.standalone import (
     get_layer,
     layer_modules,
 )
+from supernet.supernet import apply, init_params
 
 __all__ = [
     "BN_EPSILON", "BN_MOMENTUM", "CONV_IMPLS", "BatchNorm", "ConvBN", "IBNBlock", "Skip",
-    "StandaloneModel", "abstract_model", "build_model", "conv2d", "conv_kernel_init",
-    "count_params", "get_layer", "layer_modules",
+    "StandaloneModel", "SupernetPlan", "abstract_model", "apply", "build_model",
+    "child_weights", "conv2d", "conv_kernel_init", "count_params", "get_layer", "inherit",
+    "init_params", "layer_modules", "make_plan",
 ]

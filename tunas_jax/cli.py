@@ -19,6 +19,10 @@ from search_spaces.errors import SpecError
 COMMANDS = (
     "spaces",
     "show",
+    "simulate",
+    "calibrate",
+    "analyze-blocks",
+    "train-cost-model",
 )
 
 

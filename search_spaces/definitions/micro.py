@@ -17,7 +17,7 @@ def _block(stride: int, skippable: bool) -> BlockSpec:
     return BlockSpec(
         op=OneOf((*ALL_OPS, "skip") if skippable else ALL_OPS),
         kernel_size=OneOf((3, 5)),
-        expansion_ratio=OneOf((2, 4)),
+        expansion_ratio=OneOf((2, 4), FILTERS),
         pointwise_expansion=2,
         group_size=OneOf((16, 32)),
         stride=stride,

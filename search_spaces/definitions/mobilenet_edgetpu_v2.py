@@ -13,7 +13,7 @@ depthwise-separable conv), as in the published models. MobileNetEdgeTPUv2-S
 is a member (see `presets`).
 """
 
-from search_spaces.decisions import OneOf
+from search_spaces.decisions import FILTERS, OneOf
 from search_spaces.definitions.common import filter_choices
 from search_spaces.space import BlockSpec, SearchSpace, StageSpec
 
@@ -30,8 +30,8 @@ def _block(ops: tuple[str, ...], stride: int, skippable: bool) -> BlockSpec:
     return BlockSpec(
         op=OneOf((*ops, "skip") if skippable else ops),
         kernel_size=OneOf((3, 5, 7)),
-        expansion_ratio=OneOf((4, 8)),
-        pointwise_expansion=OneOf((2, 4)),
+        expansion_ratio=OneOf((4, 8), FILTERS),
+        pointwise_expansion=OneOf((2, 4), FILTERS),
         group_size=OneOf((32, 64, 128)),
         stride=stride,
     )

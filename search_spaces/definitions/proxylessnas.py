@@ -7,7 +7,7 @@ kernel {3, 5, 7} and expansion {3, 6}; the 15 non-first blocks of each stage
 may be skipped (zero op inside the residual = identity); head 1x1 of 1280.
 """
 
-from search_spaces.decisions import OneOf
+from search_spaces.decisions import FILTERS, OneOf
 from search_spaces.space import BlockSpec, SearchSpace, StageSpec
 
 # (width, number of blocks, stride of the first block)
@@ -22,7 +22,7 @@ def proxylessnas() -> SearchSpace:
             BlockSpec(
                 op=OneOf(("dw_ibn", "skip")) if b > 0 else "dw_ibn",
                 kernel_size=OneOf((3, 5, 7)),
-                expansion_ratio=OneOf((3, 6)),
+                expansion_ratio=OneOf((3, 6), FILTERS),
                 pointwise_expansion=1,
                 stride=stride if b == 0 else 1,
             )

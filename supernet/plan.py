@@ -1,0 +1,223 @@
+"""The supernet's static plan: every layer configuration a space can ask for.
+
+For each block position the plan enumerates all combinations of the
+decisions that shape it (input and output widths, op, kernel, expansion,
+e1, group size), decodes each with the space's own rules, and collects the
+distinct configurations of its three layers (1x1 expand, kxk conv, 1x1
+project). A lookup table maps a combination (mixed-radix over the decision
+indices, computed inside `jit`) to one branch per layer. The supernet then
+runs one `lax.switch` per layer: compiled once, executing only the sampled
+child's shapes (TuNAS's masks always pay for the largest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from search_spaces import Block, BlockType, SearchSpace
+from search_spaces.decisions import OP, OneOf
+from search_spaces.space import BLOCK_DECISION_FIELDS
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpandConfig:
+    """1x1 conv cin -> width (+BN, ReLU)."""
+
+    cin: int
+    width: int
+
+
+@dataclasses.dataclass(frozen=True)
+class KxkConfig:
+    """kxk conv. family: 'dw' (depthwise), 'fused' (reads the block input: fused_ibn and
+    gc_ibn share these weights), 'grouped' (reads the 1x1 expansion of grouped_ibn)."""
+
+    family: str
+    kernel_size: int
+    cin: int
+    cout: int
+    groups: int
+    stride: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectConfig:
+    """1x1 conv cin -> cout (+BN, no activation)."""
+
+    cin: int
+    cout: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Lookup:
+    """Mixed-radix index over some decisions -> a row of branch indices."""
+
+    positions: tuple[int, ...]
+    radices: tuple[int, ...]
+    table: np.ndarray  # [prod(num choices), columns] int32
+
+    def row(self, indices: Any) -> Any:
+        """The branch row of an architecture: numpy in, numpy out (static); traced in,
+        traced out."""
+        if isinstance(indices, np.ndarray):
+            combo = sum(int(indices[p]) * r for p, r in zip(self.positions, self.radices,
+                                                            strict=True))
+            return self.table[combo]
+        combo = jnp.int32(0)
+        for pos, radix in zip(self.positions, self.radices, strict=True):
+            combo = combo + indices[pos] * radix
+        return jnp.asarray(self.table)[combo]
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockPlan:
+    name: str                      # "stages.{s}.blocks.{b}"
+    stride: int
+    in_width: int                  # carried (max) widths
+    exp_width: int
+    mid_width: int
+    out_width: int
+    expand: tuple[ExpandConfig | None, ...]   # index 0: no expansion (pass-through)
+    kxk: tuple[KxkConfig | None, ...]         # index 0: no kxk conv (subsample by stride)
+    project: tuple[ProjectConfig, ...]
+    lookup: Lookup   # columns: expand, kxk, project, residual, skip, widths after each layer
+    skippable: bool
+    can_residual: bool
+    # Op warmup: positions of the block's OP decisions and every combination of
+    # their choice indices ([M, len(positions)]), to average over when warm.
+    warm_positions: tuple[int, ...] = ()
+    warm_combos: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetPlan:
+    space_name: str
+    stem_kernel_size: int
+    stem_stride: int
+    stem_widths: tuple[int, ...]
+    stem_lookup: Lookup            # columns: stem branch, stem width
+    blocks: tuple[BlockPlan, ...]
+    head_configs: tuple[ProjectConfig, ...]
+    head_lookup: Lookup            # columns: head branch, head width
+    head_width: int
+
+
+def _choices(field: Any) -> tuple[Any, ...]:
+    return field.choices if isinstance(field, OneOf) else (field,)
+
+
+def _lookup(space: SearchSpace, names: list[str], fn) -> Lookup:
+    """Enumerate combinations of the named decisions (None = fixed) into a table."""
+    pos = {d.name: d.position for d in space.decisions}
+    present = [n for n in names if n in pos]
+    counts = [space.decisions[pos[n]].num_choices for n in present]
+    radices, r = [], 1
+    for c in reversed(counts):
+        radices.append(r)
+        r *= c
+    radices.reverse()
+    rows = []
+    for combo in itertools.product(*(range(c) for c in counts)):
+        chosen = {n: space.decisions[pos[n]].choices[i] for n, i in zip(present, combo,
+                                                                      strict=True)}
+        rows.append(fn(chosen))
+    return Lookup(tuple(pos[n] for n in present), tuple(radices),
+                  np.asarray(rows, dtype=np.int32).reshape(len(rows), -1))
+
+
+def index(cfgs: list, cfg: Any) -> int:
+    """Position of `cfg` in `cfgs`, appending it if new."""
+    if cfg not in cfgs:
+        cfgs.append(cfg)
+    return cfgs.index(cfg)
+
+
+def _layer_configs(block: Block) -> tuple[ExpandConfig | None, KxkConfig | None, ProjectConfig]:
+    expand = None
+    if block.block_type in (BlockType.DW_IBN, BlockType.GROUPED_IBN) \
+            and block.pointwise_expansion > 1:
+        expand = ExpandConfig(block.input_filters, block.kxk_in_channels)
+    kxk = None
+    if block.has_kxk_conv:
+        family = {BlockType.DW_IBN: "dw", BlockType.GROUPED_IBN: "grouped"}.get(
+            block.block_type, "fused")
+        if family == "grouped" and block.pointwise_expansion == 1:
+            family = "fused"  # e1 = 1: the group conv reads the block input, as gc_ibn
+        kxk = KxkConfig(family, block.kernel_size, block.kxk_in_channels,
+                        block.expanded_filters, block.groups, block.stride)
+    return expand, kxk, ProjectConfig(block.expanded_filters, block.output_filters)
+
+
+def make_plan(space: SearchSpace) -> SupernetPlan:
+    stem_choices = _choices(space.stem_filters)
+    def stem_row(chosen: dict) -> list[int]:
+        width = chosen.get("stem.filters", stem_choices[0])
+        return [stem_choices.index(width), width]
+
+    stem_lookup = _lookup(space, ["stem.filters"], stem_row)
+    blocks = []
+    prev_name, prev_field = "stem.filters", space.stem_filters
+    for s, stage in enumerate(space.stages):
+        out_name = f"stages.{s}.filters"
+        for b, spec in enumerate(stage.blocks):
+            name = f"stages.{s}.blocks.{b}"
+            field_names = [f"{name}.{f}" for f, _ in BLOCK_DECISION_FIELDS]
+            expand_cfgs: list = [None]
+            kxk_cfgs: list = [None]
+            project_cfgs: list = []
+
+            def row(chosen: dict, spec=spec, s=s, name=name, prev_name=prev_name,
+                    prev_field=prev_field, stage=stage, out_name=out_name,
+                    expand_cfgs=expand_cfgs, kxk_cfgs=kxk_cfgs,
+                    project_cfgs=project_cfgs) -> list[int]:
+                cin = chosen.get(prev_name, _choices(prev_field)[0])
+                cout = chosen.get(out_name, _choices(stage.filters)[0])
+                fields = {f: chosen.get(f"{name}.{f}", _choices(getattr(spec, f))[0])
+                          for f, _ in BLOCK_DECISION_FIELDS}
+                block = space._decode_block(spec, fields, cin, cout, s)
+                if block.skipped:
+                    return [0, 0, 0, 0, 1, 0, 0, 0]
+                e, k, p = _layer_configs(block)
+                # Columns: branch per layer, residual, skip, then the actual widths
+                # after each layer (0 = the layer is absent: no batch norm there).
+                return [index(expand_cfgs, e), index(kxk_cfgs, k), index(project_cfgs, p),
+                        int(block.residual), 0, e.width if e else 0, k.cout if k else 0,
+                        p.cout]
+
+            lookup = _lookup(space, [prev_name, out_name, *field_names], row)
+            if not project_cfgs:  # every combination skipped: give the switch a branch
+                project_cfgs.append(ProjectConfig(1, 1))
+            in_width = max(_choices(prev_field))
+            out_width = max(_choices(stage.filters))
+            exp_width = max([in_width] + [c.width for c in expand_cfgs if c])
+            mid_width = max([exp_width] + [c.cout for c in kxk_cfgs if c])
+            warm = [d for d in space.decisions
+                    if d.name.startswith(name + ".") and d.tag == OP]
+            combos = np.array(list(itertools.product(*(range(d.num_choices) for d in warm))),
+                              dtype=np.int32).reshape(-1, len(warm))
+            blocks.append(BlockPlan(
+                name, spec.stride, in_width, exp_width, mid_width, out_width,
+                tuple(expand_cfgs), tuple(kxk_cfgs), tuple(project_cfgs), lookup,
+                skippable=bool(lookup.table[:, 4].any()),
+                can_residual=bool(lookup.table[:, 3].any()),
+                warm_positions=tuple(d.position for d in warm),
+                warm_combos=combos,
+            ))
+            prev_name, prev_field = out_name, stage.filters
+    head_choices = _choices(space.head_filters)
+    head_cfgs: list[ProjectConfig] = []
+
+    def head_row(chosen: dict) -> list[int]:
+        cfg = ProjectConfig(chosen.get(prev_name, _choices(prev_field)[0]),
+                            chosen.get("head.filters", head_choices[0]))
+        return [index(head_cfgs, cfg), cfg.cout]
+
+    head_lookup = _lookup(space, [prev_name, "head.filters"], head_row)
+    return SupernetPlan(space.name, space.stem_kernel_size, space.stem_stride,
+                        tuple(stem_choices), stem_lookup, tuple(blocks), tuple(head_cfgs),
+                        head_lookup, max(head_choices))

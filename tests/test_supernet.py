@@ -1,0 +1,99 @@
+"""The weight-sharing supernet: one trace for every path, exact inheritance, op warmup."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from search_spaces import FILTERS, BlockSpec, OneOf, SearchSpace, StageSpec
+from supernet import apply, build_model, inherit, init_params, make_plan
+from supernet.supernet import _block, _block_once
+
+jax.config.update("jax_disable_most_optimizations", True)
+
+OPS = ("dw_ibn", "fused_ibn", "gc_ibn", "grouped_ibn")
+
+
+def tiny_space() -> SearchSpace:
+    """The whole vocabulary on 16 px with few choices, so compiling stays fast."""
+    def block(stride, skippable):
+        return BlockSpec(op=OneOf((*OPS, "skip") if skippable else OPS),
+                         kernel_size=OneOf((3, 5)), expansion_ratio=OneOf((1, 2), FILTERS),
+                         pointwise_expansion=1, group_size=OneOf((8, 16)), stride=stride)
+    return SearchSpace(
+        name="tiny", stem_filters=8, stem_kernel_size=3, stem_stride=2,
+        stages=(StageSpec(OneOf((8, 16), FILTERS), (block(2, False), block(1, True))),),
+        head_filters=16, default_image_size=16, default_num_classes=5, min_group_size=4)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    space = tiny_space()
+    plan = make_plan(space)
+    params = init_params(plan, 5, jax.random.key(0))
+    images = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+    return space, plan, params, images
+
+
+def test_one_trace_for_many_architectures(setup):
+    space, plan, params, images = setup
+    traces = []
+    labels = jnp.arange(4) % 5
+
+    @jax.jit
+    def step(params, indices):
+        traces.append(1)
+
+        def loss(params):
+            logits = apply(plan, params, indices, images)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return jax.value_and_grad(loss)(params)
+
+    seen = set()
+    for indices in space.sample(np.random.default_rng(0), 12):
+        loss, _ = step(params, jnp.asarray(indices, jnp.int32))
+        assert np.isfinite(float(loss))
+        seen.add(tuple(indices))
+    assert len(seen) > 5
+    assert len(traces) == 1
+
+
+def test_standalone_inherits_the_same_function(setup):
+    space, plan, params, images = setup
+    for indices in space.sample(np.random.default_rng(1), 6):
+        model = build_model(space.decode(indices), 5, rngs=nnx.Rngs(3))
+        inherit(model, space, plan, params, indices)
+        expected = apply(plan, params, jnp.asarray(indices, jnp.int32), images)
+        np.testing.assert_allclose(model(images), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_gradients_reach_only_the_sampled_path(setup):
+    space, plan, params, images = setup
+    values = {d.name: d.choices[0] for d in space.decisions}
+    values.update({"stages.0.blocks.0.op": "dw_ibn", "stages.0.blocks.0.kernel_size": 3,
+                   "stages.0.blocks.1.op": "skip", "stages.0.filters": 8})
+    indices = jnp.asarray(space.indices_for(values), jnp.int32)
+    grads = jax.grad(lambda p: jnp.sum(apply(plan, p, indices, images) ** 2))(params)
+    b0, b1 = grads["stages.0.blocks.0"], grads["stages.0.blocks.1"]
+    assert float(jnp.abs(b0["dw_3"]["kernel"]).sum()) > 0
+    assert float(jnp.abs(b0["dw_5"]["kernel"]).sum()) == 0      # other kernel size: untouched
+    assert float(jnp.abs(b0["fused_3"]["kernel"]).sum()) == 0   # other op: untouched
+    assert float(jnp.abs(b0["project"]["kernel"][:, 8:]).sum()) == 0  # beyond the prefix
+    assert all(float(jnp.abs(g).sum()) == 0 for g in jax.tree.leaves(b1))  # skipped block
+
+
+def test_op_warmup_averages_the_block_over_warm_choices(setup):
+    space, plan, params, _ = setup
+    bp = plan.blocks[0]
+    p = params[bp.name]
+    x = jax.random.normal(jax.random.key(4), (4, 8, 8, bp.in_width))
+    indices = jnp.asarray(space.sample(np.random.default_rng(2)), jnp.int32)
+    op_pos = next(d.position for d in space.decisions if d.name == "stages.0.blocks.0.op")
+    warm = jnp.zeros(space.num_decisions, bool).at[op_pos].set(True)
+    averaged = _block(bp, p, indices, x, warm)
+    manual = sum(_block_once(bp, p, indices.at[op_pos].set(c), x) for c in range(len(OPS)))
+    np.testing.assert_allclose(averaged, manual / len(OPS), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_block(bp, p, indices, x, jnp.zeros_like(warm)),
+                               _block_once(bp, p, indices, x), rtol=1e-6, atol=1e-6)

@@ -1,0 +1,91 @@
+"""`tunas-jax simulate`: a simulator dataset for a space, or the per-layer cost of one network.
+
+    tunas-jax simulate --space mobilenet_edgetpu_v2 --target pixel6_edgetpu --num 20000 \
+        --out /tmp/v2_pixel6.npz [--seed 0] [--workers 0]
+    tunas-jax simulate --network my_net.json --target coral_edgetpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from cost_models import dataset as dataset_lib
+from cost_models.hardware import get_target, target_names
+from cost_models.simulator import SimulationResult, simulate
+from search_spaces import DEFAULT_SPACE, get_space
+from search_spaces import network as network_lib
+from tunas_jax.cli import UsageError
+from tunas_jax.progress import progress
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "simulate", help="simulate sampled architectures to a dataset, or cost one network",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", required=True, help=f"hardware target: {target_names()}")
+    parser.add_argument("--network", help="a network-description JSON: print its per-layer "
+                        "costs instead of writing a dataset")
+    parser.add_argument("--space", default=DEFAULT_SPACE, help="search space to sample")
+    parser.add_argument("--num", type=int, help="architectures to simulate (presets included)")
+    parser.add_argument("--out", help="dataset file to write (.npz)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--workers", type=int, default=0, help="processes; 0 = all cores")
+    parser.add_argument("--image-size", type=int, help="input size; default: the space's")
+    parser.add_argument("--num-classes", type=int, help="classes; default: the space's")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.network:
+        network = network_lib.load(args.network)
+        print(network_report(simulate(network, get_target(args.target)), network))
+        return 0
+    if args.num is None or args.out is None:
+        raise UsageError("--num and --out are required to write a dataset (or pass --network)")
+    simulate_to_file(args.space, args.target, args.num, args.out, seed=args.seed,
+                     workers=args.workers or None, image_size=args.image_size,
+                     num_classes=args.num_classes)
+    return 0
+
+
+def simulate_to_file(space_name: str, target_name: str, num: int, out: str, seed: int = 0,
+                     workers: int | None = None, image_size: int | None = None,
+                     num_classes: int | None = None) -> dataset_lib.SimulatorDataset:
+    """Sample, simulate (all cores, with a progress bar) and write a dataset file."""
+    space, target = get_space(space_name), get_target(target_name)
+    start = time.perf_counter()
+    with progress(total=num, desc="simulate", unit="arch") as bar:
+        data = dataset_lib.simulate_dataset(space, target, num, seed=seed,
+                                            image_size=image_size, num_classes=num_classes,
+                                            workers=workers, on_progress=bar.update)
+    dataset_lib.write_dataset(out, data)
+    seconds = time.perf_counter() - start
+    lat = data.latency_ms
+    print(f"wrote {out}: {len(data)} architectures of {space.name} on {target.name} "
+          f"(presets: {sorted(data.metadata['presets']) or 'none'}) in {seconds:.1f} s; "
+          f"latency {lat.min():.3f}-{lat.max():.3f} ms (median {float(np.median(lat)):.3f})")
+    return data
+
+
+def network_report(result: SimulationResult, network: network_lib.NetworkDescription | None
+                   = None) -> str:
+    """Per-layer table (name, op, output shape, MACs, cycles, bound, utilization, latency)."""
+    shapes = {layer.name: layer.output_shape for layer in network.layers} if network else {}
+    header = (f"{'layer':28s} {'op':16s} {'shape':>14s} {'MACs':>12s} {'cycles':>9s} "
+              f"{'bound':7s} {'util':>6s} {'latency_ms':>10s}")
+    rows = [f"{result.network} on {result.target}", header, "-" * len(header)]
+    for c in result.layers:
+        shape = "x".join(map(str, shapes[c.name])) if c.name in shapes else ""
+        rows.append(f"{c.name[:28]:28s} {c.op[:16]:16s} {shape:>14s} {c.macs:12,d} "
+                    f"{c.compute_cycles:9d} {c.bound:7s} {100 * c.utilization:5.1f}% "
+                    f"{c.latency_ms:10.4f}")
+    rows.append("-" * len(header))
+    streamed = result.streamed_weight_bytes / 2**20
+    rows.append(f"total: latency {result.latency_ms:.4f} ms (I/O and overhead "
+                f"{result.io_ms:.4f} ms), energy {result.energy_mj:.4f} mJ, "
+                f"{result.params:,d} params, {result.macs:,d} MACs, "
+                f"{streamed:.2f} MiB of weights streamed per inference")
+    return "\n".join(rows)

@@ -1,0 +1,47 @@
+"""`tunas-jax train-cost-model`: fit the learned latency regressor for a space and target.
+
+    tunas-jax train-cost-model --config experiments/cost_models/mobilenet_edgetpu_v2_pixel6.py \
+        --workdir /tmp/cost_model_v2_pixel6 [--config.num_steps=2000 --config.model=linear]
+
+Simulates the dataset if its file is missing, trains, and writes the orbax
+checkpoint, `cost_model.json` (with the `heldout` metrics) and `scatter.png`
+into the workdir. Any config field can be overridden with `--config.<field>=<value>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from experiments.cost_models import base
+from tunas_jax import cost_model_training
+
+OVERRIDE_PREFIX = "config."
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train-cost-model", help="train the learned latency regressor (simulates its dataset)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True,
+                        help="config file, e.g. experiments/cost_models/micro_pixel6.py")
+    parser.add_argument("--workdir", required=True,
+                        help="output folder (dataset, checkpoint, cost_model.json, scatter.png)")
+    # One `--config.<field>` option per field of the shared base config, so overrides
+    # parse with plain argparse and appear in --help.
+    overrides = parser.add_argument_group("config overrides")
+    for field, value in base.get_config().items():
+        overrides.add_argument(f"--{OVERRIDE_PREFIX}{field}", dest=OVERRIDE_PREFIX + field,
+                               default=argparse.SUPPRESS, metavar="VALUE",
+                               help=f"(default in base: {value!r})")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {key[len(OVERRIDE_PREFIX):]: value for key, value in vars(args).items()
+                 if key.startswith(OVERRIDE_PREFIX)}
+    config = cost_model_training.load_config(args.config, overrides)
+    metadata = cost_model_training.train_cost_model(config, args.workdir)
+    print(cost_model_training.format_metrics(metadata))
+    print(f"wrote {args.workdir}/cost_model.json, checkpoint/ and scatter.png "
+          f"({metadata['training']['wall_time_s']:.1f} s)")
+    return 0
