@@ -158,7 +158,7 @@ class ArchitectureCoster:
         cout = self._value(cout_name, stage.filters, row)
         fields = {f: self._value(name, getattr(spec, f), row)
                   for (f, _), name in zip(BLOCK_DECISION_FIELDS, seg.field_names[2:], strict=True)}
-        return space._decode_block(spec, fields, cin, cout, seg.stage)
+        return space.decode_block(spec, fields, cin, cout, seg.stage)
 
     def _layers_of(self, seg: _Segment, row: np.ndarray) -> list[Layer]:
         if seg.kind == "block":
@@ -173,7 +173,11 @@ class ArchitectureCoster:
             return [layer for layer in net.layers if layer.name == "stem"]
         return [layer for layer in net.layers if layer.name in ("head", "pool", "logits")]
 
-    def _segment_ids(self, indices: np.ndarray) -> np.ndarray:
+    def entry_layer_weights(self, entry: int) -> tuple[int, ...]:
+        """Weight bytes of each layer of a cached segment entry (see `segment_ids`)."""
+        return self._entries[entry].layer_weights
+
+    def segment_ids(self, indices: np.ndarray) -> np.ndarray:
         """[N, S] entry ids, filling the cache for new segment choices.
 
         Two levels: raw index codes -> entry (fast path, no `active_mask`), and,
@@ -229,7 +233,7 @@ class ArchitectureCoster:
         bad = ((indices < 0) | (indices >= np.asarray(self.space.num_choices))).any(axis=1)
         if bad.any():
             self.space.check_indices(indices[np.argmax(bad)])  # raises a SpecError naming it
-        ids = self._segment_ids(indices)
+        ids = self.segment_ids(indices)
         t = self._table
         weights = t["weight_bytes"][ids]
         cap = self.target.param_memory_bytes

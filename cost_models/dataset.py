@@ -133,12 +133,12 @@ def segment_weight_bytes(coster: Any, indices: np.ndarray) -> np.ndarray:
     head; halves as `cost_models.features` splits them), in network order.
 
     The cache-aware regressor learns where the on-chip weight cache fills from
-    these. Read from the coster's per-segment entries (no public accessor yet).
+    these. Read from the coster's per-segment cache entries.
     """
     from cost_models.features import half_segment_weight_bytes
 
-    ids = coster._segment_ids(np.asarray(indices, np.int64))
-    halves = {int(e): half_segment_weight_bytes(coster._entries[int(e)].layer_weights)
+    ids = coster.segment_ids(np.asarray(indices, np.int64))
+    halves = {int(e): half_segment_weight_bytes(coster.entry_layer_weights(int(e)))
               for e in np.unique(ids)}
     table = np.zeros((int(ids.max()) + 1, 2), np.int64)
     for e, h in halves.items():

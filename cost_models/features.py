@@ -125,10 +125,9 @@ class FeatureEncoder:
 def maskable_positions(space: SearchSpace) -> frozenset[int]:
     """Decision positions that some index vector leaves inactive.
 
-    Read from the space's inactivity rules (`SearchSpace._inactive_rules`, the
-    rules `active_mask` applies; there is no public accessor).
+    The rules `active_mask` applies (`SearchSpace.conditional_positions`).
     """
-    return frozenset(pos for pos, clauses in space._inactive_rules if clauses)
+    return space.conditional_positions
 
 
 def _segment_of(field_name: str, space: SearchSpace) -> int:

@@ -219,13 +219,15 @@ class SearchSpace:
             for b, spec in enumerate(stage.blocks):
                 p = f"stages.{s}.blocks.{b}."
                 f = {k: pick(p + k, getattr(spec, k)) for k, _ in BLOCK_DECISION_FIELDS}
-                blocks.append(self._decode_block(spec, f, in_filters, out_filters, s))
+                blocks.append(self.decode_block(spec, f, in_filters, out_filters, s))
                 in_filters = out_filters
         head = pick("head.filters", self.head_filters)
         return ModelSpec(stem, self.stem_kernel_size, self.stem_stride, tuple(blocks), head)
 
-    def _decode_block(self, spec: BlockSpec, f: dict[str, Any], cin: int, cout: int,
-                      stage: int) -> Block:
+    def decode_block(self, spec: BlockSpec, f: dict[str, Any], cin: int, cout: int,
+                     stage: int) -> Block:
+        """One block from its spec, the chosen field values `f` (op, kernel_size,
+        expansion_ratio, pointwise_expansion, group_size) and its widths."""
         block_type = BlockType(f["op"])
         if block_type == BlockType.SKIP:
             return Block(BlockType.SKIP, cin, cout, stride=1, stage=stage)
@@ -280,6 +282,11 @@ class SearchSpace:
                     if pos is not None:
                         rules.append((pos, tuple(c for c in field_clauses if c is not None)))
         return tuple(sorted(rules))
+
+    @functools.cached_property
+    def conditional_positions(self) -> frozenset[int]:
+        """Decision positions that some index vector leaves inactive."""
+        return frozenset(pos for pos, clauses in self._inactive_rules if clauses)
 
     def active_mask(self, indices: Any, xp: Any = np) -> Any:
         """Boolean [..., D]: which decisions are on the chosen path.

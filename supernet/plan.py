@@ -179,7 +179,7 @@ def make_plan(space: SearchSpace) -> SupernetPlan:
                 cout = chosen.get(out_name, _choices(stage.filters)[0])
                 fields = {f: chosen.get(f"{name}.{f}", _choices(getattr(spec, f))[0])
                           for f, _ in BLOCK_DECISION_FIELDS}
-                block = space._decode_block(spec, fields, cin, cout, s)
+                block = space.decode_block(spec, fields, cin, cout, s)
                 if block.skipped:
                     return [0, 0, 0, 0, 1, 0, 0, 0]
                 e, k, p = _layer_configs(block)

@@ -1,0 +1,1 @@
+"""Configs of `tunas-jax train`: standalone training of one architecture (base + variants)."""

@@ -1,0 +1,65 @@
+"""Search checkpoints with orbax: the whole `SearchState` plus the data-iterator state.
+
+A checkpoint holds the state's array leaves (supernet weights and optimizer,
+controller logits/Adam/baseline/step, raw RNG key, step) and, as JSON, the
+grain iterators' positions (`SearchData.get_state`). Restoring needs a
+freshly initialised state of the same config as the template: its tree
+structure (including the controller's static spec) is reused, only the
+leaves come from disk. Saves are orbax's (written to a temp folder, then
+renamed), so a search killed mid-save resumes from the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class SearchCheckpointer:
+    """Save/restore (state, data state) under `<workdir>/checkpoints/<step>`."""
+
+    def __init__(self, workdir: str, keep: int = 2) -> None:
+        import orbax.checkpoint as ocp  # deferred: orbax is slow to import
+
+        self._ocp = ocp
+        self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+        options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=True,
+                                               enable_async_checkpointing=False)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, data_state: dict[str, Any],
+             extra: dict[str, Any] | None = None) -> None:
+        ocp = self._ocp
+        leaves = {str(i): np.asarray(leaf) for i, leaf in
+                  enumerate(jax.tree_util.tree_leaves(state))}
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(leaves),
+            data=ocp.args.JsonSave({"iterators": data_state, **(extra or {})})), force=True)
+        self._manager.wait_until_finished()
+
+    def restore(self, step: int, template: Any) -> tuple[Any, dict[str, Any]]:
+        """(state with the template's structure and the saved leaves, the JSON part)."""
+        ocp = self._ocp
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        abstract = {str(i): jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype)
+                    for i, leaf in enumerate(leaves)}
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
+        saved = restored["state"]
+        if len(saved) != len(leaves):
+            raise ValueError(f"checkpoint {self.directory}/{step}: {len(saved)} arrays, the "
+                             f"config needs {len(leaves)}; use a fresh --workdir")
+        state = jax.tree_util.tree_unflatten(treedef, [saved[str(i)] for i in
+                                                       range(len(leaves))])
+        return state, restored["data"]
+
+    def close(self) -> None:
+        self._manager.close()

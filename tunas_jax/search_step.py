@@ -1,0 +1,192 @@
+"""The one jitted step of a TuNAS search, over an explicit state pytree.
+
+Per step and per device (TuNAS: one architecture per accelerator core):
+1. sample an architecture from the controller; during the warmup, force the
+   largest filter choices (filter warmup) and mark op decisions whose choices
+   are all run and averaged (op warmup, `supernet.apply(..., op_warm=...)`);
+2. train the shared weights on the device's share of the training batch
+   (cross-entropy with label smoothing); gradients are averaged over devices;
+3. evaluate THE SAME architecture (same indices, same op warmup) with the
+   UPDATED weights on the device's share of the validation batch: accuracy Q;
+4. predict its latency T with the learned regressor (pure JAX, in the jit);
+5. reward R(Q, T); every device gathers all devices' architectures and
+   rewards and applies the same REINFORCE update (rewards averaged), so the
+   controller stays replicated.
+
+The step is a `shard_map` over a 1-D mesh (axis `devices`): the state is
+replicated (`P()`), the batches are split along their first axis
+(`P('devices')`). With one device it is the K = 1 case of the same code.
+Architectures are traced int32 values, so no sample ever retraces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import controllers
+import supernet
+from cost_models.regressor import LatencyPredictor
+from search_spaces import SearchSpace
+
+AXIS = "devices"
+
+shard_map = getattr(jax, "shard_map", None)
+if shard_map is None:  # older jax
+    from jax.experimental.shard_map import shard_map  # type: ignore[no-redef]
+
+
+@flax.struct.dataclass
+class SearchState:
+    """Everything a search step changes (checkpointed whole)."""
+
+    params: Any  # supernet shared weights (supernet.init_params)
+    opt_state: Any  # optax state of the shared-weight optimizer
+    controller: controllers.ControllerState
+    rng: jax.Array  # uint32 [2] raw PRNG key (raw so that orbax stores it as an array)
+    step: jax.Array  # int32 scalar: steps done
+
+
+def make_optimizer(opt_config: Any, steps: int, batch_size: int
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Shared-weight optimizer and its learning-rate schedule (warmup + cosine to 0).
+
+    The peak LR is base_learning_rate * batch_size / 256 (TuNAS's linear scaling).
+    Weight decay is L2 on the gradient before the optimizer (TuNAS adds it to the loss).
+    """
+    peak = float(opt_config.base_learning_rate) * batch_size / 256.0
+    warmup = int(float(opt_config.warmup_fraction) * steps)
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, peak, warmup_steps=warmup, decay_steps=max(steps, warmup + 1), end_value=0.0)
+    name = opt_config.name
+    if name == "rmsprop":
+        core = optax.rmsprop(schedule, decay=float(opt_config.decay),
+                             eps=float(opt_config.epsilon), momentum=float(opt_config.momentum))
+    elif name == "momentum":
+        core = optax.sgd(schedule, momentum=float(opt_config.momentum))
+    elif name == "adam":
+        core = optax.adam(schedule)
+    else:  # validated in tunas_jax.search
+        raise ValueError(f"optimizer.name: {name!r}")
+    return optax.chain(optax.add_decayed_weights(float(opt_config.weight_decay)), core), schedule
+
+
+def init_state(space: SearchSpace, plan: supernet.SupernetPlan, num_classes: int,
+               input_channels: int, optimizer: optax.GradientTransformation,
+               controller_config: controllers.ReinforceConfig, seed: int) -> SearchState:
+    init_key, rng = jax.random.split(jax.random.PRNGKey(seed))
+    params = supernet.init_params(plan, num_classes, init_key, input_channels)
+    return SearchState(params=params, opt_state=optimizer.init(params),
+                       controller=controllers.init(space, controller_config), rng=rng,
+                       step=jnp.int32(0))
+
+
+def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
+              optimizer: optax.GradientTransformation, lr_schedule: optax.Schedule,
+              predictor: LatencyPredictor, reward_fn: Callable[[Any, Any], jax.Array],
+              label_smoothing: float, mesh: Mesh, trace_counter: list | None = None
+              ) -> Callable[..., tuple[SearchState, dict[str, jax.Array]]]:
+    """`step(state, train_batch, valid_batch) -> (state, metrics)`, jitted.
+
+    `trace_counter`: a list that gets one element per trace (tests check that
+    sampling new architectures never retraces).
+    """
+    num_devices = mesh.devices.size
+
+    def device_step(state: SearchState, predictor: LatencyPredictor, train: dict,
+                    valid: dict) -> tuple[SearchState, dict[str, jax.Array]]:
+        schedule = state.controller.spec.config.schedule
+        rng, next_rng = jax.random.split(state.rng)
+        # Same rng on every device; fold in the device index for its own sample.
+        device_rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
+        sample_rng, warm_rng = jax.random.split(device_rng)
+        sampled = controllers.sample(state.controller, sample_rng, num=1)  # [1, D]
+        masks = controllers.warmup_masks(warm_rng, state.step, space, schedule, 1)
+        indices = controllers.apply_filter_warmup(sampled, masks, space)[0]  # [D]
+        op_warm = masks.all_ops[0]
+
+        def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
+            logits = supernet.apply(plan, params, indices, train["image"], op_warm=op_warm)
+            labels = jax.nn.one_hot(train["label"], logits.shape[-1])
+            labels = optax.smooth_labels(labels, label_smoothing)
+            loss = optax.softmax_cross_entropy(logits, labels).mean()
+            accuracy = jnp.mean(jnp.argmax(logits, -1) == train["label"])
+            return loss, accuracy
+
+        (loss, train_acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads = jax.lax.pmean(grads, AXIS)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+
+        valid_logits = supernet.apply(plan, params, indices, valid["image"], op_warm=op_warm)
+        quality = jnp.mean(jnp.argmax(valid_logits, -1) == valid["label"])
+        latency_ms = predictor(indices[None])[0]
+        reward = reward_fn(quality, latency_ms)
+
+        # Every device gathers all samples and rewards and does the same update.
+        all_sampled = jax.lax.all_gather(sampled[0], AXIS)  # [K, D]
+        all_rewards = jax.lax.all_gather(reward, AXIS)  # [K]
+        controller, cmetrics = controllers.update(state.controller, all_sampled, all_rewards)
+
+        metrics = {
+            "loss": jax.lax.pmean(loss, AXIS),
+            "train_accuracy": jax.lax.pmean(train_acc, AXIS),
+            "valid_accuracy": jax.lax.pmean(quality, AXIS),
+            "predicted_latency_ms": jax.lax.pmean(latency_ms, AXIS),
+            "reward": cmetrics["reward"],
+            "baseline": cmetrics["baseline"],
+            "entropy": cmetrics["entropy"],
+            "controller_learning_rate": cmetrics["learning_rate"],
+            "learning_rate": jnp.asarray(lr_schedule(state.step), jnp.float32),
+            "op_warmup_probability": controllers.op_warmup_probability(state.step, schedule),
+            "filter_warmup_probability": controllers.filter_warmup_probability(
+                state.step, schedule),
+        }
+        new_state = SearchState(params=params, opt_state=opt_state, controller=controller,
+                                rng=next_rng, step=state.step + 1)
+        return new_state, metrics
+
+    sharded = shard_map(device_step, mesh=mesh,
+                        in_specs=(P(), P(), P(AXIS), P(AXIS)), out_specs=(P(), P()),
+                        check_vma=False) if _has_check_vma() else shard_map(
+        device_step, mesh=mesh, in_specs=(P(), P(), P(AXIS), P(AXIS)),
+        out_specs=(P(), P()), check_rep=False)
+
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P(AXIS))
+
+    def step(state: SearchState, predictor: LatencyPredictor, train: dict, valid: dict):
+        if trace_counter is not None:
+            trace_counter.append(1)
+        return sharded(state, predictor, train, valid)
+
+    jitted = jax.jit(step, in_shardings=(replicated, replicated, batch_sharding,
+                                         batch_sharding),
+                     out_shardings=(replicated, replicated), donate_argnums=(0,))
+    del num_devices
+    return lambda state, train, valid: jitted(state, predictor, train, valid)
+
+
+def _has_check_vma() -> bool:
+    import inspect
+
+    try:
+        return "check_vma" in inspect.signature(shard_map).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def make_mesh(num_devices: int) -> Mesh:
+    """A 1-D mesh over the first `num_devices` local devices (0 = all)."""
+    devices = jax.local_devices()
+    if num_devices:
+        devices = devices[:num_devices]
+    return Mesh(np.asarray(devices), (AXIS,))
