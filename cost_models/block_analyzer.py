@@ -25,13 +25,12 @@ more than the expansion it replaces.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Sequence
 
 from cost_models.hardware import HardwareTarget, get_target
 from cost_models.simulator import layer_cost
 from search_spaces.blocks import Block, BlockType, realize_groups
+from search_spaces.fileio import atomic_write
 from search_spaces.model_spec import ModelSpec
 from search_spaces.network import Layer, describe
 
@@ -162,11 +161,9 @@ def plot(rows: Sequence[BlockResult], path: str, title: str = "") -> str:
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(title or "IBN variants: latency vs params")
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path, "wb", ".png") as f:
+            fig.savefig(f, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -27,13 +27,13 @@ import json
 import math
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from search_spaces import PRESETS, SearchSpace, SpecError
+from search_spaces.fileio import atomic_write
 
 FORMAT = "tunas-jax/simulator-dataset"
 FORMAT_VERSION = 1
@@ -227,22 +227,11 @@ def simulate_dataset(space: SearchSpace, target: Any, num: int, seed: int = 0,
 
 def write_dataset(path: str | os.PathLike, dataset: SimulatorDataset) -> None:
     """Write the columnar .npz atomically (temp file beside `path`, then rename)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            extra = {c: getattr(dataset, c) for c in SEGMENT_COLUMNS
-                     if getattr(dataset, c) is not None}
-            np.savez(f, indices=dataset.indices, **extra,
-                     **{c: getattr(dataset, c) for c in COLUMNS},
-                     metadata_json=np.array(json.dumps(dataset.metadata, sort_keys=True)))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    extra = {c: getattr(dataset, c) for c in SEGMENT_COLUMNS if getattr(dataset, c) is not None}
+    with atomic_write(path, "wb", ".npz") as f:
+        np.savez(f, indices=dataset.indices, **extra,
+                 **{c: getattr(dataset, c) for c in COLUMNS},
+                 metadata_json=np.array(json.dumps(dataset.metadata, sort_keys=True)))
 
 
 def read_dataset(path: str | os.PathLike, space: SearchSpace | None = None,

@@ -18,13 +18,12 @@ JSON): nothing is silently repaired. Files are written atomically.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from search_spaces.errors import SpecError
+from search_spaces.fileio import read_json, write_json_atomic
 from search_spaces.model_spec import ModelSpec
 from search_spaces.registry import get_space
 from search_spaces.space import SearchSpace
@@ -132,28 +131,4 @@ def _first_difference(written: ModelSpec, decoded: ModelSpec) -> str:
 
 def load(path: str | os.PathLike) -> Architecture:
     """Load an architecture JSON file; SpecError with one clear line on bad input."""
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except OSError as err:
-        raise SpecError(f"architecture {path}: cannot read ({err.strerror})") from None
-    except json.JSONDecodeError as err:
-        raise SpecError(f"architecture {path}: malformed JSON ({err})") from None
-    return Architecture.from_json(doc)
-
-
-def write_json_atomic(path: str | os.PathLike, doc: Any) -> None:
-    """Write JSON to a temp file beside `path`, then rename: never half-written."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return Architecture.from_json(read_json(path, "architecture"))

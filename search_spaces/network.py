@@ -33,13 +33,13 @@ fully_connected = Cin*Cout; pool, add and concat count 0 MACs.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any
 
 from search_spaces.blocks import BlockType
 from search_spaces.errors import SpecError
+from search_spaces.fileio import read_json
 from search_spaces.model_spec import ModelSpec
 
 FORMAT = "tunas-jax/network"
@@ -246,14 +246,8 @@ def _shape(value: Any, where: str) -> Shape:
 
 
 def load(path: str | os.PathLike) -> NetworkDescription:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as err:
-        raise SpecError(f"network description {path}: cannot read ({err.strerror})") from None
-    except json.JSONDecodeError as err:
-        raise SpecError(f"network description {path}: malformed JSON ({err})") from None
-    return NetworkDescription.from_json(data)
+    """Load a network-description JSON file; SpecError with one clear line on bad input."""
+    return NetworkDescription.from_json(read_json(path, "network description"))
 
 
 class _Builder:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +36,7 @@ from cost_models import regressor
 from cost_models.features import encoder_for
 from cost_models.hardware import HardwareTarget, get_target
 from search_spaces import SearchSpace, get_space
+from search_spaces.fileio import atomic_write
 from tunas_jax.cli import UsageError
 from tunas_jax.progress import progress
 
@@ -328,15 +328,11 @@ def save_scatter(path: str, predicted_ms: np.ndarray, simulated_ms: np.ndarray,
                  fontsize=8)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_write(path, "wb", ".png") as f:
+            fig.savefig(f, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def format_metrics(metadata: Mapping[str, Any]) -> str:

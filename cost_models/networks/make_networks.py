@@ -8,12 +8,11 @@ their parameter counts against the well-known ones.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 
 from search_spaces.blocks import round_filters
+from search_spaces.fileio import write_json_atomic
 from search_spaces.network import Layer, NetworkDescription
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -207,12 +206,7 @@ def main() -> None:
     for name, build in NETWORKS.items():
         net = build()
         path = os.path.join(HERE, f"{name}.json")
-        fd, tmp = tempfile.mkstemp(dir=HERE, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(net.to_json(), f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_json_atomic(path, net.to_json(), indent=1)
         print(f"{path}: {len(net.layers)} layers, {net.params:,} params, "
               f"{net.macs / 1e6:.1f} MMACs")
 
