@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Evaluation batch size (the last batch is padded and masked).
     config.eval_batch_size = 256
     # Evaluate on eval_split every this many epochs, and at the end.
-    config.eval_every_epochs = 1
+    config.eval_every_epochs = 1.0
     # Checkpoint every this many steps (0 = at each evaluation only) and at the end.
     config.checkpoint_every_steps = 0
     # Checkpoints kept (orbax max_to_keep).

@@ -1,0 +1,35 @@
+"""`tunas-jax evaluate`: re-evaluate the newest checkpoint of a `tunas-jax train` workdir.
+
+    tunas-jax evaluate --workdir /tmp/train_micro_digits
+
+Rebuilds the model from W/architecture.json and W/run.json, restores the
+newest checkpoint (EMA weights when the run used them) and prints the top-1
+accuracy on the config's eval split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from tunas_jax import train
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="top-1 accuracy of a train workdir's newest checkpoint",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, help="a `tunas-jax train` workdir")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = train.evaluate_workdir(args.workdir)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(f"top1 {metrics['top1']:.4f} on {metrics['eval_split']} "
+              f"({metrics['num_eval_examples']} examples, step {metrics['step']}, "
+              f"{metrics['weights']} weights)")
+    return 0

@@ -1,0 +1,350 @@
+"""Standalone training and evaluation of one architecture: `tunas-jax train` / `evaluate`.
+
+    tunas-jax train --config experiments/train/micro_digits.py \
+        --config.architecture=ARCH.json --workdir W
+    tunas-jax evaluate --workdir W
+
+`run_training(config, workdir)` trains the standalone nnx model
+(`supernet.build_model`) of `config.architecture` (a JSON file or
+`preset:<name>`) from scratch or from a search's supernet weights
+(`config.init_from`), evaluating on the eval split every
+`eval_every_epochs`. Writes into W:
+- `run.json` (config, classes, channels, step counts) and `architecture.json`
+  (what `evaluate` rebuilds the model from);
+- `checkpoints/<step>/` (orbax: the train state + the data iterator position);
+  a run killed and restarted with the same command continues bit-exactly;
+- `metrics.jsonl` and `tensorboard/` (train loss/accuracy/learning rate every
+  `log_every_steps`, `eval/top1` and `eval/loss` at each evaluation);
+- `result.json` (atomic): top1 (0-1, eval split), params, macs, the simulated
+  `simulated_latency_ms`/`energy_mj` on `config.target` and
+  `predicted_latency_ms` from the learned regressor (null with
+  `predicted_latency_reason` when there is none).
+The jitted steps are in `tunas_jax.train_step`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+import supernet
+from cost_models import get_target, simulate
+from search_spaces import Architecture, SpecError, describe, get_preset, write_json_atomic
+from search_spaces import load as load_architecture
+from tunas_jax import cost_model_training, train_step
+from tunas_jax.checkpointing import SearchCheckpointer
+from tunas_jax.cli import UsageError
+from tunas_jax.metrics_logging import MetricsLogger
+from tunas_jax.progress import progress
+
+PRESET_PREFIX = "preset:"
+RUN_FILE = "run.json"
+RESULT_FILE = "result.json"
+ARCHITECTURE_FILE = "architecture.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+# ---- config --------------------------------------------------------------------------
+def load_train_config(path: str | os.PathLike, overrides: Mapping[str, str] | None = None
+                      ) -> ml_collections.ConfigDict:
+    """`get_config()` of a train config with `field=value` / `dataset.field=value` overrides."""
+    overrides = dict(overrides or {})
+    config = cost_model_training.load_config(
+        path, {k: v for k, v in overrides.items() if "." not in k})
+    for dotted, text in overrides.items():
+        if "." not in dotted:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = config
+        for name in parents:
+            if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+                raise UsageError(f"--config.{dotted}: unknown field {name!r}")
+            node = node[name]
+        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+            raise UsageError(f"--config.{dotted}: unknown field; known: {sorted(node)}")
+        node[leaf] = cost_model_training._parse_value(node[leaf], text, dotted)
+    return config
+
+
+def resolve_architecture(config: ml_collections.ConfigDict) -> Architecture:
+    """The architecture to train: config.architecture, else the init_from search's."""
+    text = config.architecture.strip()
+    if not text and config.init_from:
+        text = os.path.join(config.init_from, ARCHITECTURE_FILE)
+        if not os.path.isfile(text):
+            raise UsageError(f"config.init_from={config.init_from!r}: no {ARCHITECTURE_FILE} "
+                             "there; is it a finished search workdir? Or set config.architecture")
+    if not text:
+        raise UsageError("config.architecture: missing; pass --config.architecture=FILE.json "
+                         "(an architecture JSON, e.g. a search's architecture.json) or "
+                         f"--config.architecture={PRESET_PREFIX}NAME (e.g. "
+                         f"{PRESET_PREFIX}mobilenet_edgetpu_v2_s)")
+    if text.startswith(PRESET_PREFIX):
+        name = text[len(PRESET_PREFIX):]
+        try:
+            return Architecture(get_preset(name), name=name)
+        except SpecError as err:
+            raise SpecError(f"config.architecture: {err}") from None
+    try:
+        return load_architecture(text)
+    except SpecError as err:
+        raise SpecError(f"config.architecture: {err}") from None
+
+
+# ---- data ----------------------------------------------------------------------------
+def _train_data(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    from tunas_jax.data import make_iterator, make_preprocess, sources
+
+    ds = config.dataset
+    source = sources.load_source(ds, ds.train_split, "train_split")
+    if ds.get("in_memory", True):
+        source = sources.maybe_in_memory(source)
+    preprocess = make_preprocess(ds, source)
+    steps_per_epoch = len(source) // config.batch_size
+    if steps_per_epoch == 0:
+        raise UsageError(f"config.batch_size: {config.batch_size} exceeds the "
+                         f"{len(source)} examples of {ds.train_split!r}")
+    iterator = make_iterator(source, config.batch_size, config.seed, True,
+                             preprocess=preprocess, num_threads=config.num_threads)
+    return {"iterator": iterator, "steps_per_epoch": steps_per_epoch,
+            "num_classes": sources.num_classes(source),
+            "input_channels": int(source.dataset_info.features["image"].shape[-1]),
+            "num_examples": len(source)}
+
+
+def _eval_data(config: ml_collections.ConfigDict) -> Any:
+    from tunas_jax.data import create_eval_data
+
+    return create_eval_data(config.dataset, batch_size=config.eval_batch_size,
+                            num_threads=config.num_threads)
+
+
+# ---- init_from: the search's supernet weights -----------------------------------------------
+def load_search_params(search_workdir: str, arch: Architecture, num_classes: int,
+                       input_channels: int) -> Any:
+    """The supernet weights of the newest checkpoint of a `tunas-jax search` workdir.
+
+    The search checkpoints its whole `SearchState` as numbered leaves
+    (`tunas_jax.checkpointing`); `params` is its first field, so the first
+    leaves, in `supernet.init_params` order, are the supernet weights. Their
+    shapes are checked against the plan of the architecture's space.
+    """
+    import orbax.checkpoint as ocp
+
+    directory = os.path.join(os.path.abspath(search_workdir), CHECKPOINT_DIR)
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        create=False, read_only=True))
+    step = manager.latest_step() if os.path.isdir(directory) else None
+    if step is None:
+        raise UsageError(f"config.init_from={search_workdir!r}: no checkpoint in {directory}")
+    plan = supernet.make_plan(arch.space)
+    template = jax.eval_shape(lambda: supernet.init_params(
+        plan, num_classes, jax.random.PRNGKey(0), input_channels))
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    saved = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))["state"]
+    manager.close()
+    for i, leaf in enumerate(leaves):
+        got = saved.get(str(i))
+        if got is None or tuple(got.shape) != tuple(leaf.shape):
+            raise UsageError(
+                f"config.init_from={search_workdir!r}: its checkpoint is not a supernet of space "
+                f"{arch.space.name!r} with {num_classes} classes and {input_channels} input "
+                "channels (dataset and space must match the search's)")
+    return jax.tree_util.tree_unflatten(treedef, [np.asarray(saved[str(i)])
+                                                  for i in range(len(leaves))])
+
+
+def _build_model(config: ml_collections.ConfigDict, arch: Architecture, num_classes: int,
+                 input_channels: int) -> supernet.StandaloneModel:
+    return supernet.build_model(arch.spec, num_classes, rngs=nnx.Rngs(config.seed),
+                                input_channels=input_channels,
+                                dropout_rate=config.dropout_rate)
+
+
+# ---- costs and result -------------------------------------------------------------------------
+def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_classes: int,
+                input_channels: int, log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """params, macs, simulated latency/energy on config.target, predicted latency (or why not)."""
+    target = get_target(config.target)
+    image_size = int(config.dataset.image_size)
+    network = describe(arch.spec, image_size, num_classes, name=arch.name or "network",
+                       input_channels=input_channels)
+    sim = simulate(network, target)
+    report: dict[str, Any] = {
+        "params": int(network.params), "macs": int(network.macs),
+        "simulated_latency_ms": float(sim.latency_ms), "energy_mj": float(sim.energy_mj),
+        "target": target.name, "image_size": image_size, "num_classes": num_classes,
+        "predicted_latency_ms": None}
+    cm_dir = config.cost_model_workdir
+    if arch.space is None:
+        reason = "the architecture has no search space (a preset or free-standing network)"
+    elif not cm_dir:
+        reason = "config.cost_model_workdir is not set"
+    elif not os.path.isdir(cm_dir):
+        reason = f"config.cost_model_workdir {cm_dir!r} does not exist"
+    else:
+        from cost_models.regressor import load_cost_model
+
+        try:
+            predictor = load_cost_model(cm_dir, arch.space, target.name)
+            report["predicted_latency_ms"] = float(
+                predictor(jnp.asarray([arch.indices], jnp.int32))[0])
+            report["predicted_latency_image_size"] = predictor.metadata.get("image_size")
+            return report
+        except SpecError as err:
+            reason = str(err)
+            log(f"predicted latency: none ({reason})")
+    report["predicted_latency_reason"] = reason
+    return report
+
+
+# ---- the loop -----------------------------------------------------------------------------
+def _prepare_workdir(workdir: str, arch: Architecture) -> None:
+    """Write architecture.json on the first run; refuse a workdir of another architecture."""
+    path = os.path.join(workdir, ARCHITECTURE_FILE)
+    if os.path.exists(path):
+        previous = load_architecture(path)
+        if previous.spec != arch.spec:
+            raise UsageError(f"--workdir {workdir}: holds a run of another architecture "
+                             f"({previous.name}); use a new workdir")
+        return
+    arch.save(path)
+
+
+def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+                 log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Train (or resume) `config` in `workdir`; returns the result.json dict.
+
+    With `config.stop_after_steps` the run checkpoints and returns
+    {'stopped_at': step} early, as if killed (a preemption drill).
+    """
+    start = time.perf_counter()
+    train_step.check_config(config)
+    get_target(config.target)
+    arch = resolve_architecture(config)
+    if config.init_from and arch.space is None:
+        raise UsageError("config.init_from: needs an architecture of the search's space, not "
+                         "a preset")
+    workdir = os.path.abspath(os.fspath(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    data = _train_data(config)
+    num_classes, channels = data["num_classes"], data["input_channels"]
+    steps_per_epoch = data["steps_per_epoch"]
+    num_steps = config.num_steps or config.num_epochs * steps_per_epoch
+    eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
+    _prepare_workdir(workdir, arch)
+    run_info = {"config": config.to_dict(), "num_classes": num_classes,
+                "input_channels": channels, "steps_per_epoch": steps_per_epoch,
+                "num_steps": num_steps, "num_train_examples": data["num_examples"]}
+    write_json_atomic(os.path.join(workdir, RUN_FILE), run_info)
+
+    checkpointer = SearchCheckpointer(workdir, config.keep_checkpoints)
+    step = checkpointer.latest_step() or 0
+    model = _build_model(config, arch, num_classes, channels)
+    # On resume the checkpoint holds the weights: the search workdir is not read again.
+    if config.init_from and not step:
+        params = load_search_params(config.init_from, arch, num_classes, channels)
+        supernet.inherit(model, arch.space, supernet.make_plan(arch.space), params,
+                         arch.indices)
+        log(f"initialized from the supernet of {config.init_from}")
+    num_params = supernet.count_params(model)
+    fns, state = train_step.make_step_functions(model, config, steps_per_epoch, num_steps)
+    del model
+    if step:
+        state, saved = checkpointer.restore(step, state)
+        data["iterator"].set_state(saved["iterators"])
+        log(f"resuming from step {step} of {num_steps} ({checkpointer.directory})")
+    eval_data = _eval_data(config)
+    # The logger reads the space only for controller probabilities, which training has none of.
+    logger = MetricsLogger(workdir, arch.space, step)  # type: ignore[arg-type]
+    end = min(num_steps, config.stop_after_steps) if config.stop_after_steps else num_steps
+    last_eval: dict[str, float] | None = None
+    pending: list[dict[str, Any]] = []
+    try:
+        with progress(total=num_steps, initial=step, desc="train", unit="step") as bar:
+            while step < end:
+                batch = next(data["iterator"])
+                state, metrics = fns.train_step(state, batch["image"], batch["label"])
+                step += 1
+                pending.append(metrics)
+                bar.update(1)
+                if step % config.log_every_steps == 0 or step == num_steps:
+                    means = {k: float(np.mean([m[k] for m in jax.device_get(pending)]))
+                             for k in pending[0]}
+                    pending = []
+                    logger.log(step, {f"train/{k}": v for k, v in means.items()}
+                               | {"epoch": step / steps_per_epoch})
+                    bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['accuracy']:.3f}")
+                evaluate_now = step % eval_every == 0 or step == num_steps
+                if evaluate_now:
+                    last_eval = train_step.evaluate(fns, state, eval_data)
+                    logger.log(step, {"eval/top1": last_eval["top1"],
+                                      "eval/loss": last_eval["loss"],
+                                      "epoch": step / steps_per_epoch})
+                    log(f"step {step}/{num_steps} (epoch {step / steps_per_epoch:.1f}): "
+                        f"eval top1 {last_eval['top1']:.4f}")
+                periodic = config.checkpoint_every_steps and \
+                    step % config.checkpoint_every_steps == 0
+                if evaluate_now or periodic or step == end:
+                    checkpointer.save(step, state, data["iterator"].get_state())
+    finally:
+        logger.close()
+        checkpointer.close()
+    if step < num_steps:
+        return {"stopped_at": step}
+    if last_eval is None:  # resumed after the final step: evaluate the restored state
+        last_eval = train_step.evaluate(fns, state, eval_data)
+    result = {
+        "top1": last_eval["top1"], "eval_loss": last_eval["loss"],
+        "eval_split": config.dataset.eval_split, "num_eval_examples": last_eval["num_examples"],
+        "weights": "ema" if fns.use_ema else "raw",
+        **cost_report(config, arch, num_classes, channels, log),
+        "trainable_params": num_params,
+        "architecture": {"name": arch.name, "space": arch.space and arch.space.name,
+                         "indices": list(arch.indices) if arch.indices else None,
+                         "indices_string": arch.indices_string},
+        "dataset": config.dataset.name, "steps": step, "epochs": step / steps_per_epoch,
+        "init_from": config.init_from or None,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+    }
+    write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
+    return result
+
+
+# ---- evaluate ---------------------------------------------------------------------------
+def evaluate_workdir(workdir: str | os.PathLike) -> dict[str, Any]:
+    """Re-evaluate the newest checkpoint of a `tunas-jax train` workdir on its eval split."""
+    workdir = os.path.abspath(os.fspath(workdir))
+    run_path = os.path.join(workdir, RUN_FILE)
+    if not os.path.isfile(run_path):
+        raise UsageError(f"--workdir {workdir}: no {RUN_FILE}; not a `tunas-jax train` workdir")
+    with open(run_path) as f:
+        run_info = json.load(f)
+    config = ml_collections.ConfigDict(run_info["config"])
+    arch = load_architecture(os.path.join(workdir, ARCHITECTURE_FILE))
+    model = _build_model(config, arch, run_info["num_classes"], run_info["input_channels"])
+    fns, state = train_step.make_step_functions(model, config, run_info["steps_per_epoch"],
+                                                run_info["num_steps"])
+    checkpointer = SearchCheckpointer(workdir, config.keep_checkpoints)
+    try:
+        step = checkpointer.latest_step()
+        if step is None:
+            raise UsageError(f"--workdir {workdir}: no checkpoint in {checkpointer.directory}")
+        state, _ = checkpointer.restore(step, state)
+    finally:
+        checkpointer.close()
+    metrics = train_step.evaluate(fns, state, _eval_data(config))
+    return {"top1": metrics["top1"], "eval_loss": metrics["loss"], "step": step,
+            "eval_split": config.dataset.eval_split,
+            "num_eval_examples": metrics["num_examples"],
+            "weights": "ema" if fns.use_ema else "raw"}
