@@ -25,6 +25,38 @@ from experiments.cost_models import base
 from search_spaces import get_space
 
 
+def run(workdir: str | None = None, space_name: str = "mobilenet_edgetpu_v2",
+        target: str = "pixel6_edgetpu", model: str | None = None, batch: int = 4096,
+        repeats: int = 50) -> dict:
+    """Median ms per `batch` predictions of the jitted predictor, once compiled."""
+    space = get_space(space_name)
+    if workdir:
+        predictor = load_cost_model(workdir, space, target)
+        label = f"trained {predictor.metadata['model']['kind']} from {workdir}"
+    else:
+        config = base.get_config()
+        model = model or config.model
+        encoder = encoder_for(space, config.kronecker_features)
+        predictor = make_predictor(build_model(model, encoder, config.hidden_sizes), encoder, 1.0)
+        label = f"untrained {model} {tuple(config.hidden_sizes)}"
+    indices = jnp.asarray(space.sample(np.random.default_rng(0), batch), jnp.int32)
+    predict = jax.jit(lambda p, x: p(x))
+    start = time.perf_counter()
+    predict(predictor, indices).block_until_ready()
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(predictor, indices).block_until_ready()
+        times.append(time.perf_counter() - start)
+    ms = 1e3 * statistics.median(times)
+    return {"model": label, "space": space_name, "batch": batch,
+            "fields": predictor.encoder.num_fields, "slots": predictor.encoder.vocab_size,
+            "platform": jax.devices()[0].platform, "ms_per_batch": ms,
+            "regressor_ms_per_4096": ms * 4096 / batch, "min_ms": 1e3 * min(times),
+            "compile_seconds": compile_s}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", help="a trained cost model's workdir")
@@ -34,32 +66,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
-
-    space = get_space(args.space)
-    if args.workdir:
-        predictor = load_cost_model(args.workdir, space, args.target)
-        label = f"trained {predictor.metadata['model']['kind']} from {args.workdir}"
-    else:
-        config = base.get_config()
-        encoder = encoder_for(space, config.kronecker_features)
-        model = build_model(args.model, encoder, config.hidden_sizes)
-        predictor = make_predictor(model, encoder, 1.0)
-        label = f"untrained {args.model} {tuple(config.hidden_sizes)}"
-    indices = jnp.asarray(space.sample(np.random.default_rng(0), args.batch), jnp.int32)
-    predict = jax.jit(lambda p, x: p(x))
-    start = time.perf_counter()
-    predict(predictor, indices).block_until_ready()
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        predict(predictor, indices).block_until_ready()
-        times.append(time.perf_counter() - start)
-    ms = 1e3 * statistics.median(times)
-    print(f"{label} on {space.name} ({predictor.encoder.num_fields} fields, "
-          f"{predictor.encoder.vocab_size} slots), {jax.devices()[0].platform}: "
-          f"{ms:.3f} ms per {args.batch} architectures ({ms * 4096 / args.batch:.3f} ms per 4096;"
-          f" min {1e3 * min(times):.3f}), first call incl. compile {compile_s:.2f} s")
+    r = run(args.workdir, args.space, args.target, args.model, args.batch, args.repeats)
+    print(f"{r['model']} on {r['space']} ({r['fields']} fields, {r['slots']} slots), "
+          f"{r['platform']}: {r['ms_per_batch']:.3f} ms per {r['batch']} architectures "
+          f"({r['regressor_ms_per_4096']:.3f} ms per 4096; min {r['min_ms']:.3f}), "
+          f"first call incl. compile {r['compile_seconds']:.2f} s")
 
 
 if __name__ == "__main__":

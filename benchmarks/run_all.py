@@ -1,0 +1,132 @@
+"""Run every benchmark and write BENCHMARKS.md (and, with --json, a JSON file).
+
+    python benchmarks/run_all.py [--json FILE] [--quick]
+
+Benchmarks (all on this machine's CPU unless JAX sees an accelerator):
+- supernet training step vs the same child's standalone step, averaged over
+  20 random `micro` architectures, and the supernet's compile time
+  (`bench_supernet_step.py`);
+- controller and reward overhead per search step: the jitted controller
+  sample + regressor prediction + reward + REINFORCE update, as a fraction of
+  the supernet step measured in the same run;
+- simulator throughput on `mobilenet_edgetpu_v2` per core (`bench_simulator.py`);
+- learned regressor: ms per 4,096 predictions once compiled (`bench_regressor.py`).
+Not part of CI; about 10 minutes on 2 cores (`--quick`: fewer architectures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_regressor
+import bench_simulator
+import bench_supernet_step
+
+import controllers
+from cost_models.features import encoder_for
+from cost_models.regressor import build_model, make_predictor
+from experiments.cost_models import base as cost_base
+from search_spaces import get_space, write_json_atomic
+from search_spaces.fileio import atomic_write
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def controller_step_ms(space_name: str = "micro", repeats: int = 50) -> float:
+    """Median ms of one jitted controller step: sample, predict latency, reward, update."""
+    space = get_space(space_name)
+    config = cost_base.get_config()
+    encoder = encoder_for(space, config.kronecker_features)
+    predictor = make_predictor(build_model(config.model, encoder, config.hidden_sizes),
+                               encoder, 1.0)
+    state = controllers.init(space, {"total_steps": 1000})
+    reward_fn = controllers.make_reward_fn("abs", target_latency_ms=1.0)
+
+    @jax.jit
+    def step(state, key, predictor):
+        indices = controllers.sample(state, key, num=1)
+        reward = reward_fn(jnp.full((1,), 0.5), predictor(indices))
+        return controllers.update(state, indices, reward)[0]
+
+    key = jax.random.key(0)
+    jax.block_until_ready(step(state, key, predictor))
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        state = jax.block_until_ready(step(state, jax.random.fold_in(key, i), predictor))
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="5 architectures, fewer samples")
+    args = parser.parse_args()
+    num_archs = 5 if args.quick else 20
+    command = "python benchmarks/run_all.py" + (" --quick" if args.quick else "")
+
+    step = bench_supernet_step.run("micro", num_archs, 64, 3)
+    controller_ms = controller_step_ms()
+    regressor = bench_regressor.run(repeats=30)
+    simulator = bench_simulator.run(num=5000 if args.quick else 20000, one_core=True)
+
+    figures = {
+        "supernet_vs_standalone_step_ratio": step["supernet_vs_standalone_step_ratio"],
+        "compile_seconds": step["supernet_compile_seconds"],
+        "controller_overhead_fraction": controller_ms / step["supernet_step_ms_mean"],
+        "simulator_archs_per_second": simulator["simulator_archs_per_second"],
+        "regressor_ms_per_4096": regressor["regressor_ms_per_4096"],
+        "details": {"supernet_step": step, "controller_step_ms": controller_ms,
+                    "regressor": regressor, "simulator": simulator},
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+                   f"jax {jax.__version__} on {jax.devices()[0].platform}",
+        "date": datetime.date.today().isoformat(),
+        "command": command,
+    }
+    if args.json:
+        write_json_atomic(args.json, figures)
+    with atomic_write(os.path.join(os.path.dirname(HERE), "BENCHMARKS.md")) as f:
+        f.write(render(figures, step, simulator, regressor, controller_ms))
+    print(json.dumps({k: v for k, v in figures.items() if k != "details"}, indent=2))
+
+
+def render(fig: dict, step: dict, sim: dict, reg: dict, controller_ms: float) -> str:
+    rows = [
+        (f"supernet step / standalone step of the same child (mean over "
+         f"{step['architectures']} random `micro` archs, batch {step['batch']}, "
+         f"{step['image_size']} px)",
+         f"**{fig['supernet_vs_standalone_step_ratio']:.2f}x** "
+         f"({step['supernet_step_ms_mean']:.0f} ms vs {step['standalone_step_ms_mean']:.0f} ms;"
+         f" median per-arch ratio {step['median_per_architecture_ratio']:.2f})", "<= 1.3x"),
+        ("supernet compile (grad step, `micro`)", f"{fig['compile_seconds']:.0f} s", "-"),
+        ("controller + regressor + reward + REINFORCE update per step",
+         f"{controller_ms:.2f} ms = {100 * fig['controller_overhead_fraction']:.1f}% of a "
+         "supernet step", "-"),
+        (f"simulator, `{sim['space']}` on `{sim['target']}`, cold cache, one core",
+         f"{fig['simulator_archs_per_second']:,.0f} archs/s (warm "
+         f"{sim['cost_batch_warm_archs_per_second']:,.0f}/s; `simulate(describe(decode))` "
+         f"{sim['simulate_describe_decode_archs_per_second']:,.0f}/s)", ">= 2,000/s"),
+        (f"learned regressor ({reg['model']}), per 4,096 architectures once compiled",
+         f"{fig['regressor_ms_per_4096']:.2f} ms", "< 5 ms"),
+    ]
+    table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
+    return (f"# Benchmarks\n\nMachine: {fig['machine']}. Date: {fig['date']}. "
+            f"Command: `{fig['command']}`.\nCPU timings on a shared 2-core machine are noisy: "
+            "compare ratios measured in one run.\n\n| benchmark | figure | target |\n"
+            f"|---|---|---|\n{table}\n")
+
+if __name__ == "__main__":
+    main()
