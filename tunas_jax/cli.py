@@ -23,6 +23,9 @@ COMMANDS = (
     "calibrate",
     "analyze-blocks",
     "train-cost-model",
+    "search",
+    "train",
+    "evaluate",
 )
 
 

@@ -40,8 +40,11 @@ from search_spaces import SearchSpace
 AXIS = "devices"
 
 shard_map = getattr(jax, "shard_map", None)
-if shard_map is None:  # older jax
+_NO_CHECK = "check_vma"
+if shard_map is None:  # jax < 0.6: the experimental one, whose flag has the old name
     from jax.experimental.shard_map import shard_map  # type: ignore[no-redef]
+
+    _NO_CHECK = "check_rep"
 
 
 @flax.struct.dataclass
@@ -99,8 +102,6 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
     `trace_counter`: a list that gets one element per trace (tests check that
     sampling new architectures never retraces).
     """
-    num_devices = mesh.devices.size
-
     def device_step(state: SearchState, predictor: LatencyPredictor, train: dict,
                     valid: dict) -> tuple[SearchState, dict[str, jax.Array]]:
         schedule = state.controller.spec.config.schedule
@@ -111,7 +112,9 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
         sampled = controllers.sample(state.controller, sample_rng, num=1)  # [1, D]
         masks = controllers.warmup_masks(warm_rng, state.step, space, schedule, 1)
         indices = controllers.apply_filter_warmup(sampled, masks, space)[0]  # [D]
-        op_warm = masks.all_ops[0]
+        # Without op warmup the plain supernet path is traced: the warmup's scan over
+        # every op combination multiplies compile time (minutes on CPU for micro).
+        op_warm = masks.all_ops[0] if schedule.op_warmup_steps > 0 else None
 
         def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
             logits = supernet.apply(plan, params, indices, train["image"], op_warm=op_warm)
@@ -154,11 +157,10 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
                                 rng=next_rng, step=state.step + 1)
         return new_state, metrics
 
-    sharded = shard_map(device_step, mesh=mesh,
-                        in_specs=(P(), P(), P(AXIS), P(AXIS)), out_specs=(P(), P()),
-                        check_vma=False) if _has_check_vma() else shard_map(
-        device_step, mesh=mesh, in_specs=(P(), P(), P(AXIS), P(AXIS)),
-        out_specs=(P(), P()), check_rep=False)
+    # Replication of the outputs holds by construction (pmean / all_gather feed every
+    # replicated output), which the checker cannot see through the controller update.
+    sharded = shard_map(device_step, mesh=mesh, in_specs=(P(), P(), P(AXIS), P(AXIS)),
+                        out_specs=(P(), P()), **{_NO_CHECK: False})
 
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(AXIS))
@@ -171,17 +173,13 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
     jitted = jax.jit(step, in_shardings=(replicated, replicated, batch_sharding,
                                          batch_sharding),
                      out_shardings=(replicated, replicated), donate_argnums=(0,))
-    del num_devices
     return lambda state, train, valid: jitted(state, predictor, train, valid)
 
 
-def _has_check_vma() -> bool:
-    import inspect
-
-    try:
-        return "check_vma" in inspect.signature(shard_map).parameters
-    except (TypeError, ValueError):
-        return False
+def replicate(state: SearchState, mesh: Mesh) -> SearchState:
+    """The state placed as the step returns it (replicated over the mesh): a first call
+    with differently placed arrays would trace the step a second time."""
+    return jax.device_put(state, NamedSharding(mesh, P()))
 
 
 def make_mesh(num_devices: int) -> Mesh:

@@ -1,0 +1,248 @@
+"""The one-shot search loop: config validation, outputs, no retrace, exact resume, devices."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+import search_spaces
+from search_spaces import FILTERS, BlockSpec, OneOf, SearchSpace, SpecError, StageSpec
+from search_spaces import registry as space_registry
+from tunas_jax import search
+from tunas_jax.cli import UsageError
+from tunas_jax.metrics_logging import read_metrics
+
+jax.config.update("jax_disable_most_optimizations", True)
+
+MICRO_CONFIG = "experiments/search/micro_digits.py"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_search_space() -> SearchSpace:
+    """Two dw/fused blocks on 8 px with a filter decision: compiles in seconds."""
+    def block(stride, skippable):
+        return BlockSpec(op=OneOf(("dw_ibn", "fused_ibn", "skip") if skippable
+                                  else ("dw_ibn", "fused_ibn")),
+                         kernel_size=OneOf((3, 5)), expansion_ratio=OneOf((1, 2), FILTERS),
+                         pointwise_expansion=1, group_size=8, stride=stride)
+    return SearchSpace(
+        name="tiny_search", stem_filters=8, stem_kernel_size=3, stem_stride=2,
+        stages=(StageSpec(OneOf((8, 16), FILTERS), (block(2, False), block(1, True))),),
+        head_filters=16, default_image_size=8, default_num_classes=10, min_group_size=4)
+
+
+@pytest.fixture(autouse=True)
+def tiny_registered(monkeypatch):
+    monkeypatch.setitem(space_registry.SPACES, "tiny_search", tiny_search_space)
+    space_registry.get_space.cache_clear()
+    yield
+    space_registry.get_space.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def cost_model_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cost_model"))
+
+
+TINY_OVERRIDES = {
+    "space": "tiny_search", "steps": "8", "batch_size": "8", "valid_batch_size": "16",
+    "dataset.image_size": "8", "log_every": "2", "checkpoint_every": "3",
+    "compilation_cache_dir": "none", "target_latency_ms": "0.4", "num_devices": "1",
+    "data_threads": "1", "controller.op_warmup_fraction": "0.25",  # exercise op warmup
+}
+
+
+def tiny_config(cost_model_dir, **more):
+    overrides = dict(TINY_OVERRIDES, **{"cost_model.workdir": cost_model_dir}, **more)
+    config = search.load_search_config(MICRO_CONFIG, overrides)
+    # A cost-model config for the tiny space: micro's with the space swapped.
+    config.cost_model.overrides = {"space": "tiny_search", "num_architectures": 200,
+                                   "num_steps": 200, "workers": 1, "model": "linear"}
+    return config
+
+
+# ---- config validation -------------------------------------------------------------
+@pytest.mark.parametrize("overrides, error, words", [
+    ({"target_latency_ms": "0"}, SpecError, "target_latency_ms"),
+    ({"target_latency_ms": "-1.5"}, SpecError, "target_latency_ms"),
+    ({"space": "nope"}, SpecError, "space"),
+    ({"target": "tpu9000"}, SpecError, "target"),
+    ({"reward": "linear"}, SpecError, "reward"),
+    ({"steps_total": "3"}, UsageError, "steps_total"),
+    ({"controller.delay": "0.1"}, UsageError, "controller.delay"),
+    ({"optimizer.name": "lamb"}, UsageError, "optimizer.name"),
+    ({"controller.op_warmup_fraction": "0.5"}, SpecError, "op_warmup_fraction"),
+])
+def test_config_errors_name_the_field(overrides, error, words):
+    with pytest.raises(error, match=words) as info:
+        search.load_search_config(MICRO_CONFIG, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_key_in_a_variant_is_refused():
+    config = search.load_search_config(MICRO_CONFIG)
+    config.target_latncy_ms = 1.0
+    with pytest.raises(UsageError, match="target_latncy_ms"):
+        search.validate_config(config)
+
+
+def test_every_shipped_config_loads():
+    for name in ("micro_digits", "cifar10_micro", "imagenet_mobilenet_edgetpu_v2",
+                 "imagenet_proxylessnas"):
+        config = search.load_search_config(f"experiments/search/{name}.py")
+        assert config.target_latency_ms > 0
+
+
+def test_cost_model_for_another_space_is_refused(cost_model_dir, tmp_path):
+    config = tiny_config(cost_model_dir)
+    search.ensure_cost_model(config, str(tmp_path), log=lambda _: None)
+    config.space = "micro"
+    config.cost_model.overrides = {}
+    with pytest.raises(SpecError, match="trained for space"):
+        search.run_search(config, str(tmp_path / "w"))
+
+
+# ---- the loop ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def straight_run(cost_model_dir, tmp_path_factory):
+    """An uninterrupted 8-step tiny search (shared: each search compiles for ~20 s)."""
+    space_registry.SPACES["tiny_search"] = tiny_search_space
+    space_registry.get_space.cache_clear()
+    try:
+        workdir = tmp_path_factory.mktemp("straight")
+        traces = []
+        summary = search.run_search(tiny_config(cost_model_dir), str(workdir),
+                                    trace_counter=traces)
+    finally:
+        del space_registry.SPACES["tiny_search"]
+        space_registry.get_space.cache_clear()
+    return summary, workdir, traces
+
+
+def test_search_writes_outputs_without_retracing(straight_run):
+    summary, tmp_path, traces = straight_run
+    assert len(traces) == 1  # 8 steps, 8 different samples, one trace
+    arch = search_spaces.load(tmp_path / "architecture.json")
+    doc = json.loads((tmp_path / "architecture.json").read_text())
+    assert arch.space.name == "tiny_search"
+    for key in ("target_latency_ms", "predicted_latency_ms", "simulated_latency_ms",
+                "energy_mj", "params", "macs"):
+        assert doc[key] > 0, key
+    assert list(arch.indices) == summary["argmax"]["indices"]
+    top = json.loads((tmp_path / "search_summary.json").read_text())["top_architectures"]
+    assert len(top) == 5
+    probs = [t["probability"] for t in top]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    rows = read_metrics(str(tmp_path))
+    assert [r["step"] for r in rows] == [2, 4, 6, 8]
+    for key in ("loss", "train_accuracy", "valid_accuracy", "reward", "predicted_latency_ms",
+                "entropy", "learning_rate", "controller_learning_rate"):
+        assert np.isfinite(rows[-1][key]), key
+    assert os.listdir(tmp_path / "tensorboard")
+
+
+def test_top_architectures_are_the_most_probable():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 3))
+    num_choices = (3, 2, 3, 3)
+    logits[1, 2] = -1e9
+    top = search.top_architectures(logits, num_choices, k=5)
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    every = sorted(((np.prod([p[d, i] for d, i in enumerate(idx)]), list(idx))
+                    for idx in np.ndindex(*num_choices)), reverse=True)[:5]
+    assert [t[0] for t in top] == [e[1] for e in every]
+    np.testing.assert_allclose([t[1] for t in top], [e[0] for e in every], rtol=1e-9)
+
+
+def test_resume_ends_like_an_uninterrupted_run(straight_run, cost_model_dir, tmp_path):
+    config = tiny_config(cost_model_dir)
+    straight = straight_run[0]
+    # "Killed" after step 5: the last checkpoint is step 3, steps 4-5 are redone.
+    stopped = search.run_search(config, str(tmp_path / "resumed"), stop_at_step=5)
+    assert stopped == {"stopped_at": 5}
+    resumed = search.run_search(config, str(tmp_path / "resumed"))
+    assert resumed["argmax"]["indices"] == straight["argmax"]["indices"]
+    np.testing.assert_array_equal(resumed["final_logits"], straight["final_logits"])
+    steps = [r["step"] for r in read_metrics(str(tmp_path / "resumed"))]
+    assert steps == [2, 4, 6, 8]
+
+
+# ---- ImageNet configs -------------------------------------------------------------------
+@pytest.mark.parametrize("name, space", [("imagenet_mobilenet_edgetpu_v2", "mobilenet_edgetpu_v2"),
+                                         ("imagenet_proxylessnas", "proxylessnas")])
+def test_imagenet_configs_have_tunas_hyperparameters_and_read_mock_data(name, space):
+    # Their supernets take minutes to compile on CPU, so they are checked at the
+    # config and data level here (see the report for the measured compile time).
+    import tensorflow_datasets as tfds
+
+    from tunas_jax.data import create_search_data
+
+    config = search.load_search_config(f"experiments/search/{name}.py",
+                                       {"dataset.image_size": "32", "batch_size": "4"})
+    assert config.space == space
+    opt = config.optimizer
+    assert (opt.name, opt.decay, opt.momentum, opt.epsilon) == ("rmsprop", 0.9, 0.9, 1.0)
+    assert (opt.base_learning_rate, opt.warmup_fraction) == (0.165, 0.025)
+    assert (opt.label_smoothing, opt.weight_decay) == (0.1, 4e-5)
+    assert search.load_search_config(f"experiments/search/{name}.py").valid_batch_size == 4 * 4096
+    with tfds.testing.mock_data(num_examples=24):
+        data = create_search_data(config.dataset, batch_size=4, valid_batch_size=16,
+                                  num_threads=1)
+        assert next(data.train)["image"].shape == (4, 32, 32, 3)
+        assert next(data.valid)["image"].shape == (16, 32, 32, 3)
+        assert data.num_classes == 1000
+
+
+# ---- several devices ---------------------------------------------------------------------
+MULTI_DEVICE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    jax.config.update("jax_disable_most_optimizations", True)
+    sys.path.insert(0, {tests!r})
+    import test_search as T
+    from search_spaces import registry
+    registry.SPACES["tiny_search"] = T.tiny_search_space
+    from tunas_jax import search
+    config = T.tiny_config({cost_model!r}, num_devices="4", steps="4")
+    traces = []
+    summary = search.run_search(config, {workdir!r}, trace_counter=traces)
+    print(json.dumps({{"devices": jax.device_count(), "traces": len(traces),
+                      "indices": summary["argmax"]["indices"]}}))
+""")
+
+
+def test_one_architecture_per_device_on_four_cpu_devices(cost_model_dir, tmp_path):
+    script = MULTI_DEVICE_SCRIPT.format(tests=os.path.join(REPO, "tests"),
+                                        cost_model=cost_model_dir, workdir=str(tmp_path))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 4 and result["traces"] == 1
+    assert search_spaces.load(tmp_path / "architecture.json").indices == tuple(
+        result["indices"])
+    rows = read_metrics(str(tmp_path))
+    assert rows[-1]["step"] == 4 and np.isfinite(rows[-1]["loss"])
+
+
+def test_command_parses_nested_overrides_and_formats_help():
+    import argparse
+
+    from tunas_jax.commands import search as command
+
+    parser = argparse.ArgumentParser(prog="tunas-jax")
+    command.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["search", "--config", MICRO_CONFIG, "--workdir", "/nonexistent",
+                              "--config.controller.delay_fraction=0.5",
+                              "--config.target_latency_ms=-1"])
+    assert getattr(args, "config.controller.delay_fraction") == "0.5"
+    with pytest.raises(SpecError, match="target_latency_ms"):
+        command.run(args)
+    assert "--config.dataset.image_size" in parser.format_help() + str(
+        parser._subparsers._group_actions[0].choices["search"].format_help())

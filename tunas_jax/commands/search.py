@@ -1,0 +1,64 @@
+"""`tunas-jax search`: the TuNAS one-shot architecture search.
+
+    tunas-jax search --config experiments/search/micro_digits.py --workdir /tmp/search_micro \
+        [--config.steps=500 --config.dataset.image_size=16 ...]
+
+Trains the latency regressor first if `config.cost_model.workdir` holds none,
+then searches, writing `architecture.json`, `search_summary.json`,
+`metrics.jsonl`, TensorBoard events and checkpoints into the workdir. Rerun
+the same command after an interruption to resume from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from experiments.search import base
+from tunas_jax import search
+
+OVERRIDE_PREFIX = "config."
+
+
+def _fields(config, prefix: str = ""):
+    for key, value in config.items():
+        if hasattr(value, "items") and key != "overrides":
+            yield from _fields(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search", help="one-shot hardware-aware architecture search (TuNAS)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True,
+                        help="config file, e.g. experiments/search/micro_digits.py")
+    parser.add_argument("--workdir", required=True,
+                        help="output folder (architecture.json, metrics, checkpoints)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any field, also ones not listed below (e.g. "
+                             "cost_model.overrides.num_steps=500)")
+    overrides = parser.add_argument_group("config overrides (nested fields with dots)")
+    for field, value in _fields(base.get_config()):
+        overrides.add_argument(f"--{OVERRIDE_PREFIX}{field}", dest=OVERRIDE_PREFIX + field,
+                               default=argparse.SUPPRESS, metavar="VALUE",
+                               # argparse %-formats help: escape split specs' '%'.
+                               help=f"(default in base: {value!r})".replace("%", "%%"))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {key[len(OVERRIDE_PREFIX):]: value for key, value in vars(args).items()
+                 if key.startswith(OVERRIDE_PREFIX)}
+    for item in args.set:
+        field, _, value = item.partition("=")
+        overrides[field] = value
+    config = search.load_search_config(args.config, overrides)
+    summary = search.run_search(config, args.workdir)
+    best = summary["argmax"]
+    print(f"architecture {':'.join(map(str, best['indices']))}: simulated "
+          f"{best['simulated_latency_ms']:.4f} ms (target {best['target_latency_ms']:.4f} ms, "
+          f"predicted {best['predicted_latency_ms']:.4f} ms), {best['params']} params, "
+          f"{best['macs']} MACs")
+    print(f"wrote {args.workdir}/architecture.json and search_summary.json")
+    return 0

@@ -1,0 +1,311 @@
+"""`run_search(config, workdir)`: the TuNAS one-shot search loop, resumable.
+
+    tunas-jax search --config experiments/search/micro_digits.py --workdir W
+
+What it does: validates the config; trains the latency regressor when its
+workdir holds none (`tunas_jax.cost_model_training`); builds the supernet,
+the controller and the data; restores the newest checkpoint of W if any;
+runs the jitted step (`tunas_jax.search_step`) with a progress bar, metrics
+(`W/metrics.jsonl`, TensorBoard) and checkpoints every N steps; and writes:
+- `W/architecture.json`: the argmax architecture (foundation format) with
+  `target_latency_ms`, `predicted_latency_ms` and the simulated
+  `simulated_latency_ms`, `energy_mj`, `params`, `macs` on the target;
+- `W/search_summary.json`: the 5 most probable architectures under the final
+  controller (indices, probability, predicted and simulated latency).
+A search killed at any point and rerun with the same command continues from
+its last checkpoint and ends with the same architecture and controller logits.
+
+Devices: one architecture per device, gradients and rewards averaged over a
+`Mesh` of the local devices (`config.num_devices`, 0 = all). Multi-host: call
+`jax.distributed.initialize()` on every host before `run_search`; the mesh
+would then span `jax.devices()` and each host must feed its own slice of the
+batch (`jax.make_array_from_process_local_data`). This module builds the
+mesh from local devices only, so multi-host is not wired up yet.
+
+Compilation: the persistent compilation cache (`config.compilation_cache_dir`,
+default ~/.cache/tunas_jax/jax_cache) lets a rerun or a resume skip the
+compile of the supernet step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+import controllers
+import supernet
+from cost_models import ArchitectureCoster, get_target
+from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
+from search_spaces import Architecture, SearchSpace, get_space, write_json_atomic
+from tunas_jax import cost_model_training, search_step
+from tunas_jax.checkpointing import SearchCheckpointer
+from tunas_jax.cli import UsageError
+from tunas_jax.metrics_logging import MetricsLogger
+from tunas_jax.progress import progress
+
+ARCHITECTURE_FILE = "architecture.json"
+SUMMARY_FILE = "search_summary.json"
+OPTIMIZERS = ("rmsprop", "momentum", "adam")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOP_K = 5
+
+
+# ---- config ------------------------------------------------------------------------
+def load_search_config(path: str | os.PathLike, overrides: Mapping[str, str] | None = None
+                       ) -> ml_collections.ConfigDict:
+    """The config file's `get_config()` with `field=value` / `a.b=value` overrides, validated."""
+    overrides = dict(overrides or {})
+    top = {k: v for k, v in overrides.items() if "." not in k}
+    config = cost_model_training.load_config(path, top)
+    for dotted, text in overrides.items():
+        if "." not in dotted:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = config
+        for name in parents:
+            if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+                raise UsageError(f"--config.{dotted}: unknown field {name!r}")
+            node = node[name]
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise UsageError(f"--config.{dotted}: {'.'.join(parents)} is not a section")
+        if leaf not in node and parents[-1] != "overrides":
+            raise UsageError(f"--config.{dotted}: unknown field; known: {sorted(node)}")
+        current = node.get(leaf, "")
+        node[leaf] = cost_model_training._parse_value(current, text, dotted)
+    validate_config(config)
+    return config
+
+
+def _check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
+                prefix: str = "") -> None:
+    for key in config:
+        name = prefix + key
+        if key not in reference:
+            raise UsageError(f"config.{name}: unknown field; known: {sorted(reference)} "
+                             "(see experiments/search/base.py)")
+        if isinstance(reference[key], ml_collections.ConfigDict) and key != "overrides":
+            if not isinstance(config[key], ml_collections.ConfigDict):
+                raise UsageError(f"config.{name}: must be a section like base.py's")
+            _check_keys(config[key], reference[key], name + ".")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """One clear error (naming the field and the fix) for the first problem found."""
+    from experiments.search import base
+
+    _check_keys(config, base.get_config())
+    get_space(config.space)  # SpecError naming unknown spaces
+    get_target(config.target)
+    controllers.check_target_latency_ms(config.target_latency_ms)
+    controllers.make_reward_fn(config.reward, target_latency_ms=config.target_latency_ms,
+                               beta=config.reward_beta)
+    for name in ("steps", "batch_size"):
+        if int(config[name]) <= 0:
+            raise UsageError(f"config.{name}: {config[name]} must be positive")
+    if int(config.valid_batch_size) < 0:
+        raise UsageError("config.valid_batch_size: must be >= 0 (0 = 4 x batch_size)")
+    if config.optimizer.name not in OPTIMIZERS:
+        raise UsageError(f"config.optimizer.name: {config.optimizer.name!r}; use one of "
+                         f"{OPTIMIZERS}")
+    for name in ("log_every", "checkpoint_every"):
+        if int(config[name]) <= 0:
+            raise UsageError(f"config.{name}: {config[name]} must be a positive step count")
+    controller_config(config)  # SpecError naming bad controller fields
+    num = _num_devices(config)
+    for name in ("batch_size", "valid_batch_size"):
+        value = int(config[name]) or 4 * int(config.batch_size)
+        if value % num:
+            raise UsageError(f"config.{name}: {value} is not divisible by the {num} devices; "
+                             "pick a multiple or set config.num_devices")
+
+
+def _num_devices(config: ml_collections.ConfigDict) -> int:
+    available = jax.local_device_count()
+    num = int(config.num_devices) or available
+    if num > available:
+        raise UsageError(f"config.num_devices: {num} but only {available} local devices")
+    return num
+
+
+def controller_config(config: ml_collections.ConfigDict) -> controllers.ReinforceConfig:
+    values = dict(config.controller.to_dict())
+    values.update(total_steps=int(config.steps), batch_size=int(config.batch_size))
+    return controllers.ReinforceConfig.from_mapping(values)
+
+
+# ---- cost model -----------------------------------------------------------------------
+def cost_model_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+    return os.path.abspath(config.cost_model.workdir or os.path.join(workdir, "cost_model"))
+
+
+def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
+                      log: Callable[[str], Any] = print) -> str:
+    """The regressor's workdir; trains it first (from config.cost_model) when it is missing."""
+    path = cost_model_workdir(config, workdir)
+    if os.path.exists(os.path.join(path, METADATA_FILE)):
+        return path
+    config_path = config.cost_model.config
+    if not os.path.isabs(config_path) and not os.path.exists(config_path):
+        config_path = os.path.join(REPO_ROOT, config_path)
+    overrides = {k: str(v) for k, v in config.cost_model.overrides.items()}
+    cm_config = cost_model_training.load_config(config_path, overrides)
+    if cm_config.space != config.space or cm_config.target != config.target:
+        raise UsageError(
+            f"config.cost_model.config: {config.cost_model.config} trains for "
+            f"{cm_config.space}/{cm_config.target}, the search is {config.space}/"
+            f"{config.target}; point it at a cost-model config for this space and target")
+    log(f"cost model: none in {path}; training one from {config.cost_model.config} first")
+    cost_model_training.train_cost_model(cm_config, path, log=log)
+    return path
+
+
+# ---- outputs ------------------------------------------------------------------------------
+def top_architectures(logits: np.ndarray, num_choices: tuple[int, ...], k: int = TOP_K
+                      ) -> list[tuple[list[int], float]]:
+    """The k most probable index vectors under independent per-decision softmaxes.
+
+    Exact beam search: the joint log-probability is a sum over decisions, so a
+    top-k vector's prefix is always among the top-k prefixes.
+    """
+    beams: list[tuple[float, list[int]]] = [(0.0, [])]
+    for d, n in enumerate(num_choices):
+        z = logits[d, :n].astype(np.float64)
+        log_p = z - np.log(np.sum(np.exp(z - z.max()))) - z.max()
+        beams = sorted(((lp + log_p[i], [*idx, i]) for lp, idx in beams for i in range(n)),
+                       key=lambda b: -b[0])[:k]
+    return [(idx, float(np.exp(lp))) for lp, idx in beams]
+
+
+def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace,
+                  state: search_step.SearchState, predictor: Any,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    # Simulate at the resolution and class count the cost model was trained for (the
+    # deployment's), not the search's possibly reduced image size.
+    meta = predictor.metadata
+    coster = ArchitectureCoster(space, config.target, image_size=meta.get("image_size"),
+                                num_classes=meta.get("num_classes"))
+    logits = np.asarray(state.controller.logits)
+    best = [int(i) for i in np.asarray(controllers.argmax_architecture(state.controller))]
+    top = top_architectures(logits, space.num_choices)
+    candidates = np.asarray([best] + [idx for idx, _ in top], np.int32)
+    predicted = np.asarray(predictor(candidates), np.float64)
+    simulated = coster.cost_batch(candidates)
+    costs = {"target_latency_ms": float(config.target_latency_ms),
+             "predicted_latency_ms": float(predicted[0]),
+             "simulated_latency_ms": float(simulated["latency_ms"][0]),
+             "energy_mj": float(simulated["energy_mj"][0]),
+             "params": int(simulated["params"][0]), "macs": int(simulated["macs"][0])}
+    arch = Architecture.from_indices(space, best, name=f"tunas_{space.name}_{config.target}")
+    arch.save(os.path.join(workdir, ARCHITECTURE_FILE), extra=costs)
+    summary = {
+        "space": space.name, "target": config.target,
+        "target_latency_ms": float(config.target_latency_ms),
+        "steps": int(state.step), "argmax": {"indices": best, **costs},
+        "top_architectures": [
+            {"indices": idx, "indices_string": ":".join(map(str, idx)), "probability": p,
+             "predicted_latency_ms": float(predicted[i + 1]),
+             "simulated_latency_ms": float(simulated["latency_ms"][i + 1])}
+            for i, (idx, p) in enumerate(top)],
+        **(extra or {}),
+    }
+    write_json_atomic(os.path.join(workdir, SUMMARY_FILE), summary)
+    return summary
+
+
+# ---- the loop ---------------------------------------------------------------------------
+def enable_compilation_cache(setting: str) -> str | None:
+    if setting == "none":
+        return None
+    path = setting or os.path.join(os.path.expanduser("~"), ".cache", "tunas_jax", "jax_cache")
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    return path
+
+
+def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+               log: Callable[[str], Any] = print, stop_at_step: int | None = None,
+               trace_counter: list | None = None) -> dict[str, Any]:
+    """Run (or resume) the search of `config` in `workdir`; returns the summary dict.
+
+    `stop_at_step` ends the run after that step WITHOUT a checkpoint or outputs,
+    as if killed (used to test resuming); the summary is then {'stopped_at': step}.
+    """
+    from tunas_jax.data import create_search_data  # deferred: TFDS import is slow
+
+    validate_config(config)
+    workdir = os.path.abspath(os.fspath(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    enable_compilation_cache(config.compilation_cache_dir)
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    space = get_space(config.space)
+    cm_dir = ensure_cost_model(config, workdir, log)
+    predictor = load_cost_model(cm_dir, space, get_target(config.target).name)
+    times["cost_model_s"] = time.perf_counter() - start
+
+    mesh = search_step.make_mesh(_num_devices(config))
+    batch_size = int(config.batch_size)
+    valid_batch_size = int(config.valid_batch_size) or 4 * batch_size
+    data = create_search_data(config.dataset, batch_size=batch_size,
+                              valid_batch_size=valid_batch_size, seed=int(config.seed),
+                              num_threads=int(config.data_threads))
+    plan = supernet.make_plan(space)
+    optimizer, lr_schedule = search_step.make_optimizer(config.optimizer, int(config.steps),
+                                                        batch_size)
+    state = search_step.init_state(space, plan, data.num_classes, data.image_shape[-1],
+                                   optimizer, controller_config(config), int(config.seed))
+    checkpointer = SearchCheckpointer(workdir, int(config.keep_checkpoints))
+    resume_step = checkpointer.latest_step() or 0
+    if resume_step:
+        state, saved = checkpointer.restore(resume_step, state)
+        data.set_state(saved["iterators"])
+        log(f"resuming from step {resume_step} ({checkpointer.directory})")
+    state = search_step.replicate(state, mesh)
+    reward_fn = controllers.make_reward_fn(config.reward,
+                                           target_latency_ms=config.target_latency_ms,
+                                           beta=config.reward_beta)
+    step_fn = search_step.make_step(space, plan, optimizer, lr_schedule, predictor, reward_fn,
+                                    float(config.optimizer.label_smoothing), mesh, trace_counter)
+    logger = MetricsLogger(workdir, space, resume_step)
+    total = int(config.steps)
+    end = total if stop_at_step is None else min(total, stop_at_step)
+    step = resume_step
+    step_start = time.perf_counter()
+    try:
+        with progress(total=total, initial=resume_step, desc="search", unit="step") as bar:
+            while step < end:
+                state, metrics = step_fn(state, next(data.train), next(data.valid))
+                step += 1
+                if step == resume_step + 1:
+                    jax.block_until_ready(state)
+                    times["first_step_s"] = time.perf_counter() - step_start  # incl. compile
+                    step_start = time.perf_counter()
+                if step % int(config.log_every) == 0 or step == total:
+                    scalars = jax.device_get(metrics)
+                    logger.log(step, scalars, controllers.probabilities(state.controller.logits))
+                    bar.set_postfix(loss=f"{scalars['loss']:.3f}",
+                                    acc=f"{scalars['valid_accuracy']:.2f}",
+                                    lat=f"{scalars['predicted_latency_ms']:.4f}")
+                if step % int(config.checkpoint_every) == 0 or step == total:
+                    checkpointer.save(step, state, data.get_state())
+                bar.update(1)
+        jax.block_until_ready(state)
+        times["steps_s"] = time.perf_counter() - step_start
+    finally:
+        logger.close()
+        checkpointer.close()
+    if step < total:
+        return {"stopped_at": step}
+    # Probabilities count every decision, also ones off the chosen path (a skipped
+    # block's kernel), so several top entries may decode to the same network.
+    summary = write_outputs(config, workdir, space, state, predictor,
+                            extra={"timing_s": times})
+    summary["final_logits"] = np.asarray(state.controller.logits).tolist()
+    summary["cost_model_metrics"] = read_metadata(cm_dir).get("heldout")
+    return summary
