@@ -17,7 +17,7 @@ from cost_models.features import FeatureEncoder
 from cost_models.hardware import get_target
 from cost_models.regressor import load_cost_model
 from search_spaces import SpecError, describe, get_preset, get_space
-from tunas_jax import cost_model_training
+from tunas_jax import config_files, cost_model_training
 from tunas_jax.cli import UsageError
 from tunas_jax.commands import simulate as simulate_command
 from tunas_jax.commands import train_cost_model as train_command
@@ -175,7 +175,7 @@ def test_train_cost_model_end_to_end(tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 def test_other_model_kinds_train(tmp_path, kind):
-    config = cost_model_training.load_config(
+    config = config_files.load_config(
         os.path.join(ROOT, CONFIG),
         {"model": kind, "num_architectures": "300", "num_steps": "200", "workers": "1",
          "hidden_sizes": "(16,)"})
@@ -189,15 +189,15 @@ def test_other_model_kinds_train(tmp_path, kind):
 
 def test_config_overrides_are_checked():
     path = os.path.join(ROOT, CONFIG)
-    config = cost_model_training.load_config(path, {"hidden_sizes": "(8, 4)",
+    config = config_files.load_config(path, {"hidden_sizes": "(8, 4)",
                                                     "kronecker_features": "false",
                                                     "dataset_path": "/x.npz"})
     assert config.hidden_sizes == (8, 4) and config.kronecker_features is False
     assert config.dataset_path == "/x.npz"
     with pytest.raises(UsageError, match="unknown field"):
-        cost_model_training.load_config(path, {"num_stepz": "3"})
+        config_files.load_config(path, {"num_stepz": "3"})
     with pytest.raises(UsageError, match="num_steps"):
-        cost_model_training.load_config(path, {"num_steps": "many"})
+        config_files.load_config(path, {"num_steps": "many"})
 
 
 def test_latency_metrics():

@@ -14,7 +14,7 @@ from flax import nnx
 
 import supernet
 from search_spaces import Architecture, SpecError, describe, get_space
-from tunas_jax import train, train_step
+from tunas_jax import config_files, train, train_step
 from tunas_jax.checkpointing import SearchCheckpointer
 from tunas_jax.cli import UsageError
 
@@ -218,7 +218,7 @@ def test_init_from_reads_the_search_checkpoint(arch_path, tmp_path):
 def test_predicted_latency_from_a_trained_regressor(arch_path, tmp_path):
     from tunas_jax import cost_model_training
 
-    cm_config = cost_model_training.load_config(
+    cm_config = config_files.load_config(
         os.path.join(REPO, "experiments", "cost_models", "micro_pixel6.py"),
         {"num_architectures": "200", "num_steps": "100", "workers": "1"})
     cost_model_training.train_cost_model(cm_config, str(tmp_path), log=lambda _: None)

@@ -17,8 +17,6 @@ percentage of architectures within 5% and 10% of the simulator.
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -47,54 +45,6 @@ STEPS_PER_CALL = 100
 
 
 # ---- configs -----------------------------------------------------------------
-def load_config(path: str | os.PathLike,
-                overrides: Mapping[str, str] | None = None) -> ml_collections.ConfigDict:
-    """`get_config()` of a Python config file, with `field=value` overrides applied."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UsageError(f"--config {path}: no such file; pass a file from "
-                         "experiments/cost_models/")
-    spec = importlib.util.spec_from_file_location("_tunas_jax_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise UsageError(f"--config {path}: defines no get_config()")
-    config = module.get_config()
-    for field, text in (overrides or {}).items():
-        if field not in config:
-            raise UsageError(f"--config.{field}: unknown field; known: {sorted(config)}")
-        config[field] = _parse_value(config[field], text, field)
-    return config
-
-
-def _parse_value(current: Any, text: str, field: str) -> Any:
-    """Parse `text` as the type of the field's current value."""
-    try:
-        if isinstance(current, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        if isinstance(current, int):
-            return int(text)
-        if isinstance(current, float):
-            return float(text)
-        if isinstance(current, (tuple, list)):
-            value = ast.literal_eval(text if text.strip().startswith(("(", "[")) else
-                                     f"({text},)")
-            return tuple(value)
-        if isinstance(current, str):
-            return text
-        if text.lower() == "none":
-            return None
-        try:
-            return ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return text
-    except (ValueError, SyntaxError):
-        raise UsageError(f"--config.{field}={text}: expected a value like "
-                         f"{current!r}") from None
-
-
 # ---- metrics ---------------------------------------------------------------------
 def _ranks(x: np.ndarray) -> np.ndarray:
     """Average ranks (ties share their mean rank), as Spearman's rho needs."""

@@ -46,6 +46,7 @@ from search_spaces import Architecture, SearchSpace, get_space, write_json_atomi
 from tunas_jax import cost_model_training, search_step
 from tunas_jax.checkpointing import SearchCheckpointer
 from tunas_jax.cli import UsageError
+from tunas_jax.config_files import load_config
 from tunas_jax.metrics_logging import MetricsLogger
 from tunas_jax.progress import progress
 
@@ -60,24 +61,7 @@ TOP_K = 5
 def load_search_config(path: str | os.PathLike, overrides: Mapping[str, str] | None = None
                        ) -> ml_collections.ConfigDict:
     """The config file's `get_config()` with `field=value` / `a.b=value` overrides, validated."""
-    overrides = dict(overrides or {})
-    top = {k: v for k, v in overrides.items() if "." not in k}
-    config = cost_model_training.load_config(path, top)
-    for dotted, text in overrides.items():
-        if "." not in dotted:
-            continue
-        *parents, leaf = dotted.split(".")
-        node = config
-        for name in parents:
-            if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-                raise UsageError(f"--config.{dotted}: unknown field {name!r}")
-            node = node[name]
-        if not isinstance(node, ml_collections.ConfigDict):
-            raise UsageError(f"--config.{dotted}: {'.'.join(parents)} is not a section")
-        if leaf not in node and parents[-1] != "overrides":
-            raise UsageError(f"--config.{dotted}: unknown field; known: {sorted(node)}")
-        current = node.get(leaf, "")
-        node[leaf] = cost_model_training._parse_value(current, text, dotted)
+    config = load_config(path, overrides)
     validate_config(config)
     return config
 
@@ -154,7 +138,7 @@ def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
     if not os.path.isabs(config_path) and not os.path.exists(config_path):
         config_path = os.path.join(REPO_ROOT, config_path)
     overrides = {k: str(v) for k, v in config.cost_model.overrides.items()}
-    cm_config = cost_model_training.load_config(config_path, overrides)
+    cm_config = load_config(config_path, overrides)
     if cm_config.space != config.space or cm_config.target != config.target:
         raise UsageError(
             f"config.cost_model.config: {config.cost_model.config} trains for "

@@ -40,9 +40,10 @@ import supernet
 from cost_models import get_target, simulate
 from search_spaces import Architecture, SpecError, describe, get_preset, write_json_atomic
 from search_spaces import load as load_architecture
-from tunas_jax import cost_model_training, train_step
+from tunas_jax import train_step
 from tunas_jax.checkpointing import SearchCheckpointer
 from tunas_jax.cli import UsageError
+from tunas_jax.config_files import load_config
 from tunas_jax.metrics_logging import MetricsLogger
 from tunas_jax.progress import progress
 
@@ -57,22 +58,7 @@ CHECKPOINT_DIR = "checkpoints"
 def load_train_config(path: str | os.PathLike, overrides: Mapping[str, str] | None = None
                       ) -> ml_collections.ConfigDict:
     """`get_config()` of a train config with `field=value` / `dataset.field=value` overrides."""
-    overrides = dict(overrides or {})
-    config = cost_model_training.load_config(
-        path, {k: v for k, v in overrides.items() if "." not in k})
-    for dotted, text in overrides.items():
-        if "." not in dotted:
-            continue
-        *parents, leaf = dotted.split(".")
-        node = config
-        for name in parents:
-            if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-                raise UsageError(f"--config.{dotted}: unknown field {name!r}")
-            node = node[name]
-        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-            raise UsageError(f"--config.{dotted}: unknown field; known: {sorted(node)}")
-        node[leaf] = cost_model_training._parse_value(node[leaf], text, dotted)
-    return config
+    return load_config(path, overrides)
 
 
 def resolve_architecture(config: ml_collections.ConfigDict) -> Architecture:

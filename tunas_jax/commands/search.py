@@ -15,16 +15,7 @@ import argparse
 
 from experiments.search import base
 from tunas_jax import search
-
-OVERRIDE_PREFIX = "config."
-
-
-def _fields(config, prefix: str = ""):
-    for key, value in config.items():
-        if hasattr(value, "items") and key != "overrides":
-            yield from _fields(value, f"{prefix}{key}.")
-        else:
-            yield prefix + key, value
+from tunas_jax.config_files import add_override_options, overrides_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,18 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any field, also ones not listed below (e.g. "
                              "cost_model.overrides.num_steps=500)")
-    overrides = parser.add_argument_group("config overrides (nested fields with dots)")
-    for field, value in _fields(base.get_config()):
-        overrides.add_argument(f"--{OVERRIDE_PREFIX}{field}", dest=OVERRIDE_PREFIX + field,
-                               default=argparse.SUPPRESS, metavar="VALUE",
-                               # argparse %-formats help: escape split specs' '%'.
-                               help=f"(default in base: {value!r})".replace("%", "%%"))
+    add_override_options(parser, base.get_config())
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {key[len(OVERRIDE_PREFIX):]: value for key, value in vars(args).items()
-                 if key.startswith(OVERRIDE_PREFIX)}
+    overrides = overrides_from_args(args)
     for item in args.set:
         field, _, value = item.partition("=")
         overrides[field] = value

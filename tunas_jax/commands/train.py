@@ -21,20 +21,9 @@ from __future__ import annotations
 
 import argparse
 
-import ml_collections
-
 from experiments.train import base
 from tunas_jax import train
-
-OVERRIDE_PREFIX = "config."
-
-
-def _flat_fields(config: ml_collections.ConfigDict, prefix: str = ""):
-    for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict):
-            yield from _flat_fields(value, f"{prefix}{key}.")
-        else:
-            yield prefix + key, value
+from tunas_jax.config_files import add_override_options, overrides_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,20 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="config file, e.g. experiments/train/micro_digits.py")
     parser.add_argument("--workdir", required=True,
                         help="output folder (checkpoints, metrics, result.json); resumes")
-    # One `--config.<field>` option per field of the base config (nested ones dotted), so
-    # overrides parse with plain argparse and appear in --help.
-    overrides = parser.add_argument_group("config overrides")
-    for field, value in _flat_fields(base.get_config()):
-        overrides.add_argument(f"--{OVERRIDE_PREFIX}{field}", dest=OVERRIDE_PREFIX + field,
-                               default=argparse.SUPPRESS, metavar="VALUE",
-                               # argparse %-formats help: escape the '%' of split specs.
-                               help=f"(default in base: {value!r})".replace("%", "%%"))
+    add_override_options(parser, base.get_config())
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {key[len(OVERRIDE_PREFIX):]: value for key, value in vars(args).items()
-                 if key.startswith(OVERRIDE_PREFIX)}
+    overrides = overrides_from_args(args)
     config = train.load_train_config(args.config, overrides)
     result = train.run_training(config, args.workdir)
     if "stopped_at" in result:

@@ -14,8 +14,7 @@ import argparse
 
 from experiments.cost_models import base
 from tunas_jax import cost_model_training
-
-OVERRIDE_PREFIX = "config."
+from tunas_jax.config_files import add_override_options, load_config, overrides_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,20 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="config file, e.g. experiments/cost_models/micro_pixel6.py")
     parser.add_argument("--workdir", required=True,
                         help="output folder (dataset, checkpoint, cost_model.json, scatter.png)")
-    # One `--config.<field>` option per field of the shared base config, so overrides
-    # parse with plain argparse and appear in --help.
-    overrides = parser.add_argument_group("config overrides")
-    for field, value in base.get_config().items():
-        overrides.add_argument(f"--{OVERRIDE_PREFIX}{field}", dest=OVERRIDE_PREFIX + field,
-                               default=argparse.SUPPRESS, metavar="VALUE",
-                               help=f"(default in base: {value!r})")
+    add_override_options(parser, base.get_config())
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {key[len(OVERRIDE_PREFIX):]: value for key, value in vars(args).items()
-                 if key.startswith(OVERRIDE_PREFIX)}
-    config = cost_model_training.load_config(args.config, overrides)
+    overrides = overrides_from_args(args)
+    config = load_config(args.config, overrides)
     metadata = cost_model_training.train_cost_model(config, args.workdir)
     print(cost_model_training.format_metrics(metadata))
     print(f"wrote {args.workdir}/cost_model.json, checkpoint/ and scatter.png "
