@@ -69,24 +69,23 @@ def run(space_name: str, num: int, batch: int, repeats: int, seed: int = 0) -> d
         supernet_s.append(_time(lambda idx=idx: supernet_step(params, opt_state, idx)[2],
                                 repeats))
         model = build_model(space.decode(indices), classes, rngs=nnx.Rngs(0))
-        graphdef, state = nnx.split(model)
-        model_params = nnx.state(model, nnx.Param)
+        graphdef, model_params, rest = nnx.split(model, nnx.Param, ...)
         model_opt_state = opt.init(model_params)
 
         @jax.jit
-        def standalone_step(state, opt_state, graphdef=graphdef):
-            def loss_fn(state):
-                model = nnx.merge(graphdef, state)
-                loss = _loss(model(images), labels)
-                return loss, nnx.state(model)
-            (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state)
-            grads = nnx.state(nnx.merge(graphdef, grads), nnx.Param)
-            p = nnx.state(nnx.merge(graphdef, new_state), nnx.Param)
-            updates, opt_state = opt.update(grads, opt_state, p)
-            return optax.apply_updates(p, updates), opt_state, loss
+        def standalone_step(model_params, rest, opt_state, graphdef=graphdef):
+            def loss_fn(model_params, rest):
+                # Fresh Variables at this trace level: batch norm writes its running
+                # averages into them (nnx refuses writes across trace levels).
+                model = nnx.merge(graphdef, model_params, jax.tree.map(lambda x: x, rest))
+                return _loss(model(images), labels), nnx.state(model, nnx.Not(nnx.Param))
+            (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(model_params, rest)
+            updates, opt_state = opt.update(grads, opt_state, model_params)
+            return optax.apply_updates(model_params, updates), rest, opt_state, loss
 
         standalone_s.append(_time(
-            lambda state=state, s=model_opt_state, f=standalone_step: f(state, s)[2], repeats))
+            lambda p=model_params, r=rest, s=model_opt_state, f=standalone_step: f(p, r, s)[3],
+            repeats))
     supernet_s, standalone_s = np.array(supernet_s), np.array(standalone_s)
     return {
         "space": space_name, "architectures": num, "batch": batch, "image_size": size,

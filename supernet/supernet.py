@@ -142,7 +142,7 @@ def _expand_branch(cfg: ExpandConfig | None, width: int):
     def run(p: Params, x: jax.Array) -> jax.Array:
         if cfg is None:  # no expansion: pass the block input on
             return ops.pad_channels(x[..., :width], width)
-        y = ops.conv1x1(x[..., :cfg.cin], p["expand"]["kernel"][:cfg.cin, :cfg.width])
+        y = ops.conv1x1(x[..., :cfg.cin], p[:cfg.cin, :cfg.width])
         return ops.pad_channels(y, width)
     return run
 
@@ -153,9 +153,9 @@ def _kxk_branch(cfg: KxkConfig | None, width: int, stride: int):
             return ops.pad_channels(x[:, ::stride, ::stride, :width], width)
         w = p[f"{cfg.family}_{cfg.kernel_size}"]
         if cfg.family == "dw":
-            y = ops.depthwise_conv(x[..., :cfg.cin], w["kernel"][..., :cfg.cout], cfg.stride)
+            y = ops.depthwise_conv(x[..., :cfg.cin], w[..., :cfg.cout], cfg.stride)
         else:
-            kernel = group_kernel(w["kernel"], cfg.cin, cfg.cout, cfg.groups)
+            kernel = group_kernel(w, cfg.cin, cfg.cout, cfg.groups)
             y = ops.group_conv(x[..., :cfg.cin], kernel, cfg.stride, cfg.groups)
         return ops.pad_channels(y, width)
     return run
@@ -163,7 +163,7 @@ def _kxk_branch(cfg: KxkConfig | None, width: int, stride: int):
 
 def _project_branch(cfg: ProjectConfig, width: int):
     def run(p: Params, x: jax.Array) -> jax.Array:
-        y = ops.conv1x1(x[..., :cfg.cin], p["kernel"][:cfg.cin, :cfg.cout])
+        y = ops.conv1x1(x[..., :cfg.cin], p[:cfg.cin, :cfg.cout])
         return ops.pad_channels(y, width)
     return run
 
@@ -217,13 +217,18 @@ def _block_once(bp: BlockPlan, p: Params, indices: jax.Array, x: jax.Array) -> j
     expand_i, kxk_i, project_i, residual, skip, exp_w, mid_w, out_w = (row[c] for c in range(8))
 
     def compute(x: jax.Array) -> jax.Array:
-        y = switch_remat(expand_i, [_expand_branch(c, bp.exp_width) for c in bp.expand], p, x)
+        # Each switch gets only the kernels its branches read: its backward returns
+        # a gradient (zeros but for the branch taken) for every leaf passed in.
+        y = switch_remat(expand_i, [_expand_branch(c, bp.exp_width) for c in bp.expand],
+                         p["expand"]["kernel"] if "expand" in p else {}, x)
         if "expand" in p:
             y = jnp.where(exp_w > 0, _bn_act(y, p["expand"], exp_w, True), y)
-        y = switch_remat(kxk_i, [_kxk_branch(c, bp.mid_width, bp.stride) for c in bp.kxk], p, y)
+        kernels = {n: w["kernel"] for n, w in p.items() if n not in ("expand", "project")}
+        y = switch_remat(kxk_i, [_kxk_branch(c, bp.mid_width, bp.stride) for c in bp.kxk],
+                         kernels, y)
         y = jnp.where(mid_w > 0, _kxk_bn(bp, p, kxk_i, y, mid_w), y)
         y = switch_remat(project_i, [_project_branch(c, bp.out_width) for c in bp.project],
-                         p["project"], y)
+                         p["project"]["kernel"], y)
         y = _bn_act(y, p["project"], out_w, relu=False)
         if bp.can_residual:
             # Residuals only join equal widths, so the carried padding lines up.
@@ -249,19 +254,20 @@ def apply(plan: SupernetPlan, params: Params, indices: jax.Array, images: jax.Ar
 
     def stem_branch(width: int):
         def run(p: Params, x: jax.Array) -> jax.Array:
-            y = ops.group_conv(x, p["kernel"][..., :width], plan.stem_stride, 1)
+            y = ops.group_conv(x, p[..., :width], plan.stem_stride, 1)
             return ops.pad_channels(y, stem_width)
         return run
 
     stem_i, stem_w = (plan.stem_lookup.row(indices)[c] for c in range(2))
-    x = switch_remat(stem_i, [stem_branch(w) for w in plan.stem_widths], stem, images)
+    x = switch_remat(stem_i, [stem_branch(w) for w in plan.stem_widths], stem["kernel"],
+                     images)
     x = _bn_act(x, stem, stem_w, True)
     for bp in plan.blocks:
         x = _block(bp, params[bp.name], indices, x, op_warm)
     head = params["head"]
     head_i, head_w = (plan.head_lookup.row(indices)[c] for c in range(2))
     x = switch_remat(head_i, [_project_branch(c, plan.head_width) for c in plan.head_configs],
-                     head, x)
+                     head["kernel"], x)
     x = _bn_act(x, head, head_w, True)
     pooled = jnp.mean(x, axis=(1, 2))  # padded channels are zero: a full-width FC is exact
     return pooled @ params["logits"]["kernel"] + params["logits"]["bias"]
