@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+import cost_models
 import search_spaces
 from search_spaces import FILTERS, BlockSpec, OneOf, SearchSpace, SpecError, StageSpec
 from search_spaces import registry as space_registry
@@ -73,6 +74,7 @@ def tiny_config(cost_model_dir, **more):
     ({"space": "nope"}, SpecError, "space"),
     ({"target": "tpu9000"}, SpecError, "target"),
     ({"reward": "linear"}, SpecError, "reward"),
+    ({"latency_metric": "wall_clock"}, SpecError, "latency_metric"),
     ({"steps_total": "3"}, UsageError, "steps_total"),
     ({"controller.delay": "0.1"}, UsageError, "controller.delay"),
     ({"optimizer.name": "lamb"}, UsageError, "optimizer.name"),
@@ -131,8 +133,15 @@ def test_search_writes_outputs_without_retracing(straight_run):
     doc = json.loads((tmp_path / "architecture.json").read_text())
     assert arch.space.name == "tiny_search"
     for key in ("target_latency_ms", "predicted_latency_ms", "simulated_latency_ms",
-                "energy_mj", "params", "macs"):
+                "simulated_end_to_end_latency_ms", "energy_mj", "params", "macs"):
         assert doc[key] > 0, key
+    # micro_digits searches on the 'layers' metric: end to end minus the fixed part.
+    assert doc["latency_metric"] == "layers"
+    fixed = cost_models.fixed_latency_ms("pixel6_edgetpu", 8, 10)
+    assert doc["simulated_latency_ms"] == pytest.approx(
+        doc["simulated_end_to_end_latency_ms"] - fixed, abs=1e-9)
+    assert doc["simulated_end_to_end_latency_ms"] == pytest.approx(cost_models.simulate(
+        search_spaces.describe(arch.spec, 8, 10), "pixel6_edgetpu").latency_ms, abs=1e-9)
     assert list(arch.indices) == summary["argmax"]["indices"]
     top = json.loads((tmp_path / "search_summary.json").read_text())["top_architectures"]
     assert len(top) == 5
@@ -246,3 +255,57 @@ def test_command_parses_nested_overrides_and_formats_help():
         command.run(args)
     assert "--config.dataset.image_size" in parser.format_help() + str(
         parser._subparsers._group_actions[0].choices["search"].format_help())
+
+
+# ---- random baseline and report (end to end, through the CLI) ---------------------------
+def test_random_baseline_and_report_commands(straight_run, tiny_registered, tmp_path, capsys):
+    from tunas_jax import cli, report
+
+    _, search_dir, _ = straight_run
+    baseline_dir = tmp_path / "random"
+    args = ["random-baseline", "--config", "experiments/train/micro_digits.py",
+            "--num", "2", "--latency-band", "0.008,0.010", "--workdir", str(baseline_dir),
+            "--config.num_steps=2", "--config.dataset.image_size=16",
+            "--config.batch_size=32", "--config.eval_batch_size=128",
+            "--config.num_threads=1"]
+    assert cli.main(args) == 0
+    baseline = json.loads((baseline_dir / "baseline.json").read_text())
+    top1 = [a["top1"] for a in baseline["architectures"]]
+    assert len(top1) == 2 and baseline["summary"]["median_top1"] == pytest.approx(
+        float(np.median(top1)))
+    result = baseline_dir / "arch_01" / "result.json"
+    stamp = result.stat().st_mtime_ns
+    assert cli.main(args) == 0  # a rerun trains nothing again
+    assert result.stat().st_mtime_ns == stamp
+    capsys.readouterr()
+
+    out = tmp_path / "report"
+    assert cli.main(["report", str(search_dir), str(baseline_dir), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    for name in ("accuracy_vs_latency", f"{search_dir.name}_curves",
+                 f"{search_dir.name}_probabilities", f"{search_dir.name}_architecture"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert page.count("data:image/png;base64,") == 4
+    assert "arch_00" in page and search_dir.name in page
+    collection = report.collect([str(search_dir), str(baseline_dir)])
+    assert [p.kind for p in collection.points] == ["random", "random"]
+    assert len(collection.searches[0].probabilities) == 4  # logged every 2 of 8 steps
+    assert cli.main(["report", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "holds no" in capsys.readouterr().err
+
+
+def test_pareto_front_and_comparison():
+    from tunas_jax import report, report_plots
+
+    latency = np.asarray([1.0, 2.0, 2.0, 3.0, 0.5])
+    top1 = np.asarray([0.8, 0.7, 0.9, 0.85, 0.6])
+    assert report_plots.pareto_front(latency, top1).tolist() == [4, 0, 2]
+    points = [report.TrainedPoint(f"p{i}", kind, acc, 1.0, 1.0, "layers", None, "")
+              for i, (kind, acc) in enumerate([("searched", 0.9), ("searched", 0.8),
+                                               ("random", 0.7), ("random", 0.95),
+                                               ("random", 0.84)])]
+    verdict = report.comparison(report.Collection([], points, []))
+    assert verdict["searched_mean_top1"] == pytest.approx(0.85)
+    assert verdict["random_median_top1"] == pytest.approx(0.84)
+    assert verdict["searched_mean_above_random_median"]

@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
+import cost_models
 import supernet
 from search_spaces import Architecture, SpecError, describe, get_space
 from tunas_jax import config_files, train, train_step
@@ -70,6 +71,12 @@ def test_end_to_end_writes_result(finished_run, arch_path):
     assert result["params"] == network.params == result["trainable_params"]
     assert result["macs"] == network.macs
     assert result["simulated_latency_ms"] > 0 and result["energy_mj"] > 0
+    # micro_digits reports the 'layers' metric: end to end minus the fixed part.
+    assert result["latency_metric"] == "layers"
+    end_to_end = cost_models.simulate(network, "pixel6_edgetpu").latency_ms
+    assert result["simulated_end_to_end_latency_ms"] == pytest.approx(end_to_end, abs=1e-12)
+    assert result["simulated_latency_ms"] == pytest.approx(
+        end_to_end - cost_models.fixed_latency_ms("pixel6_edgetpu", 16, 10), abs=1e-12)
     assert result["predicted_latency_ms"] is None
     assert "cost_model_workdir" in result["predicted_latency_reason"]
     assert result["architecture"]["indices"] == [0] * 23 and result["steps"] == 4
@@ -226,6 +233,10 @@ def test_predicted_latency_from_a_trained_regressor(arch_path, tmp_path):
     arch = train.resolve_architecture(config)
     report = train.cost_report(config, arch, 10, 3, log=lambda _: None)
     assert report["predicted_latency_ms"] > 0 and "predicted_latency_reason" not in report
+    config.latency_metric = "end_to_end"  # the regressor's own metric, at its 32 px
+    whole = train.cost_report(config, arch, 10, 3, log=lambda _: None)
+    assert whole["predicted_latency_ms"] - report["predicted_latency_ms"] == pytest.approx(
+        cost_models.fixed_latency_ms("pixel6_edgetpu", 32, 10), rel=1e-5)
     config.target = "coral_edgetpu"  # the regressor was trained for pixel6: refused, with why
     report = train.cost_report(config, arch, 10, 3, log=lambda _: None)
     assert report["predicted_latency_ms"] is None

@@ -26,6 +26,8 @@ COMMANDS = (
     "search",
     "train",
     "evaluate",
+    "random-baseline",
+    "report",
 )
 
 

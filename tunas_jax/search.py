@@ -9,7 +9,9 @@ runs the jitted step (`tunas_jax.search_step`) with a progress bar, metrics
 (`W/metrics.jsonl`, TensorBoard) and checkpoints every N steps; and writes:
 - `W/architecture.json`: the argmax architecture (foundation format) with
   `target_latency_ms`, `predicted_latency_ms` and the simulated
-  `simulated_latency_ms`, `energy_mj`, `params`, `macs` on the target;
+  `simulated_latency_ms`, all three in the config's `latency_metric` (named in
+  the file, see `cost_models.latency_metric`), plus
+  `simulated_end_to_end_latency_ms`, `energy_mj`, `params`, `macs` on the target;
 - `W/search_summary.json`: the 5 most probable architectures under the final
   controller (indices, probability, predicted and simulated latency).
 A search killed at any point and rerun with the same command continues from
@@ -40,7 +42,7 @@ import numpy as np
 
 import controllers
 import supernet
-from cost_models import ArchitectureCoster, get_target
+from cost_models import ArchitectureCoster, check_latency_metric, get_target, metric_offset_ms
 from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, write_json_atomic
 from tunas_jax import cost_model_training, search_step
@@ -86,6 +88,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_keys(config, base.get_config())
     get_space(config.space)  # SpecError naming unknown spaces
     get_target(config.target)
+    check_latency_metric(config.latency_metric, "config.latency_metric")
     controllers.check_target_latency_ms(config.target_latency_ms)
     controllers.make_reward_fn(config.reward, target_latency_ms=config.target_latency_ms,
                                beta=config.reward_beta)
@@ -149,6 +152,15 @@ def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
     return path
 
 
+def latency_offset_ms(config: ml_collections.ConfigDict, predictor: Any) -> float:
+    """What turns the regressor's end-to-end prediction into config.latency_metric."""
+    meta = predictor.metadata
+    space = get_space(config.space)
+    return metric_offset_ms(config.latency_metric, config.target,
+                            int(meta.get("image_size") or space.default_image_size),
+                            int(meta.get("num_classes") or space.default_num_classes))
+
+
 # ---- outputs ------------------------------------------------------------------------------
 def top_architectures(logits: np.ndarray, num_choices: tuple[int, ...], k: int = TOP_K
                       ) -> list[tuple[list[int], float]]:
@@ -178,23 +190,28 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
     best = [int(i) for i in np.asarray(controllers.argmax_architecture(state.controller))]
     top = top_architectures(logits, space.num_choices)
     candidates = np.asarray([best] + [idx for idx, _ in top], np.int32)
-    predicted = np.asarray(predictor(candidates), np.float64)
+    offset = latency_offset_ms(config, predictor)
+    predicted = np.asarray(predictor(candidates), np.float64) - offset
     simulated = coster.cost_batch(candidates)
-    costs = {"target_latency_ms": float(config.target_latency_ms),
+    simulated_ms = simulated["latency_ms"] - offset
+    costs = {"latency_metric": config.latency_metric,
+             "target_latency_ms": float(config.target_latency_ms),
              "predicted_latency_ms": float(predicted[0]),
-             "simulated_latency_ms": float(simulated["latency_ms"][0]),
+             "simulated_latency_ms": float(simulated_ms[0]),
+             "simulated_end_to_end_latency_ms": float(simulated["latency_ms"][0]),
              "energy_mj": float(simulated["energy_mj"][0]),
              "params": int(simulated["params"][0]), "macs": int(simulated["macs"][0])}
     arch = Architecture.from_indices(space, best, name=f"tunas_{space.name}_{config.target}")
     arch.save(os.path.join(workdir, ARCHITECTURE_FILE), extra=costs)
     summary = {
         "space": space.name, "target": config.target,
+        "latency_metric": config.latency_metric,
         "target_latency_ms": float(config.target_latency_ms),
         "steps": int(state.step), "argmax": {"indices": best, **costs},
         "top_architectures": [
             {"indices": idx, "indices_string": ":".join(map(str, idx)), "probability": p,
              "predicted_latency_ms": float(predicted[i + 1]),
-             "simulated_latency_ms": float(simulated["latency_ms"][i + 1])}
+             "simulated_latency_ms": float(simulated_ms[i + 1])}
             for i, (idx, p) in enumerate(top)],
         **(extra or {}),
     }
@@ -251,10 +268,11 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         data.set_state(saved["iterators"])
         log(f"resuming from step {resume_step} ({checkpointer.directory})")
     state = search_step.replicate(state, mesh)
-    reward_fn = controllers.make_reward_fn(config.reward,
-                                           target_latency_ms=config.target_latency_ms,
-                                           beta=config.reward_beta)
-    step_fn = search_step.make_step(space, plan, optimizer, lr_schedule, predictor, reward_fn,
+    reward_params = search_step.RewardParams.create(
+        float(config.target_latency_ms), float(config.reward_beta),
+        latency_offset_ms(config, predictor))
+    step_fn = search_step.make_step(space, plan, optimizer, lr_schedule, predictor,
+                                    config.reward, reward_params,
                                     float(config.optimizer.label_smoothing), mesh, trace_counter)
     logger = MetricsLogger(workdir, space, resume_step)
     total = int(config.steps)

@@ -8,7 +8,9 @@ Per step and per device (TuNAS: one architecture per accelerator core):
    (cross-entropy with label smoothing); gradients are averaged over devices;
 3. evaluate THE SAME architecture (same indices, same op warmup) with the
    UPDATED weights on the device's share of the validation batch: accuracy Q;
-4. predict its latency T with the learned regressor (pure JAX, in the jit);
+4. predict its latency T with the learned regressor (pure JAX, in the jit),
+   minus `RewardParams.latency_offset_ms` (the fixed per-inference part when
+   the config's `latency_metric` is `layers`, see `cost_models.latency_metric`);
 5. reward R(Q, T); every device gathers all devices' architectures and
    rewards and applies the same REINFORCE update (rewards averaged), so the
    controller stays replicated.
@@ -16,7 +18,9 @@ Per step and per device (TuNAS: one architecture per accelerator core):
 The step is a `shard_map` over a 1-D mesh (axis `devices`): the state is
 replicated (`P()`), the batches are split along their first axis
 (`P('devices')`). With one device it is the K = 1 case of the same code.
-Architectures are traced int32 values, so no sample ever retraces.
+Architectures are traced int32 values, so no sample ever retraces. The
+reward's target, beta and latency offset are traced too: searches at several
+targets share one compiled step (and the persistent compilation cache).
 """
 
 from __future__ import annotations
@@ -58,6 +62,20 @@ class SearchState:
     step: jax.Array  # int32 scalar: steps done
 
 
+@flax.struct.dataclass
+class RewardParams:
+    """The reward's numbers, passed into the jitted step as float32 scalars."""
+
+    target_latency_ms: jax.Array
+    beta: jax.Array
+    latency_offset_ms: jax.Array  # subtracted from the regressor's end-to-end prediction
+
+    @classmethod
+    def create(cls, target_latency_ms: float, beta: float, latency_offset_ms: float = 0.0
+               ) -> RewardParams:
+        return cls(*(jnp.float32(v) for v in (target_latency_ms, beta, latency_offset_ms)))
+
+
 def make_optimizer(opt_config: Any, steps: int, batch_size: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """Shared-weight optimizer and its learning-rate schedule (warmup + cosine to 0).
@@ -94,16 +112,20 @@ def init_state(space: SearchSpace, plan: supernet.SupernetPlan, num_classes: int
 
 def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
               optimizer: optax.GradientTransformation, lr_schedule: optax.Schedule,
-              predictor: LatencyPredictor, reward_fn: Callable[[Any, Any], jax.Array],
+              predictor: LatencyPredictor, reward: str, reward_params: RewardParams,
               label_smoothing: float, mesh: Mesh, trace_counter: list | None = None
               ) -> Callable[..., tuple[SearchState, dict[str, jax.Array]]]:
     """`step(state, train_batch, valid_batch) -> (state, metrics)`, jitted.
 
+    `reward` names a `controllers.REWARDS` function, applied with `reward_params`.
+
     `trace_counter`: a list that gets one element per trace (tests check that
     sampling new architectures never retraces).
     """
-    def device_step(state: SearchState, predictor: LatencyPredictor, train: dict,
-                    valid: dict) -> tuple[SearchState, dict[str, jax.Array]]:
+    reward_fn = controllers.get_reward_fn(reward)
+
+    def device_step(state: SearchState, predictor: LatencyPredictor, rp: RewardParams,
+                    train: dict, valid: dict) -> tuple[SearchState, dict[str, jax.Array]]:
         schedule = state.controller.spec.config.schedule
         rng, next_rng = jax.random.split(state.rng)
         # Same rng on every device; fold in the device index for its own sample.
@@ -131,8 +153,8 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
 
         valid_logits = supernet.apply(plan, params, indices, valid["image"], op_warm=op_warm)
         quality = jnp.mean(jnp.argmax(valid_logits, -1) == valid["label"])
-        latency_ms = predictor(indices[None])[0]
-        reward = reward_fn(quality, latency_ms)
+        latency_ms = predictor(indices[None])[0] - rp.latency_offset_ms
+        reward = reward_fn(quality, latency_ms, rp.target_latency_ms, rp.beta)
 
         # Every device gathers all samples and rewards and does the same update.
         all_sampled = jax.lax.all_gather(sampled[0], AXIS)  # [K, D]
@@ -159,21 +181,22 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
 
     # Replication of the outputs holds by construction (pmean / all_gather feed every
     # replicated output), which the checker cannot see through the controller update.
-    sharded = shard_map(device_step, mesh=mesh, in_specs=(P(), P(), P(AXIS), P(AXIS)),
+    sharded = shard_map(device_step, mesh=mesh, in_specs=(P(), P(), P(), P(AXIS), P(AXIS)),
                         out_specs=(P(), P()), **{_NO_CHECK: False})
 
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(AXIS))
 
-    def step(state: SearchState, predictor: LatencyPredictor, train: dict, valid: dict):
+    def step(state: SearchState, predictor: LatencyPredictor, rp: RewardParams, train: dict,
+             valid: dict):
         if trace_counter is not None:
             trace_counter.append(1)
-        return sharded(state, predictor, train, valid)
+        return sharded(state, predictor, rp, train, valid)
 
-    jitted = jax.jit(step, in_shardings=(replicated, replicated, batch_sharding,
+    jitted = jax.jit(step, in_shardings=(replicated, replicated, replicated, batch_sharding,
                                          batch_sharding),
                      out_shardings=(replicated, replicated), donate_argnums=(0,))
-    return lambda state, train, valid: jitted(state, predictor, train, valid)
+    return lambda state, train, valid: jitted(state, predictor, reward_params, train, valid)
 
 
 def replicate(state: SearchState, mesh: Mesh) -> SearchState:

@@ -18,7 +18,9 @@
 - `result.json` (atomic): top1 (0-1, eval split), params, macs, the simulated
   `simulated_latency_ms`/`energy_mj` on `config.target` and
   `predicted_latency_ms` from the learned regressor (null with
-  `predicted_latency_reason` when there is none).
+  `predicted_latency_reason` when there is none). Both latencies are in
+  `config.latency_metric` (named in the file, see `cost_models.latency_metric`);
+  `simulated_end_to_end_latency_ms` is the whole inference either way.
 The jitted steps are in `tunas_jax.train_step`.
 """
 
@@ -37,7 +39,7 @@ import numpy as np
 from flax import nnx
 
 import supernet
-from cost_models import get_target, simulate
+from cost_models import check_latency_metric, get_target, metric_offset_ms, simulate
 from search_spaces import Architecture, SpecError, describe, get_preset, write_json_atomic
 from search_spaces import load as load_architecture
 from tunas_jax import train_step
@@ -59,6 +61,13 @@ def load_train_config(path: str | os.PathLike, overrides: Mapping[str, str] | No
                       ) -> ml_collections.ConfigDict:
     """`get_config()` of a train config with `field=value` / `dataset.field=value` overrides."""
     return load_config(path, overrides)
+
+
+def check_train_config(config: ml_collections.ConfigDict) -> None:
+    """One clear error per bad recipe or cost field, before any data is read."""
+    train_step.check_config(config)
+    get_target(config.target)
+    check_latency_metric(config.latency_metric, "config.latency_metric")
 
 
 def resolve_architecture(config: ml_collections.ConfigDict) -> Architecture:
@@ -166,9 +175,13 @@ def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_class
     network = describe(arch.spec, image_size, num_classes, name=arch.name or "network",
                        input_channels=input_channels)
     sim = simulate(network, target)
+    metric = config.latency_metric
+    offset = metric_offset_ms(metric, target, image_size, num_classes, input_channels)
     report: dict[str, Any] = {
         "params": int(network.params), "macs": int(network.macs),
-        "simulated_latency_ms": float(sim.latency_ms), "energy_mj": float(sim.energy_mj),
+        "latency_metric": metric, "simulated_latency_ms": float(sim.latency_ms) - offset,
+        "simulated_end_to_end_latency_ms": float(sim.latency_ms),
+        "energy_mj": float(sim.energy_mj),
         "target": target.name, "image_size": image_size, "num_classes": num_classes,
         "predicted_latency_ms": None}
     cm_dir = config.cost_model_workdir
@@ -183,8 +196,13 @@ def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_class
 
         try:
             predictor = load_cost_model(cm_dir, arch.space, target.name)
+            # The regressor predicts end to end at its own resolution and class count.
+            meta = predictor.metadata
+            predicted_offset = metric_offset_ms(
+                metric, target, int(meta.get("image_size") or arch.space.default_image_size),
+                int(meta.get("num_classes") or arch.space.default_num_classes))
             report["predicted_latency_ms"] = float(
-                predictor(jnp.asarray([arch.indices], jnp.int32))[0])
+                predictor(jnp.asarray([arch.indices], jnp.int32))[0]) - predicted_offset
             report["predicted_latency_image_size"] = predictor.metadata.get("image_size")
             return report
         except SpecError as err:
@@ -215,8 +233,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
     {'stopped_at': step} early, as if killed (a preemption drill).
     """
     start = time.perf_counter()
-    train_step.check_config(config)
-    get_target(config.target)
+    check_train_config(config)
     arch = resolve_architecture(config)
     if config.init_from and arch.space is None:
         raise UsageError("config.init_from: needs an architecture of the search's space, not "

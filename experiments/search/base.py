@@ -33,7 +33,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Field overrides of that config for the build (e.g. fewer architectures).
     config.cost_model.overrides = ml_collections.ConfigDict()
 
-    # Latency target T0 of the reward, in ms of the hardware target (> 0).
+    # Which latency the reward and the target use: 'end_to_end' (one whole inference) or
+    # 'layers' (minus the fixed per-inference overhead and I/O, which are the same for
+    # every architecture; for spaces so small that the fixed part dominates). See
+    # cost_models/latency_metric.py.
+    config.latency_metric = "end_to_end"
+    # Latency target T0 of the reward, in ms of latency_metric on the target (> 0).
     config.target_latency_ms = 0.41
     # Reward: 'abs' (TuNAS default: Q + beta |T/T0 - 1|), 'mnas', 'mnas_hard'.
     config.reward = "abs"

@@ -91,4 +91,8 @@ def get_config() -> ml_collections.ConfigDict:
     # regressor workdir (`tunas-jax train-cost-model`) for predicted_latency_ms ('' = none).
     config.target = "pixel6_edgetpu"
     config.cost_model_workdir = ""
+    # Latency reported as simulated_latency_ms / predicted_latency_ms: 'end_to_end' or
+    # 'layers' (without the fixed per-inference part; cost_models/latency_metric.py).
+    # Use the metric of the search whose architectures you compare.
+    config.latency_metric = "end_to_end"
     return config

@@ -36,4 +36,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.ema_decay = 0.98
     config.log_every_steps = 11
     config.target = "pixel6_edgetpu"
+    # The metric of the default search (experiments/search/micro_digits.py).
+    config.latency_metric = "layers"
     return config

@@ -1,0 +1,133 @@
+"""TuNAS's random-search baseline: K uniform architectures in a latency band, each trained.
+
+    tunas-jax random-baseline --config experiments/train/micro_digits.py \
+        --num 10 --latency-band 0.0167,0.0185 --workdir W
+
+`run_random_baseline` draws index vectors of the space uniformly
+(`controllers.random_search`), keeps the first `num` distinct ones whose
+simulated latency on `config.target`, in `config.latency_metric`, lies in
+[lo_ms, hi_ms], and trains each with `tunas_jax.train.run_training` under the
+same config: the same recipe a searched architecture gets with that config.
+Writes into W:
+- `baseline.json`: space, band, seed and the chosen architectures, written
+  before any training so that a rerun of the same command trains the same
+  ones (a different space, band, count or seed in W is refused); once all are
+  trained it also holds every top1 and their mean/median/min/max;
+- `architectures/arch_NN.json`: each chosen architecture;
+- `arch_NN/`: one `tunas-jax train` workdir per architecture (result.json,
+  checkpoints, metrics). An interrupted baseline resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+import controllers
+from cost_models import ArchitectureCoster, metric_offset_ms
+from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
+from tunas_jax import train
+from tunas_jax.cli import UsageError
+
+BASELINE_FILE = "baseline.json"
+FORMAT = "tunas_jax.random_baseline"
+
+
+def parse_band(text: str) -> tuple[float, float]:
+    """'LO,HI' in ms -> (lo, hi); UsageError naming --latency-band otherwise."""
+    try:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--latency-band: {text!r}; give two numbers of ms as LO,HI, "
+                         "e.g. 0.0167,0.0185") from None
+    if not 0 < lo < hi:
+        raise UsageError(f"--latency-band: {text!r}; need 0 < LO < HI (ms)")
+    return lo, hi
+
+
+def sample_in_band(space: SearchSpace, config: ml_collections.ConfigDict, num: int,
+                   lo_ms: float, hi_ms: float, seed: int, max_tries: int = 1_000_000
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """`num` distinct uniform architectures whose simulated latency (the config's target,
+    image size and latency_metric) is in [lo_ms, hi_ms]: (indices [num, D], latency_ms)."""
+    image_size = int(config.dataset.image_size)
+    coster = ArchitectureCoster(space, config.target, image_size=image_size)
+    offset = metric_offset_ms(config.latency_metric, config.target, image_size,
+                              coster.num_classes)
+
+    def latency_ms(indices: np.ndarray) -> np.ndarray:
+        return coster.cost_batch(indices)["latency_ms"] - offset
+
+    return controllers.random_search(space, latency_ms, num=num, lo_ms=lo_ms, hi_ms=hi_ms,
+                                     seed=seed, max_tries=max_tries, batch_size=4096)
+
+
+def _plan(workdir: str, space: SearchSpace, config: ml_collections.ConfigDict, num: int,
+          band: tuple[float, float], seed: int) -> dict[str, Any]:
+    """baseline.json's plan: read back when it matches this command, else drawn and written."""
+    path = os.path.join(workdir, BASELINE_FILE)
+    request = {"space": space.name, "space_fingerprint": space.fingerprint,
+               "target": config.target, "latency_metric": config.latency_metric,
+               "latency_band_ms": list(band), "num": num, "seed": seed}
+    if os.path.exists(path):
+        plan = read_json(path, "random baseline")
+        previous = {key: plan.get(key) for key in request}
+        if previous != request:
+            changed = sorted(k for k in request if previous[k] != request[k])
+            raise UsageError(f"--workdir {workdir}: holds a baseline with other {changed} "
+                             f"({ {k: previous[k] for k in changed} }); use a new workdir")
+        return plan
+    indices, latency_ms = sample_in_band(space, config, num, band[0], band[1], seed)
+    plan = {"format": FORMAT, **request, "architectures": []}
+    os.makedirs(os.path.join(workdir, "architectures"), exist_ok=True)
+    for i, (idx, ms) in enumerate(zip(indices, latency_ms, strict=True)):
+        name = f"arch_{i:02d}"
+        arch_path = os.path.join(workdir, "architectures", f"{name}.json")
+        Architecture.from_indices(space, [int(v) for v in idx], name=f"random_{name}").save(
+            arch_path, extra={"latency_metric": config.latency_metric,
+                              "simulated_latency_ms": float(ms)})
+        plan["architectures"].append({"name": name, "indices": [int(v) for v in idx],
+                                      "simulated_latency_ms": float(ms)})
+    write_json_atomic(path, plan)
+    return plan
+
+
+def summarize(top1: list[float]) -> dict[str, float]:
+    values = np.asarray(top1, np.float64)
+    return {"mean_top1": float(values.mean()), "median_top1": float(np.median(values)),
+            "min_top1": float(values.min()), "max_top1": float(values.max())}
+
+
+def run_random_baseline(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+                        space_name: str, num: int, band: tuple[float, float], seed: int = 0,
+                        log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Draw (or reload) the baseline's architectures and train each; returns baseline.json."""
+    if num <= 0:
+        raise UsageError(f"--num: {num}; need at least one architecture")
+    space = get_space(space_name)
+    train.check_train_config(config)
+    workdir = os.path.abspath(os.fspath(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    plan = _plan(workdir, space, config, num, band, seed)
+    for i, entry in enumerate(plan["architectures"]):
+        run_dir = os.path.join(workdir, entry["name"])
+        result_path = os.path.join(run_dir, train.RESULT_FILE)
+        if os.path.exists(result_path):
+            entry["top1"] = read_json(result_path, "training result")["top1"]
+            continue
+        log(f"random baseline: training {entry['name']} ({i + 1}/{num}), simulated "
+            f"{entry['simulated_latency_ms']:.4f} ms ({config.latency_metric})")
+        run_config = ml_collections.ConfigDict(config.to_dict())
+        run_config.architecture = os.path.join(workdir, "architectures", entry["name"] + ".json")
+        result = train.run_training(run_config, run_dir, log=log)
+        if "stopped_at" in result:  # config.stop_after_steps: a drill, continue on rerun
+            return {**plan, "stopped_at": {"architecture": entry["name"], **result}}
+        entry["top1"] = result["top1"]
+        write_json_atomic(os.path.join(workdir, BASELINE_FILE), plan)
+    plan["summary"] = summarize([entry["top1"] for entry in plan["architectures"]])
+    write_json_atomic(os.path.join(workdir, BASELINE_FILE), plan)
+    return plan

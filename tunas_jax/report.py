@@ -1,0 +1,216 @@
+"""`tunas-jax report W [W2 ...] --out DIR`: what searches found, against what random finds.
+
+Reads any mix of workdirs:
+- a search (`search_summary.json`): its argmax architecture, metrics.jsonl and
+  controller_probabilities.jsonl;
+- a standalone training (`result.json`): one trained point. It counts as
+  `searched` when its architecture came from a search (named `tunas_...`),
+  `preset` when trained from `preset:<name>`, `trained` otherwise;
+- a random baseline (`baseline.json`): its trained architectures, `random`.
+
+Writes into DIR (atomically, file by file) the PNG plots of
+`tunas_jax.report_plots` and `report.html`, a self-contained page (plots
+inlined) with the tables: searched vs random top1 at matched latency, each
+search's landing against its target.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from search_spaces import Architecture, atomic_write, read_json
+from search_spaces import load as load_architecture
+from tunas_jax import report_plots
+from tunas_jax.cli import UsageError
+from tunas_jax.metrics_logging import METRICS_FILE, PROBABILITIES_FILE, read_metrics
+from tunas_jax.random_baseline import BASELINE_FILE
+from tunas_jax.search import ARCHITECTURE_FILE, SUMMARY_FILE
+from tunas_jax.train import RESULT_FILE, RUN_FILE
+
+REPORT_FILE = "report.html"
+
+
+@dataclasses.dataclass
+class TrainedPoint:
+    """One trained architecture: top1 against its simulated latency."""
+
+    name: str
+    kind: str  # 'searched', 'random', 'preset' or 'trained'
+    top1: float
+    latency_ms: float  # in latency_metric
+    end_to_end_ms: float
+    latency_metric: str
+    indices: list[int] | None
+    workdir: str
+
+
+@dataclasses.dataclass
+class SearchRun:
+    name: str
+    workdir: str
+    summary: dict[str, Any]
+    architecture: Architecture
+    metrics: list[dict[str, Any]]
+    probabilities: list[dict[str, Any]]
+    trained_top1: float | None = None  # from a train workdir of the same architecture
+
+
+@dataclasses.dataclass
+class Collection:
+    searches: list[SearchRun]
+    points: list[TrainedPoint]
+    baselines: list[dict[str, Any]]  # baseline.json contents (+ 'workdir')
+
+    @property
+    def latency_metric(self) -> str:
+        """The metric shared by every point, else end_to_end (the one all files have)."""
+        metrics = {p.latency_metric for p in self.points} | {
+            s.summary.get("latency_metric", "end_to_end") for s in self.searches}
+        return metrics.pop() if len(metrics) == 1 else "end_to_end"
+
+
+def _point(workdir: str, kind: str | None = None) -> TrainedPoint:
+    result = read_json(os.path.join(workdir, RESULT_FILE), "training result")
+    arch = result.get("architecture") or {}
+    if kind is None:
+        run_path = os.path.join(workdir, RUN_FILE)
+        run = read_json(run_path, "training run") if os.path.exists(run_path) else {}
+        source = str(run.get("config", {}).get("architecture", ""))
+        name = str(arch.get("name") or "")
+        kind = ("preset" if source.startswith("preset:") else
+                "searched" if name.startswith("tunas_") else "trained")
+    end_to_end = result.get("simulated_end_to_end_latency_ms", result["simulated_latency_ms"])
+    return TrainedPoint(name=os.path.basename(workdir.rstrip("/")), kind=kind,
+                        top1=float(result["top1"]),
+                        latency_ms=float(result["simulated_latency_ms"]),
+                        end_to_end_ms=float(end_to_end),
+                        latency_metric=result.get("latency_metric", "end_to_end"),
+                        indices=arch.get("indices"), workdir=workdir)
+
+
+def _search(workdir: str) -> SearchRun:
+    summary = read_json(os.path.join(workdir, SUMMARY_FILE), "search summary")
+    probabilities = (read_metrics(workdir, PROBABILITIES_FILE)
+                     if os.path.exists(os.path.join(workdir, PROBABILITIES_FILE)) else [])
+    return SearchRun(name=os.path.basename(workdir.rstrip("/")), workdir=workdir,
+                     summary=summary,
+                     architecture=load_architecture(os.path.join(workdir, ARCHITECTURE_FILE)),
+                     metrics=read_metrics(workdir, METRICS_FILE), probabilities=probabilities)
+
+
+def collect(workdirs: Sequence[str]) -> Collection:
+    """Read every workdir (UsageError naming one that is none of the three kinds)."""
+    out = Collection([], [], [])
+    for workdir in workdirs:
+        workdir = os.path.abspath(workdir)
+        if os.path.exists(os.path.join(workdir, SUMMARY_FILE)):
+            out.searches.append(_search(workdir))
+        elif os.path.exists(os.path.join(workdir, BASELINE_FILE)):
+            baseline = read_json(os.path.join(workdir, BASELINE_FILE), "random baseline")
+            for entry in baseline.get("architectures", []):
+                run_dir = os.path.join(workdir, entry["name"])
+                if os.path.exists(os.path.join(run_dir, RESULT_FILE)):
+                    out.points.append(_point(run_dir, "random"))
+            out.baselines.append({**baseline, "workdir": workdir})
+        elif os.path.exists(os.path.join(workdir, RESULT_FILE)):
+            out.points.append(_point(workdir))
+        else:
+            raise UsageError(f"report: {workdir} holds no {SUMMARY_FILE}, {BASELINE_FILE} or "
+                             f"{RESULT_FILE}; pass search, random-baseline or train workdirs")
+    if not out.searches and not out.points:
+        raise UsageError("report: no finished search or trained architecture in the workdirs")
+    for search in out.searches:
+        for point in out.points:
+            if point.indices == list(search.architecture.indices or []):
+                search.trained_top1 = point.top1
+    return out
+
+
+def comparison(collection: Collection) -> dict[str, Any] | None:
+    """Searched vs random top1 (the TuNAS claim: searched mean above random median)."""
+    searched = [p.top1 for p in collection.points if p.kind == "searched"]
+    random = [p.top1 for p in collection.points if p.kind == "random"]
+    if not searched or not random:
+        return None
+    return {"searched_n": len(searched), "searched_mean_top1": float(np.mean(searched)),
+            "searched_std_top1": float(np.std(searched)),
+            "random_n": len(random), "random_median_top1": float(np.median(random)),
+            "random_mean_top1": float(np.mean(random)),
+            "random_range_top1": [float(min(random)), float(max(random))],
+            "searched_mean_above_random_median": bool(np.mean(searched) > np.median(random))}
+
+
+# ---- HTML -------------------------------------------------------------------------------
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image(path: str, caption: str) -> str:
+    with open(path, "rb") as f:
+        data = base64.b64encode(f.read()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
+    metric = collection.latency_metric
+    parts = ["<h1>tunas-jax report</h1>",
+             f"<p>Latencies are simulated, in ms, metric <code>{metric}</code> "
+             "(cost_models/latency_metric.py).</p>"]
+    verdict = comparison(collection)
+    if verdict:
+        parts.append("<h2>Searched vs random at matched latency</h2>")
+        parts.append(_table(
+            ["", "n", "top1"],
+            [["searched (mean)", verdict["searched_n"], verdict["searched_mean_top1"]],
+             ["random (median)", verdict["random_n"], verdict["random_median_top1"]],
+             ["random (mean)", verdict["random_n"], verdict["random_mean_top1"]]]))
+        word = "above" if verdict["searched_mean_above_random_median"] else "NOT above"
+        parts.append(f"<p>Searched mean top1 is <b>{word}</b> the random median.</p>")
+    if collection.searches:
+        parts.append("<h2>Searches</h2>")
+        rows = []
+        for s in collection.searches:
+            best = s.summary["argmax"]
+            miss = best["simulated_latency_ms"] / best["target_latency_ms"] - 1
+            rows.append([s.name, s.summary.get("latency_metric", "end_to_end"),
+                         best["target_latency_ms"], best["simulated_latency_ms"],
+                         f"{miss:+.1%}", best["params"],
+                         "-" if s.trained_top1 is None else s.trained_top1,
+                         s.architecture.indices_string])
+        parts.append(_table(["search", "metric", "target ms", "simulated ms", "miss",
+                             "params", "trained top1", "indices"], rows))
+    if collection.points:
+        parts.append("<h2>Trained architectures</h2>")
+        parts.append(_table(
+            ["workdir", "kind", "top1", f"latency ms ({metric})", "end-to-end ms"],
+            [[p.name, p.kind, p.top1, p.latency_ms if metric == p.latency_metric
+              else p.end_to_end_ms, p.end_to_end_ms] for p in collection.points]))
+    parts += [_image(path, caption) for path, caption in images]
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+             "padding:3px 8px;text-align:right}img{max-width:100%}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>tunas-jax report</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def write_report(workdirs: Sequence[str], out_dir: str) -> dict[str, Any]:
+    """Collect, plot and write DIR/report.html; returns {'html', 'images', 'comparison'}."""
+    collection = collect(workdirs)
+    os.makedirs(out_dir, exist_ok=True)
+    images = report_plots.draw_all(collection, out_dir)
+    path = os.path.join(out_dir, REPORT_FILE)
+    with atomic_write(path, "w", ".html") as f:
+        f.write(render_html(collection, images))
+    return {"html": path, "images": [p for p, _ in images], "comparison": comparison(collection)}

@@ -1,0 +1,204 @@
+"""The report's figures (matplotlib, Agg), each saved atomically as a PNG.
+
+- `accuracy_vs_latency.png`: trained top1 against simulated latency, by kind
+  (searched, random, preset, trained), the Pareto front (best top1 at or
+  below each latency) and each search's target;
+- per search `<name>_curves.png`: validation accuracy, reward and its EMA
+  baseline, and the predicted latency of the sampled architectures against
+  the target band (+/-5%) over the steps;
+- per search `<name>_probabilities.png`: every decision's choice
+  probabilities over the steps (a heatmap, one row per choice);
+- per search `<name>_architecture.png`: the argmax architecture as a block
+  diagram, each block shaded by its share of the simulated latency.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cost_models import simulate
+from search_spaces import atomic_write, describe
+from search_spaces.blocks import GROUPED_TYPES
+
+if TYPE_CHECKING:
+    from tunas_jax.report import Collection, SearchRun
+
+STYLE = {"searched": ("tab:red", "*", 160), "random": ("tab:gray", "o", 40),
+         "preset": ("tab:blue", "s", 60), "trained": ("tab:green", "D", 50)}
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str) -> None:
+    with atomic_write(path, "wb", ".png") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+
+
+def pareto_front(latency: np.ndarray, top1: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats (faster or equal and more accurate)."""
+    order = np.lexsort((-top1, latency))
+    front, best = [], -np.inf
+    for i in order:
+        if top1[i] > best:
+            front.append(i)
+            best = top1[i]
+    return np.asarray(front, np.int64)
+
+
+def accuracy_vs_latency(collection: Collection, path: str) -> None:
+    plt = _plt()
+    metric = collection.latency_metric
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = collection.points
+    latency = np.asarray([p.latency_ms if p.latency_metric == metric else p.end_to_end_ms
+                          for p in points])
+    top1 = np.asarray([p.top1 for p in points])
+    for kind, (color, marker, size) in STYLE.items():
+        mask = np.asarray([p.kind == kind for p in points], bool)
+        if mask.any():
+            ax.scatter(latency[mask], top1[mask], c=color, marker=marker, s=size,
+                       label=f"{kind} ({mask.sum()})", zorder=3, edgecolors="k", linewidths=0.4)
+    if len(points):
+        front = pareto_front(latency, top1)
+        ax.step(latency[front], top1[front], where="post", color="k", lw=1, ls="--",
+                label="Pareto front", zorder=2)
+    for baseline in collection.baselines:
+        if baseline.get("latency_metric") == metric:
+            lo, hi = baseline["latency_band_ms"]
+            ax.axvspan(lo, hi, color="tab:gray", alpha=0.12, label="random band")
+    for search in collection.searches:
+        if search.summary.get("latency_metric", "end_to_end") == metric:
+            ax.axvline(search.summary["target_latency_ms"], color="tab:red", lw=0.8, alpha=0.5)
+    ax.set_xlabel(f"simulated latency, ms ({metric})")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title("Trained architectures: accuracy vs latency (red lines: search targets)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)
+
+
+def search_curves(search: SearchRun, path: str) -> None:
+    plt = _plt()
+    rows = search.metrics
+    steps = np.asarray([r["step"] for r in rows])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    for key, label in (("valid_accuracy", "validation accuracy (Q)"), ("reward", "reward"),
+                       ("baseline", "reward baseline (EMA)")):
+        top.plot(steps, [r[key] for r in rows], label=label, lw=1)
+    top.set_ylabel("accuracy / reward")
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    target = search.summary["target_latency_ms"]
+    bottom.plot(steps, [r["predicted_latency_ms"] for r in rows], lw=1,
+                label="predicted latency of the sampled architecture")
+    bottom.axhspan(0.95 * target, 1.05 * target, color="tab:red", alpha=0.15,
+                   label="target +/-5%")
+    bottom.axhline(target, color="tab:red", lw=0.8)
+    bottom.set_ylabel(f"ms ({search.summary.get('latency_metric', 'end_to_end')})")
+    bottom.set_xlabel("search step")
+    bottom.legend(fontsize=8)
+    bottom.grid(alpha=0.3)
+    fig.suptitle(f"{search.name}: reward and latency")
+    _save(fig, path)
+
+
+def probability_heatmap(search: SearchRun, path: str) -> bool:
+    """False (nothing drawn) when the search logged no probabilities."""
+    if not search.probabilities:
+        return False
+    plt = _plt()
+    space = search.architecture.space
+    steps = [r["step"] for r in search.probabilities]
+    labels, rows, bounds = [], [], []
+    for d in space.decisions:
+        for i, choice in enumerate(d.choices):
+            labels.append(f"{d.name} = {choice}")
+            rows.append([r["probabilities"][d.position][i] for r in search.probabilities])
+        bounds.append(len(rows))
+    fig, ax = plt.subplots(figsize=(8, 0.16 * len(rows) + 1.2))
+    image = ax.imshow(np.asarray(rows), aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                      interpolation="nearest", extent=(steps[0], steps[-1], len(rows), 0))
+    for b in bounds[:-1]:
+        ax.axhline(b, color="w", lw=0.6)
+    ax.set_yticks(np.arange(len(rows)) + 0.5)
+    ax.set_yticklabels(labels, fontsize=6)
+    ax.set_xlabel("search step")
+    fig.colorbar(image, ax=ax, label="probability", fraction=0.03)
+    ax.set_title(f"{search.name}: controller decision probabilities")
+    _save(fig, path)
+    return True
+
+
+def architecture_diagram(search: SearchRun, path: str) -> None:
+    plt = _plt()
+    arch = search.architecture
+    spec, space = arch.spec, arch.space
+    target = search.summary["target"]
+    sim = simulate(describe(spec, space.default_image_size, space.default_num_classes), target)
+    share: dict[str, float] = {}
+    for layer in sim.layers:
+        parts = layer.name.split(".")
+        key = ".".join(parts[:2]) if parts[0] == "blocks" else (
+            "stem" if parts[0] == "stem" else "head")
+        share[key] = share.get(key, 0.0) + layer.latency_ms
+    layers_total = sum(share.values())
+    boxes = [("stem", f"stem\n{spec.stem_kernel_size}x{spec.stem_kernel_size}/"
+                      f"{spec.stem_stride}\n{spec.stem_filters} ch")]
+    for i, block in enumerate(spec.blocks):
+        if block.skipped:
+            boxes.append((f"blocks.{i}", "skip"))
+            continue
+        text = f"{block.block_type.value}\nk{block.kernel_size} e{block.expansion_ratio}"
+        if block.block_type in GROUPED_TYPES:
+            text += f" g{block.groups}"
+        boxes.append((f"blocks.{i}", f"{text}\n{block.output_filters} ch /{block.stride}"))
+    boxes.append(("head", f"head\n{spec.head_filters} ch\npool+fc"))
+    cmap = plt.get_cmap("Reds")
+    fig, ax = plt.subplots(figsize=(1.25 * len(boxes) + 0.5, 2.6))
+    for x, (key, text) in enumerate(boxes):
+        fraction = share.get(key, 0.0) / layers_total if layers_total else 0.0
+        dashed = text == "skip"
+        ax.add_patch(plt.Rectangle((x + 0.05, 0.1), 0.9, 0.8, facecolor=cmap(0.1 + 0.8 * fraction)
+                                   if not dashed else "white", edgecolor="k",
+                                   ls="--" if dashed else "-"))
+        ax.text(x + 0.5, 0.55, text, ha="center", va="center", fontsize=7)
+        if not dashed:
+            ax.text(x + 0.5, 0.0, f"{fraction:.0%}", ha="center", va="center", fontsize=8)
+    ax.set_xlim(0, len(boxes))
+    ax.set_ylim(-0.15, 1)
+    ax.axis("off")
+    fixed = sim.io_ms
+    ax.set_title(f"{search.name}: {arch.indices_string} on {target}: layers {layers_total:.4f} ms "
+                 f"(shares below boxes) + fixed {fixed:.4f} ms", fontsize=8)
+    _save(fig, path)
+
+
+def draw_all(collection: Collection, out_dir: str) -> list[tuple[str, str]]:
+    """Every figure; returns (path, caption) in page order."""
+    images = []
+    if collection.points:
+        path = os.path.join(out_dir, "accuracy_vs_latency.png")
+        accuracy_vs_latency(collection, path)
+        images.append((path, "Top-1 accuracy vs simulated latency of every trained architecture"))
+    for search in collection.searches:
+        prefix = os.path.join(out_dir, search.name)
+        search_curves(search, prefix + "_curves.png")
+        images.append((prefix + "_curves.png", f"{search.name}: reward and latency over steps"))
+        if probability_heatmap(search, prefix + "_probabilities.png"):
+            images.append((prefix + "_probabilities.png",
+                           f"{search.name}: controller probabilities over steps"))
+        architecture_diagram(search, prefix + "_architecture.png")
+        images.append((prefix + "_architecture.png",
+                       f"{search.name}: the found architecture, blocks shaded by latency share"))
+    return images
