@@ -143,6 +143,7 @@ def test_search_writes_outputs_without_retracing(straight_run):
     assert doc["simulated_end_to_end_latency_ms"] == pytest.approx(cost_models.simulate(
         search_spaces.describe(arch.spec, 8, 10), "pixel6_edgetpu").latency_ms, abs=1e-9)
     assert list(arch.indices) == summary["argmax"]["indices"]
+    assert json.loads((tmp_path / "config.json").read_text())["space"] == "tiny_search"
     top = json.loads((tmp_path / "search_summary.json").read_text())["top_architectures"]
     assert len(top) == 5
     probs = [t["probability"] for t in top]
@@ -166,6 +167,24 @@ def test_top_architectures_are_the_most_probable():
                     for idx in np.ndindex(*num_choices)), reverse=True)[:5]
     assert [t[0] for t in top] == [e[1] for e in every]
     np.testing.assert_allclose([t[1] for t in top], [e[0] for e in every], rtol=1e-9)
+
+
+def test_top_networks_are_distinct_networks():
+    space = search_spaces.get_space("micro")
+    logits = np.zeros((space.num_decisions, max(space.num_choices)), np.float32)
+    skip = {d.name: d for d in space.decisions}["stages.1.blocks.1.op"]
+    logits[skip.position, skip.choices.index("skip")] = 5.0  # its kernel etc. go inactive
+    top = search.top_networks(logits, space, k=5)
+    specs = [space.decode(idx) for idx, _ in top]
+    assert len(set(specs)) == 5
+    probs = [p for _, p in top]
+    assert probs == sorted(probs, reverse=True)
+    # All but the first are ties; the first's probability counts active decisions only.
+    p_skip = np.exp(5.0) / (np.exp(5.0) + 4)
+    active = space.active_mask(np.asarray(top[0][0]))
+    expected = np.prod([p_skip if d.position == skip.position else 1 / len(d.choices)
+                        for d in space.decisions if active[d.position]])
+    assert top[0][1] == pytest.approx(expected, rel=1e-6)
 
 
 def test_resume_ends_like_an_uninterrupted_run(straight_run, cost_model_dir, tmp_path):

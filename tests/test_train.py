@@ -210,6 +210,10 @@ def test_init_from_reads_the_search_checkpoint(arch_path, tmp_path):
     checkpointer = SearchCheckpointer(str(tmp_path))
     checkpointer.save(7, state, {"train": {}, "valid": {}})
     checkpointer.close()
+    with pytest.raises(UsageError, match=r"config\.json"):  # not (yet) a search workdir
+        train.load_search_params(str(tmp_path), None, 10, 3)
+    search_config.steps, search_config.batch_size, search_config.seed = 10, 8, 3
+    (tmp_path / "config.json").write_text(json.dumps(search_config.to_dict()))
     arch = train.resolve_architecture(train.load_train_config(
         MICRO_DIGITS, {"architecture": arch_path}))
     params = train.load_search_params(str(tmp_path), arch, 10, 3)

@@ -49,14 +49,17 @@ class SearchCheckpointer:
         """(state with the template's structure and the saved leaves, the JSON part)."""
         ocp = self._ocp
         leaves, treedef = jax.tree_util.tree_flatten(template)
-        abstract = {str(i): jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype)
+        abstract = {str(i): jax.ShapeDtypeStruct(np.shape(leaf), getattr(leaf, "dtype", None)
+                                                 or np.asarray(leaf).dtype)
                     for i, leaf in enumerate(leaves)}
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()))
         saved = restored["state"]
-        if len(saved) != len(leaves):
-            raise ValueError(f"checkpoint {self.directory}/{step}: {len(saved)} arrays, the "
-                             f"config needs {len(leaves)}; use a fresh --workdir")
+        shapes_differ = any(np.shape(saved[str(i)]) != np.shape(leaf)
+                            for i, leaf in enumerate(leaves) if str(i) in saved)
+        if len(saved) != len(leaves) or shapes_differ:
+            raise ValueError(f"checkpoint {self.directory}/{step}: {len(saved)} arrays that do "
+                             f"not fit the config's {len(leaves)}; use a fresh --workdir")
         state = jax.tree_util.tree_unflatten(treedef, [saved[str(i)] for i in
                                                        range(len(leaves))])
         return state, restored["data"]

@@ -12,8 +12,8 @@ runs the jitted step (`tunas_jax.search_step`) with a progress bar, metrics
   `simulated_latency_ms`, all three in the config's `latency_metric` (named in
   the file, see `cost_models.latency_metric`), plus
   `simulated_end_to_end_latency_ms`, `energy_mj`, `params`, `macs` on the target;
-- `W/search_summary.json`: the 5 most probable architectures under the final
-  controller (indices, probability, predicted and simulated latency).
+- `W/search_summary.json`: the 5 most probable distinct networks under the
+  final controller (indices, probability, predicted and simulated latency).
 A search killed at any point and rerun with the same command continues from
 its last checkpoint and ends with the same architecture and controller logits.
 
@@ -44,7 +44,7 @@ import controllers
 import supernet
 from cost_models import ArchitectureCoster, check_latency_metric, get_target, metric_offset_ms
 from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
-from search_spaces import Architecture, SearchSpace, get_space, write_json_atomic
+from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tunas_jax import cost_model_training, search_step
 from tunas_jax.checkpointing import SearchCheckpointer
 from tunas_jax.cli import UsageError
@@ -53,6 +53,7 @@ from tunas_jax.metrics_logging import MetricsLogger
 from tunas_jax.progress import progress
 
 ARCHITECTURE_FILE = "architecture.json"
+CONFIG_FILE = "config.json"
 SUMMARY_FILE = "search_summary.json"
 OPTIMIZERS = ("rmsprop", "momentum", "adam")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,6 +127,38 @@ def controller_config(config: ml_collections.ConfigDict) -> controllers.Reinforc
     return controllers.ReinforceConfig.from_mapping(values)
 
 
+def abstract_state(config: ml_collections.ConfigDict, num_classes: int,
+                   input_channels: int) -> search_step.SearchState:
+    """The shapes and structure of `config`'s search state (nothing computed)."""
+    space = get_space(config.space)
+    plan = supernet.make_plan(space)
+    optimizer, _ = search_step.make_optimizer(config.optimizer, int(config.steps),
+                                              int(config.batch_size))
+    return jax.eval_shape(lambda: search_step.init_state(
+        space, plan, num_classes, input_channels, optimizer, controller_config(config),
+        int(config.seed)))
+
+
+def restore_search_state(workdir: str, num_classes: int, input_channels: int
+                         ) -> tuple[ml_collections.ConfigDict, search_step.SearchState, int]:
+    """(config, state, step) of the newest checkpoint of a search workdir, restored by
+    structure: the state template is rebuilt from the search's own W/config.json."""
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise UsageError(f"{workdir}: no {CONFIG_FILE}; not a `tunas-jax search` workdir")
+    config = ml_collections.ConfigDict(read_json(config_path, "search config"))
+    checkpointer = SearchCheckpointer(workdir)
+    try:
+        step = checkpointer.latest_step()
+        if step is None:
+            raise UsageError(f"{workdir}: no checkpoint in {checkpointer.directory}")
+        template = abstract_state(config, num_classes, input_channels)
+        state, _ = checkpointer.restore(step, template)
+    finally:
+        checkpointer.close()
+    return config, state, step
+
+
 # ---- cost model -----------------------------------------------------------------------
 def cost_model_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
     return os.path.abspath(config.cost_model.workdir or os.path.join(workdir, "cost_model"))
@@ -178,6 +211,39 @@ def top_architectures(logits: np.ndarray, num_choices: tuple[int, ...], k: int =
     return [(idx, float(np.exp(lp))) for lp, idx in beams]
 
 
+def top_networks(logits: np.ndarray, space: SearchSpace, k: int = TOP_K,
+                 candidates: int = 200) -> list[tuple[list[int], float]]:
+    """The k most probable distinct networks: (representative indices, probability).
+
+    Index vectors that differ only in inactive decisions (a skipped block's
+    kernel) are one network, whose probability is the product over its active
+    decisions only; vectors decoding to the same network are merged (summed).
+    Taken from the `candidates` most probable index vectors, so a probability
+    is exact for an active path and a lower bound for a merged network.
+    """
+    z = logits.astype(np.float64)
+    networks: dict[Any, list] = {}
+    seen: set[tuple[int, ...]] = set()
+    for idx, _ in top_architectures(logits, space.num_choices, candidates):
+        active = np.asarray(space.active_mask(np.asarray(idx)))
+        path = tuple(int(i) if a else -1 for i, a in zip(idx, active, strict=True))
+        if path in seen:
+            continue
+        seen.add(path)
+        log_p = 0.0
+        for d, i in enumerate(idx):
+            if active[d]:
+                row = z[d, :space.num_choices[d]]
+                log_p += row[i] - row.max() - np.log(np.sum(np.exp(row - row.max())))
+        spec = space.decode(idx)
+        if spec in networks:
+            networks[spec][1] += float(np.exp(log_p))
+        else:
+            networks[spec] = [idx, float(np.exp(log_p))]
+    ranked = sorted(networks.values(), key=lambda entry: -entry[1])[:k]
+    return [(idx, p) for idx, p in ranked]
+
+
 def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace,
                   state: search_step.SearchState, predictor: Any,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -188,7 +254,7 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
                                 num_classes=meta.get("num_classes"))
     logits = np.asarray(state.controller.logits)
     best = [int(i) for i in np.asarray(controllers.argmax_architecture(state.controller))]
-    top = top_architectures(logits, space.num_choices)
+    top = top_networks(logits, space)
     candidates = np.asarray([best] + [idx for idx, _ in top], np.int32)
     offset = latency_offset_ms(config, predictor)
     predicted = np.asarray(predictor(candidates), np.float64) - offset
@@ -243,6 +309,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     workdir = os.path.abspath(os.fspath(workdir))
     os.makedirs(workdir, exist_ok=True)
     enable_compilation_cache(config.compilation_cache_dir)
+    write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
     times: dict[str, float] = {}
     start = time.perf_counter()
     space = get_space(config.space)
@@ -304,8 +371,6 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         checkpointer.close()
     if step < total:
         return {"stopped_at": step}
-    # Probabilities count every decision, also ones off the chosen path (a skipped
-    # block's kernel), so several top entries may decode to the same network.
     summary = write_outputs(config, workdir, space, state, predictor,
                             extra={"timing_s": times})
     summary["final_logits"] = np.asarray(state.controller.logits).tolist()

@@ -128,35 +128,26 @@ def load_search_params(search_workdir: str, arch: Architecture, num_classes: int
                        input_channels: int) -> Any:
     """The supernet weights of the newest checkpoint of a `tunas-jax search` workdir.
 
-    The search checkpoints its whole `SearchState` as numbered leaves
-    (`tunas_jax.checkpointing`); `params` is its first field, so the first
-    leaves, in `supernet.init_params` order, are the supernet weights. Their
-    shapes are checked against the plan of the architecture's space.
+    The whole search state is restored by structure (its template rebuilt from
+    the search's own config.json), then its `params` are taken. The search must
+    be of the architecture's space, class count and input channels.
     """
-    import orbax.checkpoint as ocp
+    from tunas_jax import search
 
-    directory = os.path.join(os.path.abspath(search_workdir), CHECKPOINT_DIR)
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-        create=False, read_only=True))
-    step = manager.latest_step() if os.path.isdir(directory) else None
-    if step is None:
-        raise UsageError(f"config.init_from={search_workdir!r}: no checkpoint in {directory}")
-    plan = supernet.make_plan(arch.space)
-    template = jax.eval_shape(lambda: supernet.init_params(
-        plan, num_classes, jax.random.PRNGKey(0), input_channels))
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    saved = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))["state"]
-    manager.close()
-    for i, leaf in enumerate(leaves):
-        got = saved.get(str(i))
-        if got is None or tuple(got.shape) != tuple(leaf.shape):
-            raise UsageError(
-                f"config.init_from={search_workdir!r}: its checkpoint is not a supernet of space "
-                f"{arch.space.name!r} with {num_classes} classes and {input_channels} input "
-                "channels (dataset and space must match the search's)")
-    return jax.tree_util.tree_unflatten(treedef, [np.asarray(saved[str(i)])
-                                                  for i in range(len(leaves))])
+    where = f"config.init_from={search_workdir!r}"
+    try:
+        config, state, _ = search.restore_search_state(os.path.abspath(search_workdir),
+                                                       num_classes, input_channels)
+    except (UsageError, SpecError) as err:
+        raise UsageError(f"{where}: {err}") from None
+    except ValueError as err:  # restored shapes differ from this model's
+        raise UsageError(f"{where}: its checkpoint is not a supernet with {num_classes} "
+                         f"classes and {input_channels} input channels (dataset must match "
+                         f"the search's): {err}") from None
+    if config.space != arch.space.name:
+        raise UsageError(f"{where}: searched space {config.space!r}, the architecture is of "
+                         f"{arch.space.name!r}")
+    return jax.tree.map(np.asarray, state.params)
 
 
 def _build_model(config: ml_collections.ConfigDict, arch: Architecture, num_classes: int,
