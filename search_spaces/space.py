@@ -288,6 +288,29 @@ class SearchSpace:
         """Decision positions that some index vector leaves inactive."""
         return frozenset(pos for pos, clauses in self._inactive_rules if clauses)
 
+    @functools.cached_property
+    def decision_groups(self) -> tuple[tuple[int, ...], ...]:
+        """Positions partitioned into groups whose activity depends only on their own
+        group (a block's op and the kernel/expansion/group size it may switch off;
+        every unconditional decision alone), in position order. Distributions that
+        factor over decisions factor over these groups, active paths included."""
+        parent = list(range(self.num_decisions))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for pos, clauses in self._inactive_rules:
+            for clause in clauses:
+                for cpos, _ in clause:
+                    parent[root(pos)] = root(cpos)
+        groups: dict[int, list[int]] = {}
+        for pos in range(self.num_decisions):
+            groups.setdefault(root(pos), []).append(pos)
+        return tuple(sorted(tuple(g) for g in groups.values()))
+
     def active_mask(self, indices: Any, xp: Any = np) -> Any:
         """Boolean [..., D]: which decisions are on the chosen path.
 

@@ -187,6 +187,56 @@ def test_top_networks_are_distinct_networks():
     assert top[0][1] == pytest.approx(expected, rel=1e-6)
 
 
+def test_top_networks_of_a_converged_controller_by_enumeration():
+    # Converged active decisions, flat never-trained inactive ones: the case where a
+    # ranking of full index vectors fills its list with copies of the argmax network.
+    space = search_spaces.get_space("micro")
+    logits = np.zeros((space.num_decisions, max(space.num_choices)), np.float32)
+    logits[:, 0] = 3.0
+    rng = np.random.default_rng(0)
+    for d in space.decisions:
+        if d.name.endswith("group_size"):
+            logits[d.position] = 0.0
+    top = search.top_networks(logits, space, k=5)
+    # Every index vector of micro (4e8) is too many: draw 50k from the controller's own
+    # distribution (any network above ~1e-4 shows up) and sum exact path probabilities.
+    p = np.zeros_like(logits, dtype=np.float64)
+    for d, n in enumerate(space.num_choices):  # softmax over the decision's own choices
+        row = np.exp(logits[d, :n].astype(np.float64))
+        p[d, :n] = row / row.sum()
+    samples = np.stack([rng.choice(n, size=50_000, p=p[d, :n])
+                        for d, n in enumerate(space.num_choices)], axis=1)
+    masks = space.active_mask(samples)
+    path_p = {}
+    for row, mask in zip(samples, masks, strict=True):
+        key = space.decode(row)
+        path = tuple(np.where(mask, row, -1))
+        prob = float(np.prod([p[d, i] for d, (i, a) in enumerate(zip(row, mask, strict=True))
+                              if a]))
+        path_p.setdefault(key, {})[path] = prob
+    network_p = sorted((sum(v.values()) for v in path_p.values()), reverse=True)
+    got = [prob for _, prob in top]
+    assert got == sorted(got, reverse=True) and len({space.decode(i) for i, _ in top}) == 5
+    # Every sampled network ranks at or below the 5th found (none more probable missed).
+    assert network_p[0] == pytest.approx(got[0], rel=1e-6)
+    assert all(q <= got[-1] * (1 + 1e-6) for q in network_p[5:])
+
+
+def test_decision_groups_factor_the_active_mask():
+    # top_networks relies on it: a group's activity depends on that group only.
+    rng = np.random.default_rng(1)
+    for name in ("micro", "mobilenet_edgetpu_v2", "proxylessnas"):
+        space = search_spaces.get_space(name)
+        groups = space.decision_groups
+        assert sorted(p for g in groups for p in g) == list(range(space.num_decisions))
+        a, b = space.sample(rng, 64), space.sample(rng, 64)
+        for group in groups:
+            mixed = b.copy()
+            mixed[:, group] = a[:, group]  # the rest from other architectures
+            np.testing.assert_array_equal(space.active_mask(mixed)[:, group],
+                                          space.active_mask(a)[:, group])
+
+
 def test_resume_ends_like_an_uninterrupted_run(straight_run, cost_model_dir, tmp_path):
     config = tiny_config(cost_model_dir)
     straight = straight_run[0]

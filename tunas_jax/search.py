@@ -211,35 +211,54 @@ def top_architectures(logits: np.ndarray, num_choices: tuple[int, ...], k: int =
     return [(idx, float(np.exp(lp))) for lp, idx in beams]
 
 
-def top_networks(logits: np.ndarray, space: SearchSpace, k: int = TOP_K,
-                 candidates: int = 200) -> list[tuple[list[int], float]]:
+def _group_paths(log_p: list[np.ndarray], space: SearchSpace, group: tuple[int, ...]
+                 ) -> list[tuple[float, dict[int, int]]]:
+    """Every distinct active path of one decision group with its log-probability."""
+    grid = np.stack(np.meshgrid(*[np.arange(len(log_p[d])) for d in group], indexing="ij"),
+                    -1).reshape(-1, len(group))
+    full = np.zeros((len(grid), space.num_decisions), np.int64)
+    full[:, group] = grid
+    active = np.asarray(space.active_mask(full))[:, group]
+    paths: dict[tuple[int, ...], float] = {}
+    for row, mask in zip(grid, active, strict=True):
+        path = tuple(int(i) if a else -1 for i, a in zip(row, mask, strict=True))
+        paths[path] = sum(float(log_p[d][i]) for d, i in zip(group, path, strict=True)
+                          if i >= 0)
+    return sorted(((lp, {d: max(i, 0) for d, i in zip(group, path, strict=True)})
+                   for path, lp in paths.items()), key=lambda entry: -entry[0])
+
+
+def top_networks(logits: np.ndarray, space: SearchSpace, k: int = TOP_K
+                 ) -> list[tuple[list[int], float]]:
     """The k most probable distinct networks: (representative indices, probability).
 
-    Index vectors that differ only in inactive decisions (a skipped block's
-    kernel) are one network, whose probability is the product over its active
-    decisions only; vectors decoding to the same network are merged (summed).
-    Taken from the `candidates` most probable index vectors, so a probability
-    is exact for an active path and a lower bound for a merged network.
+    A network's probability counts its active decisions only: a skipped block's
+    kernel, never trained or rewarded, does not split it into copies. Exact: the
+    controller's distribution factors over `space.decision_groups` (a block's op
+    with the decisions it may switch off), so each group's active paths are
+    enumerated with their probabilities and a beam over the independent groups
+    keeps the top paths (inactive decisions reported as index 0). Paths that
+    decode to one network (two group sizes realized as one group count) are
+    merged, their probabilities summed.
     """
-    z = logits.astype(np.float64)
+    log_p = []
+    for d, n in enumerate(space.num_choices):
+        row = logits[d, :n].astype(np.float64)
+        log_p.append(row - row.max() - np.log(np.sum(np.exp(row - row.max()))))
+    width = 8 * k  # spare paths: merging may lift a network above unmerged ones
+    beams: list[tuple[float, dict[int, int]]] = [(0.0, {})]
+    for group in space.decision_groups:
+        options = _group_paths(log_p, space, group)[:width]
+        beams = sorted(((lp + glp, {**chosen, **gchosen}) for lp, chosen in beams
+                        for glp, gchosen in options), key=lambda entry: -entry[0])[:width]
     networks: dict[Any, list] = {}
-    seen: set[tuple[int, ...]] = set()
-    for idx, _ in top_architectures(logits, space.num_choices, candidates):
-        active = np.asarray(space.active_mask(np.asarray(idx)))
-        path = tuple(int(i) if a else -1 for i, a in zip(idx, active, strict=True))
-        if path in seen:
-            continue
-        seen.add(path)
-        log_p = 0.0
-        for d, i in enumerate(idx):
-            if active[d]:
-                row = z[d, :space.num_choices[d]]
-                log_p += row[i] - row.max() - np.log(np.sum(np.exp(row - row.max())))
+    for lp, chosen in beams:
+        idx = [chosen[d] for d in range(space.num_decisions)]
         spec = space.decode(idx)
         if spec in networks:
-            networks[spec][1] += float(np.exp(log_p))
+            networks[spec][1] += float(np.exp(lp))
         else:
-            networks[spec] = [idx, float(np.exp(log_p))]
+            networks[spec] = [idx, float(np.exp(lp))]
     ranked = sorted(networks.values(), key=lambda entry: -entry[1])[:k]
     return [(idx, p) for idx, p in ranked]
 

@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     summary = search.run_search(config, args.workdir)
     best = summary["argmax"]
     print(f"architecture {':'.join(map(str, best['indices']))}: simulated "
-          f"{best['simulated_latency_ms']:.4f} ms (target {best['target_latency_ms']:.4f} ms, "
-          f"predicted {best['predicted_latency_ms']:.4f} ms), {best['params']} params, "
-          f"{best['macs']} MACs")
+          f"{best['simulated_latency_ms']:.4f} ms {best['latency_metric']} (target "
+          f"{best['target_latency_ms']:.4f} ms, predicted {best['predicted_latency_ms']:.4f} ms; "
+          f"end to end {best['simulated_end_to_end_latency_ms']:.4f} ms), {best['params']:,} "
+          f"params, {best['macs']:,} MACs")
     print(f"wrote {args.workdir}/architecture.json and search_summary.json")
     return 0

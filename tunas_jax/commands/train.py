@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     predicted = result["predicted_latency_ms"]
     print(f"top1 {result['top1']:.4f} on {result['eval_split']} ({result['weights']} weights), "
           f"{result['params']:,} params, {result['macs'] / 1e6:.1f} MMACs, simulated "
-          f"{result['simulated_latency_ms']:.4f} ms / {result['energy_mj']:.4f} mJ on "
+          f"{result['simulated_latency_ms']:.4f} ms ({result['latency_metric']}) / "
+          f"{result['energy_mj']:.4f} mJ on "
           f"{result['target']}, predicted "
           + (f"{predicted:.4f} ms" if predicted is not None else "n/a"))
     print(f"wrote {args.workdir}/result.json ({result['wall_time_s']:.1f} s)")
