@@ -29,6 +29,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from search_spaces import atomic_write  # noqa: E402
+
 SEARCH_CONFIG = "experiments/search/micro_digits.py"
 TRAIN_CONFIG = "experiments/train/micro_digits.py"
 
@@ -69,15 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     trained = []
     for seed in args.seeds:
         search_dir, train_dir = f"{out}/search_s{seed}", f"{out}/train_s{seed}"
-        if not os.path.exists(f"{search_dir}/architecture.json"):
+        if not os.path.exists(f"{search_dir}/search_summary.json"):  # written last
             tunas(["search", "--config", SEARCH_CONFIG, "--workdir", search_dir,
                    f"--config.seed={seed}", *search_sets], log)
+        arch = read(f"{search_dir}/architecture.json")
+        # Train and cost the found architecture in the metric it was searched in.
+        metric = [f"--config.latency_metric={arch['latency_metric']}"]
         if not os.path.exists(f"{train_dir}/result.json"):
             tunas(["train", "--config", TRAIN_CONFIG,
                    f"--config.architecture={search_dir}/architecture.json",
-                   "--workdir", train_dir, *train_sets], log)
-        trained.append((seed, read(f"{search_dir}/architecture.json"),
-                        read(f"{train_dir}/result.json")))
+                   "--workdir", train_dir, *metric, *train_sets], log)
+        trained.append((seed, arch, read(f"{train_dir}/result.json")))
 
     target = trained[0][1]["target_latency_ms"]
     band = f"{0.95 * target:.6g},{1.05 * target:.6g}"
@@ -85,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(f"{random_dir}/baseline.json") or \
             "summary" not in read(f"{random_dir}/baseline.json"):
         tunas(["random-baseline", "--config", TRAIN_CONFIG, "--num", str(args.num_random),
-               "--latency-band", band, "--workdir", random_dir, *train_sets], log)
+               "--latency-band", band, "--workdir", random_dir, *metric, *train_sets], log)
     baseline = read(f"{random_dir}/baseline.json")
     tunas(["report", *[f"{out}/search_s{s}" for s in args.seeds],
            *[f"{out}/train_s{s}" for s in args.seeds], random_dir, "--out", f"{out}/report"],
           log)
 
-    lines = ["| run | simulated latency ms (layers) | params | top1 |", "|---|---|---|---|"]
+    lines = [f"| run | simulated latency ms ({trained[0][1]['latency_metric']}) | params | top1 |",
+             "|---|---|---|---|"]
     for seed, arch, result in trained:
         lines.append(f"| searched, seed {seed} | {arch['simulated_latency_ms']:.5f} | "
                      f"{result['params']:,} | {result['top1']:.4f} |")
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{baseline['summary']['min_top1']:.4f}-{baseline['summary']['max_top1']:.4f}): "
               f"the claim {verdict}.", "", "Commands:", "", "```", *log, "```"]
     table = "\n".join(lines)
-    with open(f"{out}/table.md", "w") as f:
+    with atomic_write(f"{out}/table.md") as f:
         f.write(table + "\n")
     print(table)
     return 0

@@ -6,8 +6,8 @@ input image and the logits over the off-chip link. The fixed part is the same
 for every architecture of a space (same input size, same class count), so it
 never changes which architecture is faster, but it does change what a
 relative reward sees. On `pixel6_edgetpu` the fitted overhead is 0.40 ms while
-the whole `micro` space computes in 0.003-0.024 ms: end to end, micro spans
-only 0.404-0.424 ms, so `|T/T0 - 1|` cannot tell its architectures apart.
+the whole `micro` space computes in 0.003-0.029 ms: end to end, micro spans
+only 0.404-0.430 ms, so `|T/T0 - 1|` cannot tell its architectures apart.
 
 - `end_to_end`: what a stopwatch around one inference measures (the
   published latencies; use it for full-size spaces).
@@ -32,6 +32,7 @@ LATENCY_METRICS = (END_TO_END, LAYERS)
 
 
 def check_latency_metric(name: str, field: str = "latency_metric") -> str:
+    """`name` if it is a known metric, else a SpecError naming `field` and the choices."""
     if name not in LATENCY_METRICS:
         raise SpecError(f"{field}: {name!r} is not a latency metric; use one of "
                         f"{list(LATENCY_METRICS)} (see cost_models/latency_metric.py)")

@@ -44,6 +44,10 @@ def test_plan_is_written_once_and_reused_and_other_requests_refused(tmp_path):
         random_baseline._plan(str(tmp_path), space, config(), 3, (0.008, 0.011), 0)
     with pytest.raises(UsageError, match="seed"):
         random_baseline._plan(str(tmp_path), space, config(), 3, BAND, 1)
+    other_recipe = config()
+    other_recipe.learning_rate = 0.1
+    with pytest.raises(UsageError, match="recipe"):
+        random_baseline._plan(str(tmp_path), space, other_recipe, 3, BAND, 0)
 
 
 @pytest.mark.parametrize("text", ["0.01", "a,b", "0.02,0.01", "-1,2", "1,2,3"])
@@ -53,7 +57,7 @@ def test_bad_band_names_the_option(text):
 
 
 def test_empty_band_says_what_latencies_exist():
-    with pytest.raises(ValueError, match="observed latencies"):
+    with pytest.raises(UsageError, match=r"--latency-band.*observed latencies"):
         random_baseline.sample_in_band(get_space("micro"), config(), 2, 5.0, 6.0, seed=0,
                                        max_tries=8192)
 

@@ -23,13 +23,15 @@ CHECKPOINT_DIR = "checkpoints"
 class SearchCheckpointer:
     """Save/restore (state, data state) under `<workdir>/checkpoints/<step>`."""
 
-    def __init__(self, workdir: str, keep: int = 2) -> None:
+    def __init__(self, workdir: str, keep: int = 2, read_only: bool = False) -> None:
+        """`read_only`: only restore (another run's workdir: never create or prune there)."""
         import orbax.checkpoint as ocp  # deferred: orbax is slow to import
 
         self._ocp = ocp
         self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
-        options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=True,
-                                               enable_async_checkpointing=False)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=None if read_only else max(1, keep), create=not read_only,
+            read_only=read_only, enable_async_checkpointing=False)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:

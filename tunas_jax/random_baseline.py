@@ -11,8 +11,9 @@ same config: the same recipe a searched architecture gets with that config.
 Writes into W:
 - `baseline.json`: space, band, seed and the chosen architectures, written
   before any training so that a rerun of the same command trains the same
-  ones (a different space, band, count or seed in W is refused); once all are
-  trained it also holds every top1 and their mean/median/min/max;
+  ones (a different space, band, count, seed or train config in W is
+  refused); once all are trained it also holds every top1 and their
+  mean/median/min/max;
 - `architectures/arch_NN.json`: each chosen architecture;
 - `arch_NN/`: one `tunas-jax train` workdir per architecture (result.json,
   checkpoints, metrics). An interrupted baseline resumes where it stopped.
@@ -29,7 +30,14 @@ import numpy as np
 
 import controllers
 from cost_models import ArchitectureCoster, metric_offset_ms
-from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
+from search_spaces import (
+    Architecture,
+    SearchSpace,
+    SpecError,
+    get_space,
+    read_json,
+    write_json_atomic,
+)
 from tunas_jax import train
 from tunas_jax.cli import UsageError
 
@@ -50,38 +58,56 @@ def parse_band(text: str) -> tuple[float, float]:
 
 
 def sample_in_band(space: SearchSpace, config: ml_collections.ConfigDict, num: int,
-                   lo_ms: float, hi_ms: float, seed: int, max_tries: int = 1_000_000
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   lo_ms: float, hi_ms: float, seed: int, num_classes: int | None = None,
+                   max_tries: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
     """`num` distinct uniform architectures whose simulated latency (the config's target,
-    image size and latency_metric) is in [lo_ms, hi_ms]: (indices [num, D], latency_ms)."""
+    image size and latency_metric; `num_classes` outputs, default the space's) is in
+    [lo_ms, hi_ms], as `tunas-jax train` will report it: (indices [num, D], latency_ms)."""
     image_size = int(config.dataset.image_size)
-    coster = ArchitectureCoster(space, config.target, image_size=image_size)
+    coster = ArchitectureCoster(space, config.target, image_size=image_size,
+                                num_classes=num_classes)
     offset = metric_offset_ms(config.latency_metric, config.target, image_size,
                               coster.num_classes)
 
     def latency_ms(indices: np.ndarray) -> np.ndarray:
         return coster.cost_batch(indices)["latency_ms"] - offset
 
-    return controllers.random_search(space, latency_ms, num=num, lo_ms=lo_ms, hi_ms=hi_ms,
-                                     seed=seed, max_tries=max_tries, batch_size=4096)
+    try:
+        return controllers.random_search(space, latency_ms, num=num, lo_ms=lo_ms, hi_ms=hi_ms,
+                                         seed=seed, max_tries=max_tries, batch_size=4096)
+    except SpecError as err:
+        raise UsageError(f"--latency-band {lo_ms},{hi_ms} ({config.latency_metric} ms at "
+                         f"{image_size} px on {config.target}): {err}; widen or move the band"
+                         ) from None
+
+
+def recipe(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The train config without the per-architecture field: what every run shares."""
+    values = config.to_dict()
+    values.pop("architecture", None)
+    return values
 
 
 def _plan(workdir: str, space: SearchSpace, config: ml_collections.ConfigDict, num: int,
-          band: tuple[float, float], seed: int) -> dict[str, Any]:
+          band: tuple[float, float], seed: int, num_classes: int | None = None
+          ) -> dict[str, Any]:
     """baseline.json's plan: read back when it matches this command, else drawn and written."""
     path = os.path.join(workdir, BASELINE_FILE)
     request = {"space": space.name, "space_fingerprint": space.fingerprint,
                "target": config.target, "latency_metric": config.latency_metric,
-               "latency_band_ms": list(band), "num": num, "seed": seed}
+               "latency_band_ms": list(band), "num": num, "seed": seed,
+               "recipe": recipe(config)}
     if os.path.exists(path):
         plan = read_json(path, "random baseline")
         previous = {key: plan.get(key) for key in request}
         if previous != request:
             changed = sorted(k for k in request if previous[k] != request[k])
+            shown = {k: previous[k] for k in changed if k != "recipe"}
             raise UsageError(f"--workdir {workdir}: holds a baseline with other {changed} "
-                             f"({ {k: previous[k] for k in changed} }); use a new workdir")
+                             f"({shown or 'the train config differs'}); use a new workdir")
         return plan
-    indices, latency_ms = sample_in_band(space, config, num, band[0], band[1], seed)
+    indices, latency_ms = sample_in_band(space, config, num, band[0], band[1], seed,
+                                         num_classes)
     plan = {"format": FORMAT, **request, "architectures": []}
     os.makedirs(os.path.join(workdir, "architectures"), exist_ok=True)
     for i, (idx, ms) in enumerate(zip(indices, latency_ms, strict=True)):
@@ -112,7 +138,12 @@ def run_random_baseline(config: ml_collections.ConfigDict, workdir: str | os.Pat
     train.check_train_config(config)
     workdir = os.path.abspath(os.fspath(workdir))
     os.makedirs(workdir, exist_ok=True)
-    plan = _plan(workdir, space, config, num, band, seed)
+    # Cost with the dataset's class count, as each training's result.json will.
+    from tunas_jax.data import load_source, num_classes  # deferred: TFDS import is slow
+
+    classes = num_classes(load_source(config.dataset, config.dataset.train_split,
+                                      "train_split"))
+    plan = _plan(workdir, space, config, num, band, seed, classes)
     for i, entry in enumerate(plan["architectures"]):
         run_dir = os.path.join(workdir, entry["name"])
         result_path = os.path.join(run_dir, train.RESULT_FILE)

@@ -134,16 +134,31 @@ def collect(workdirs: Sequence[str]) -> Collection:
 
 
 def comparison(collection: Collection) -> dict[str, Any] | None:
-    """Searched vs random top1 (the TuNAS claim: searched mean above random median)."""
-    searched = [p.top1 for p in collection.points if p.kind == "searched"]
-    random = [p.top1 for p in collection.points if p.kind == "random"]
+    """Searched vs random top1 at matched latency (TuNAS's claim: searched mean above the
+    random median). Only points whose latency lies in a random baseline's band count, in
+    the band's metric; None without a baseline in the shared metric or without points."""
+    metric = collection.latency_metric
+    bands = [tuple(b["latency_band_ms"]) for b in collection.baselines
+             if b.get("latency_metric") == metric]
+
+    def matched(p: TrainedPoint) -> bool:
+        value = p.latency_ms if p.latency_metric == metric else p.end_to_end_ms
+        return any(lo <= value <= hi for lo, hi in bands)
+
+    searched_all = [p for p in collection.points if p.kind == "searched"]
+    random_all = [p for p in collection.points if p.kind == "random"]
+    searched = [p.top1 for p in searched_all if matched(p)]
+    random = [p.top1 for p in random_all if matched(p)]
     if not searched or not random:
         return None
-    return {"searched_n": len(searched), "searched_mean_top1": float(np.mean(searched)),
-            "searched_std_top1": float(np.std(searched)),
+    return {"latency_metric": metric, "bands_ms": [list(b) for b in bands],
+            "searched_n": len(searched), "searched_mean_top1": float(np.mean(searched)),
+            "searched_std_top1": float(np.std(searched, ddof=1)) if len(searched) > 1 else 0.0,
             "random_n": len(random), "random_median_top1": float(np.median(random)),
             "random_mean_top1": float(np.mean(random)),
             "random_range_top1": [float(min(random)), float(max(random))],
+            "excluded_outside_band": len(searched_all) + len(random_all) - len(searched)
+            - len(random),
             "searched_mean_above_random_median": bool(np.mean(searched) > np.median(random))}
 
 
@@ -177,7 +192,9 @@ def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
              ["random (median)", verdict["random_n"], verdict["random_median_top1"]],
              ["random (mean)", verdict["random_n"], verdict["random_mean_top1"]]]))
         word = "above" if verdict["searched_mean_above_random_median"] else "NOT above"
-        parts.append(f"<p>Searched mean top1 is <b>{word}</b> the random median.</p>")
+        parts.append(f"<p>Searched mean top1 is <b>{word}</b> the random median. Only points "
+                     f"inside a random band count ({verdict['bands_ms']} ms); "
+                     f"{verdict['excluded_outside_band']} trained points fell outside.</p>")
     if collection.searches:
         parts.append("<h2>Searches</h2>")
         rows = []

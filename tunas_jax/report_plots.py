@@ -128,7 +128,8 @@ def probability_heatmap(search: SearchRun, path: str) -> bool:
         bounds.append(len(rows))
     fig, ax = plt.subplots(figsize=(8, 0.16 * len(rows) + 1.2))
     image = ax.imshow(np.asarray(rows), aspect="auto", cmap="viridis", vmin=0, vmax=1,
-                      interpolation="nearest", extent=(steps[0], steps[-1], len(rows), 0))
+                      interpolation="nearest",
+                      extent=(steps[0] - 0.5, max(steps[-1], steps[0] + 0.5), len(rows), 0))
     for b in bounds[:-1]:
         ax.axhline(b, color="w", lw=0.6)
     ax.set_yticks(np.arange(len(rows)) + 0.5)

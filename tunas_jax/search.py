@@ -145,9 +145,10 @@ def restore_search_state(workdir: str, num_classes: int, input_channels: int
     structure: the state template is rebuilt from the search's own W/config.json."""
     config_path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(config_path):
-        raise UsageError(f"{workdir}: no {CONFIG_FILE}; not a `tunas-jax search` workdir")
+        raise UsageError(f"{workdir}: no {CONFIG_FILE}; not a `tunas-jax search` workdir (or "
+                         "one from before searches recorded their config: rerun that search)")
     config = ml_collections.ConfigDict(read_json(config_path, "search config"))
-    checkpointer = SearchCheckpointer(workdir)
+    checkpointer = SearchCheckpointer(workdir, read_only=True)
     try:
         step = checkpointer.latest_step()
         if step is None:

@@ -153,7 +153,9 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
 
         valid_logits = supernet.apply(plan, params, indices, valid["image"], op_warm=op_warm)
         quality = jnp.mean(jnp.argmax(valid_logits, -1) == valid["label"])
-        latency_ms = predictor(indices[None])[0] - rp.latency_offset_ms
+        # Floor: with the 'layers' offset a regressor error could reach <= 0 ms, which the
+        # mnas rewards' power would turn into NaN.
+        latency_ms = jnp.maximum(predictor(indices[None])[0] - rp.latency_offset_ms, 1e-6)
         reward = reward_fn(quality, latency_ms, rp.target_latency_ms, rp.beta)
 
         # Every device gathers all samples and rewards and does the same update.
