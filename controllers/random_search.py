@@ -39,9 +39,10 @@ def random_search(space: SearchSpace, cost_fn: CostFn, *, num: int, lo_ms: float
 
     Returns (indices int32 [num, D], latency_ms float64 [num]) in the order
     found. Draws at most `max_tries` architectures, `batch_size` per cost_fn
-    call; the same seed gives the same result. `unique` drops repeats of an
-    index vector. Raises SpecError naming the band and the latency range seen
-    if fewer than `num` land in the band.
+    call; the same seed gives the same result. `unique` drops repeats of a
+    network: vectors that differ only in inactive decisions count as one.
+    Raises SpecError naming the band and the latency range seen if fewer than
+    `num` land in the band.
     """
     if num <= 0 or max_tries <= 0 or batch_size <= 0:
         raise SpecError(
@@ -72,10 +73,11 @@ def random_search(space: SearchSpace, cost_fn: CostFn, *, num: int, lo_ms: float
             raise SpecError("cost_fn: returned NaN latency_ms; fix the cost model")
         low_seen = min(low_seen, float(latency_ms.min()))
         high_seen = max(high_seen, float(latency_ms.max()))
-        for row, ms in zip(batch, latency_ms, strict=True):
+        active = space.active_mask(batch)
+        for row, mask, ms in zip(batch, active, latency_ms, strict=True):
             if not lo_ms <= ms <= hi_ms:
                 continue
-            key = row.tobytes()
+            key = np.where(mask, row, -1).tobytes()
             if unique and key in seen:
                 continue
             seen.add(key)

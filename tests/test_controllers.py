@@ -262,6 +262,9 @@ def test_random_search_respects_band_and_is_deterministic():
     assert np.all((ms >= 5.0) & (ms <= 6.0))
     np.testing.assert_allclose(_macs_latency_ms(idx), ms)
     assert len({r.tobytes() for r in idx}) == 20
+    # Distinct networks, not just distinct vectors: inactive decisions do not count.
+    active = SPACE.active_mask(idx)
+    assert len({np.where(m, r, -1).tobytes() for r, m in zip(idx, active, strict=True)}) == 20
     idx2, ms2 = C.random_search(SPACE, _macs_latency_ms, seed=7, **kwargs)
     np.testing.assert_array_equal(idx, idx2)
     np.testing.assert_array_equal(ms, ms2)
