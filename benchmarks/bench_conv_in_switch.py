@@ -1,16 +1,16 @@
-"""Forms of a full kxk conv inside `lax.switch` on XLA:CPU (value + gradient), and why the
-supernet keeps slices + einsum.
+"""Forms of a stride-1 kxk conv inside `lax.switch` on XLA:CPU (value + gradients), and
+why the supernet uses `supernet.ops.conv_s1`.
 
     python benchmarks/bench_conv_in_switch.py
 
-Times one jitted value-and-grad (input and kernel) of sum(conv(x)^2) for a
-fused-IBN-sized conv (batch 64, 16x16), the conv in branch 0 of a switch whose
-index is a traced argument (as in the supernet):
-- `slices+einsum`: `supernet.ops.group_conv` (what the supernet runs);
-- `lax.conv in switch`: autodiff of `lax.conv` (NOTES §5's slow weight gradient);
-- `written-out VJP`: `lax.conv` forward and input gradient, the weight
-  gradient as one matmul per kernel tap (the fast parts of both);
-- `lax.conv top level`: no switch, the standalone model's cost.
+Times one jitted value-and-grad (input and kernel) of sum(conv(x)^2) for
+fused- and GC-IBN-sized convs (batch 64, 16x16), the conv in branch 0 of a
+switch whose index is a traced argument (as in the supernet):
+- `im2col`: stacked shifted slices + einsum, autodiff'd (`ops.im2col_conv`);
+- `lax.conv`: autodiff of `lax.conv` with `feature_group_count` (NOTES §5);
+- `conv_s1`: per-group `lax.conv` forward, VJP written out (`ops.conv_s1`);
+- `top level`: per-group `lax.conv` autodiff'd outside any switch (what the
+  standalone model costs on CPU).
 """
 
 from __future__ import annotations
@@ -24,40 +24,21 @@ from jax import lax
 
 from supernet import ops
 
-DN = ("NHWC", "HWIO", "NHWC")
+
+def lax_conv(x: jax.Array, kernel: jax.Array, groups: int) -> jax.Array:
+    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                    feature_group_count=groups)
 
 
-def lax_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=DN)
-
-
-@jax.custom_vjp
-def written_out(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return lax_conv(x, kernel)
-
-
-def _fwd(x, kernel):
-    return lax_conv(x, kernel), (x, kernel)
-
-
-def _bwd(residuals, g):
-    x, kernel = residuals
-    dx = lax_conv(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
-    taps = ops._taps(x, kernel.shape[0], 1)
-    dk = jnp.stack([jnp.einsum("nhwc,nhwo->co", tap, g) for tap in taps])
-    return dx, dk.reshape(kernel.shape)
-
-
-written_out.defvjp(_fwd, _bwd)
-
-
-def time_ms(conv, cin: int, cout: int, k: int, in_switch: bool, repeats: int = 15) -> float:
+def time_ms(conv, cin: int, cout: int, k: int, groups: int, in_switch: bool,
+            repeats: int = 10) -> float:
     x = jax.random.normal(jax.random.key(0), (64, 16, 16, cin))
-    kernel = jax.random.normal(jax.random.key(1), (k, k, cin, cout)) * 0.1
+    kernel = jax.random.normal(jax.random.key(1), (k, k, cin // groups, cout)) * 0.1
 
     def loss(kernel, x, index):
         def branch(kernel, x):
-            return jnp.sum(conv(x, kernel) ** 2)
+            return jnp.sum(conv(x, kernel, groups) ** 2)
         if not in_switch:
             return branch(kernel, x)
         return lax.switch(index, [branch, lambda kernel, x: jnp.sum(x) * jnp.sum(kernel)],
@@ -75,13 +56,14 @@ def time_ms(conv, cin: int, cout: int, k: int, in_switch: bool, repeats: int = 1
 
 
 def main() -> None:
-    forms = [("slices+einsum", lambda x, w: ops.group_conv(x, w, 1, 1), True),
-             ("lax.conv in switch", lax_conv, True),
-             ("written-out VJP", written_out, True),
-             ("lax.conv top level", lax_conv, False)]
-    for cin, cout, k in ((24, 96, 5), (24, 96, 3)):
-        row = [f"{name} {time_ms(conv, cin, cout, k, sw):.1f} ms" for name, conv, sw in forms]
-        print(f"{cin}->{cout} {k}x{k}: " + ", ".join(row))
+    forms = [("im2col", lambda x, w, g: ops.im2col_conv(x, w, 1, g), True),
+             ("lax.conv", lax_conv, True),
+             ("conv_s1", ops.conv_s1, True),
+             ("top level", ops.conv_s1.__wrapped__, False)]
+    for cin, cout, k, groups in ((24, 96, 5, 1), (24, 96, 3, 1), (48, 96, 5, 3), (64, 256, 3, 8)):
+        row = [f"{name} {time_ms(conv, cin, cout, k, groups, sw):.1f}"
+               for name, conv, sw in forms]
+        print(f"{cin}->{cout} {k}x{k} g{groups} (ms): " + ", ".join(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ the standalone model takes them as they are.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -41,14 +43,72 @@ def conv1x1(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jnp.einsum("nhwc,co->nhwo", x, kernel)
 
 
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _split_conv_s1(x: jax.Array, kernel: jax.Array, groups: int) -> jax.Array:
+    """Stride-1 'same' conv as one full `lax.conv` per group (+ concat)."""
+    def conv(xi: jax.Array, wi: jax.Array) -> jax.Array:
+        return lax.conv_general_dilated(xi, wi, (1, 1), "SAME", dimension_numbers=_DN)
+
+    if groups == 1:
+        return conv(x, kernel)
+    return jnp.concatenate([conv(xi, wi) for xi, wi in zip(
+        jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1), strict=True)], axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_s1(x: jax.Array, kernel: jax.Array, groups: int) -> jax.Array:
+    """Stride-1 'same' kxk conv (odd k) with `groups` groups, its VJP written out.
+
+    On XLA:CPU inside a `lax.switch` branch, forward `lax.conv`s are fast but
+    the convs autodiff makes for the gradients are not: the weight gradient
+    (NOTES §5) and, measured here, the input gradient too. So the VJP is
+    explicit: the input gradient is the same forward conv of the cotangent
+    with each group's kernel flipped and transposed, the weight gradient one
+    [Cin/g, Cout/g] matmul per kernel tap and group over shifted views of x.
+    benchmarks/bench_conv_in_switch.py has the measurements.
+    """
+    return _split_conv_s1(x, kernel, groups)
+
+
+def _conv_s1_fwd(x: jax.Array, kernel: jax.Array, groups: int) -> tuple[jax.Array, tuple]:
+    return _split_conv_s1(x, kernel, groups), (x, kernel)
+
+
+def _conv_s1_bwd(groups: int, residuals: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = residuals
+    k, _, cin_g, cout = kernel.shape
+    cout_g = cout // groups
+    flipped = jnp.flip(kernel, (0, 1)).reshape(k, k, cin_g, groups, cout_g)
+    transposed = flipped.transpose(0, 1, 4, 3, 2).reshape(k, k, cout_g, groups * cin_g)
+    dx = _split_conv_s1(g, transposed, groups)
+    n, h, w = g.shape[:3]
+    g_grouped = g.reshape(n, h, w, groups, cout_g)
+    dk = jnp.stack([jnp.einsum("nhwgc,nhwgo->cgo", tap.reshape(n, h, w, groups, cin_g), g_grouped)
+                    for tap in _taps(x, k, 1)])
+    return dx, dk.reshape(kernel.shape)
+
+
+conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
+
+
 def group_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
     """kxk conv with `groups` groups; kernel [k, k, Cin / groups, Cout] (1 = full conv).
 
-    im2col by slicing (the backward of a slice is a cheap pad) and one einsum
-    with the group as a batch dimension: on XLA:CPU this ran 1.5x faster than
-    `lax.conv` for a full conv and 5x faster for a grouped one
+    Stride 1 (odd k): `conv_s1`, per-group `lax.conv`s with a written-out VJP.
+    Stride 2: im2col by slicing (the backward of a slice is a cheap pad) and
+    one einsum with the group as a batch dimension; cheap at the quartered
+    output size, and on XLA:CPU 5x faster than `feature_group_count`
     (benchmarks/bench_group_conv.py).
     """
+    if stride == 1 and kernel.shape[0] % 2 == 1:
+        return conv_s1(x, kernel, groups)
+    return im2col_conv(x, kernel, stride, groups)
+
+
+def im2col_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+    """Group conv as k*k shifted slices stacked + one einsum (autodiff'd as is)."""
     k, _, cin_g, cout = kernel.shape
     patches = jnp.stack(_taps(x, k, stride), axis=-2)          # [N, H', W', k*k, Cin]
     n, h, w = patches.shape[:3]

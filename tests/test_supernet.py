@@ -97,3 +97,25 @@ def test_op_warmup_averages_the_block_over_warm_choices(setup):
     np.testing.assert_allclose(averaged, manual / len(OPS), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(_block(bp, p, indices, x, jnp.zeros_like(warm)),
                                _block_once(bp, p, indices, x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel_size, groups", [(1, 1), (3, 1), (5, 1), (3, 2), (5, 4)])
+def test_conv_s1_vjp_matches_lax_conv_autodiff(kernel_size, groups):
+    from supernet import ops
+
+    rng = np.random.default_rng(kernel_size * 10 + groups)
+    x = jnp.asarray(rng.standard_normal((2, 6, 6, 8)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((kernel_size, kernel_size, 8 // groups, 12)),
+                         jnp.float32)
+    cotangent = jnp.asarray(rng.standard_normal((2, 6, 6, 12)), jnp.float32)
+
+    def reference(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                            feature_group_count=groups)
+
+    out, vjp = jax.vjp(lambda x, k: ops.conv_s1(x, k, groups), x, kernel)
+    ref_out, ref_vjp = jax.vjp(reference, x, kernel)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    for got, want in zip(vjp(cotangent), ref_vjp(cotangent), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
