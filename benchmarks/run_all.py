@@ -70,6 +70,9 @@ def controller_step_ms(space_name: str = "micro", repeats: int = 50) -> float:
     return 1e3 * float(np.median(times))
 
 
+NOTES_MARKER = "<!-- notes: kept by run_all.py -->"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the figures to this JSON file")
@@ -98,8 +101,15 @@ def main() -> None:
     }
     if args.json:
         write_json_atomic(args.json, figures)
-    with atomic_write(os.path.join(os.path.dirname(HERE), "BENCHMARKS.md")) as f:
-        f.write(render(figures, step, simulator, regressor, controller_ms))
+    path = os.path.join(os.path.dirname(HERE), "BENCHMARKS.md")
+    notes = ""  # hand-written measurements below the marker survive a rerun
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if NOTES_MARKER in old:
+            notes = "\n" + old[old.index(NOTES_MARKER):]
+    with atomic_write(path) as f:
+        f.write(render(figures, step, simulator, regressor, controller_ms) + notes)
     print(json.dumps({k: v for k, v in figures.items() if k != "details"}, indent=2))
 
 
