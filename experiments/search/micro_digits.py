@@ -1,8 +1,8 @@
 """The default search: the `micro` space on the built-in digits, Pixel 6 Edge TPU latency.
 
-Runs on 2 CPU cores in under 10 minutes (8m46s measured), cost-model build and
-compile included (a rerun or resume skips the ~2.3 min compile via the persistent
-compilation cache).
+Runs on 2 CPU cores in about 6 minutes (6m07s measured, cold compilation cache),
+cost-model build and the ~2 min compile included (a rerun or resume skips the
+compile via the persistent compilation cache).
 
 Run:
     tunas-jax search --config experiments/search/micro_digits.py --workdir /tmp/search_micro
@@ -37,8 +37,8 @@ def get_config() -> ml_collections.ConfigDict:
     # worth 0.5 points, below the ~2.5-point noise of a 256-image validation batch.
     config.reward_beta = -1.0
 
-    # 800 steps keep the whole run under 10 minutes on 2 cores (compile ~2.3 min, then
-    # ~0.4 s/step); about 40 epochs of the digits' 1298 training images.
+    # 800 steps keep the whole run near 6 minutes on 2 cores (compile ~2 min, then
+    # ~0.26 s/step); about 40 epochs of the digits' 1298 training images.
     config.steps = 800
     config.batch_size = 64
     config.valid_batch_size = 256  # TuNAS: 4x the training batch
