@@ -37,6 +37,7 @@ import numpy as np
 from flax import nnx
 
 from cost_models.features import FeatureEncoder, encoder_for
+from cost_models.latency_metric import metric_offset_ms
 from search_spaces import SearchSpace, SpecError, write_json_atomic
 
 FORMAT = "tunas-jax/cost-model"
@@ -204,6 +205,16 @@ class LatencyPredictor:
     @property
     def target_name(self) -> str | None:
         return self.metadata.get("target")
+
+    def metric_offset_ms(self, metric: str) -> float:
+        """What to subtract from this predictor's (end-to-end) latency to get `metric`
+        (`cost_models.latency_metric`), at the resolution and class count it was trained
+        for."""
+        space = self.space
+        return metric_offset_ms(metric, self.target_name,
+                                int(self.metadata.get("image_size") or space.default_image_size),
+                                int(self.metadata.get("num_classes")
+                                    or space.default_num_classes))
 
     def log_latency(self, indices: jax.Array) -> jax.Array:
         slots = self.encoder.field_ids(jnp.asarray(indices), xp=jnp)

@@ -42,7 +42,7 @@ import numpy as np
 
 import controllers
 import supernet
-from cost_models import ArchitectureCoster, check_latency_metric, get_target, metric_offset_ms
+from cost_models import ArchitectureCoster, check_latency_metric, get_target
 from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tunas_jax import cost_model_training, search_step
@@ -186,15 +186,6 @@ def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
     return path
 
 
-def latency_offset_ms(config: ml_collections.ConfigDict, predictor: Any) -> float:
-    """What turns the regressor's end-to-end prediction into config.latency_metric."""
-    meta = predictor.metadata
-    space = get_space(config.space)
-    return metric_offset_ms(config.latency_metric, config.target,
-                            int(meta.get("image_size") or space.default_image_size),
-                            int(meta.get("num_classes") or space.default_num_classes))
-
-
 # ---- outputs ------------------------------------------------------------------------------
 def top_architectures(logits: np.ndarray, num_choices: tuple[int, ...], k: int = TOP_K
                       ) -> list[tuple[list[int], float]]:
@@ -276,7 +267,7 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
     best = [int(i) for i in np.asarray(controllers.argmax_architecture(state.controller))]
     top = top_networks(logits, space)
     candidates = np.asarray([best] + [idx for idx, _ in top], np.int32)
-    offset = latency_offset_ms(config, predictor)
+    offset = predictor.metric_offset_ms(config.latency_metric)
     predicted = np.asarray(predictor(candidates), np.float64) - offset
     simulated = coster.cost_batch(candidates)
     simulated_ms = simulated["latency_ms"] - offset
@@ -357,7 +348,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     state = search_step.replicate(state, mesh)
     reward_params = search_step.RewardParams.create(
         float(config.target_latency_ms), float(config.reward_beta),
-        latency_offset_ms(config, predictor))
+        predictor.metric_offset_ms(config.latency_metric))
     step_fn = search_step.make_step(space, plan, optimizer, lr_schedule, predictor,
                                     config.reward, reward_params,
                                     float(config.optimizer.label_smoothing), mesh, trace_counter)

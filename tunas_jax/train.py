@@ -187,13 +187,9 @@ def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_class
 
         try:
             predictor = load_cost_model(cm_dir, arch.space, target.name)
-            # The regressor predicts end to end at its own resolution and class count.
-            meta = predictor.metadata
-            predicted_offset = metric_offset_ms(
-                metric, target, int(meta.get("image_size") or arch.space.default_image_size),
-                int(meta.get("num_classes") or arch.space.default_num_classes))
             report["predicted_latency_ms"] = float(
-                predictor(jnp.asarray([arch.indices], jnp.int32))[0]) - predicted_offset
+                predictor(jnp.asarray([arch.indices], jnp.int32))[0]
+                - predictor.metric_offset_ms(metric))
             report["predicted_latency_image_size"] = predictor.metadata.get("image_size")
             return report
         except SpecError as err:
