@@ -156,17 +156,21 @@ def test_search_writes_outputs_without_retracing(straight_run):
     assert os.listdir(tmp_path / "tensorboard")
 
 
-def test_top_architectures_are_the_most_probable():
+def test_top_networks_match_brute_force_on_a_small_space():
+    space = tiny_search_space()  # 192 index vectors: every network's probability exactly
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=(4, 3))
-    num_choices = (3, 2, 3, 3)
-    logits[1, 2] = -1e9
-    top = search.top_architectures(logits, num_choices, k=5)
-    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    every = sorted(((np.prod([p[d, i] for d, i in enumerate(idx)]), list(idx))
-                    for idx in np.ndindex(*num_choices)), reverse=True)[:5]
-    assert [t[0] for t in top] == [e[1] for e in every]
-    np.testing.assert_allclose([t[1] for t in top], [e[0] for e in every], rtol=1e-9)
+    logits = rng.normal(size=(space.num_decisions, max(space.num_choices))) * 2
+    p = [np.exp(logits[d, :n]) / np.exp(logits[d, :n]).sum()
+         for d, n in enumerate(space.num_choices)]
+    network_p: dict = {}
+    for idx in np.ndindex(*space.num_choices):  # inactive decisions sum out to 1
+        spec = space.decode(idx)
+        network_p[spec] = network_p.get(spec, 0.0) + np.prod([p[d][i] for d, i in enumerate(idx)])
+    expected = sorted(network_p.values(), reverse=True)[:5]
+    top = search.top_networks(logits, space, k=5)
+    np.testing.assert_allclose([prob for _, prob in top], expected, rtol=1e-9)
+    for idx, prob in top:
+        assert network_p[space.decode(idx)] == pytest.approx(prob, rel=1e-9)
 
 
 def test_top_networks_are_distinct_networks():

@@ -187,22 +187,6 @@ def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
 
 
 # ---- outputs ------------------------------------------------------------------------------
-def top_architectures(logits: np.ndarray, num_choices: tuple[int, ...], k: int = TOP_K
-                      ) -> list[tuple[list[int], float]]:
-    """The k most probable index vectors under independent per-decision softmaxes.
-
-    Exact beam search: the joint log-probability is a sum over decisions, so a
-    top-k vector's prefix is always among the top-k prefixes.
-    """
-    beams: list[tuple[float, list[int]]] = [(0.0, [])]
-    for d, n in enumerate(num_choices):
-        z = logits[d, :n].astype(np.float64)
-        log_p = z - np.log(np.sum(np.exp(z - z.max()))) - z.max()
-        beams = sorted(((lp + log_p[i], [*idx, i]) for lp, idx in beams for i in range(n)),
-                       key=lambda b: -b[0])[:k]
-    return [(idx, float(np.exp(lp))) for lp, idx in beams]
-
-
 def _group_paths(log_p: list[np.ndarray], space: SearchSpace, group: tuple[int, ...]
                  ) -> list[tuple[float, dict[int, int]]]:
     """Every distinct active path of one decision group with its log-probability."""
