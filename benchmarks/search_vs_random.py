@@ -21,7 +21,6 @@ search / training (e.g. fewer training images: `dataset.train_split=train[:20%]`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -30,7 +29,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from search_spaces import atomic_write  # noqa: E402
+from search_spaces import atomic_write, read_json  # noqa: E402
 
 SEARCH_CONFIG = "experiments/search/micro_digits.py"
 TRAIN_CONFIG = "experiments/train/micro_digits.py"
@@ -46,8 +45,7 @@ def tunas(args: list[str], log: list[str]) -> None:
 
 
 def read(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path, "experiment file")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ from search_spaces import load as load_architecture
 from tunas_jax import report_plots
 from tunas_jax.cli import UsageError
 from tunas_jax.metrics_logging import METRICS_FILE, PROBABILITIES_FILE, read_metrics
-from tunas_jax.random_baseline import BASELINE_FILE
+from tunas_jax.random_baseline import BASELINE_FILE, summarize
 from tunas_jax.search import ARCHITECTURE_FILE, SUMMARY_FILE
 from tunas_jax.train import RESULT_FILE, RUN_FILE
 
@@ -151,12 +151,13 @@ def comparison(collection: Collection) -> dict[str, Any] | None:
     random = [p.top1 for p in random_all if matched(p)]
     if not searched or not random:
         return None
+    stats = summarize(random)
     return {"latency_metric": metric, "bands_ms": [list(b) for b in bands],
             "searched_n": len(searched), "searched_mean_top1": float(np.mean(searched)),
             "searched_std_top1": float(np.std(searched, ddof=1)) if len(searched) > 1 else 0.0,
-            "random_n": len(random), "random_median_top1": float(np.median(random)),
-            "random_mean_top1": float(np.mean(random)),
-            "random_range_top1": [float(min(random)), float(max(random))],
+            "random_n": len(random), "random_median_top1": stats["median_top1"],
+            "random_mean_top1": stats["mean_top1"],
+            "random_range_top1": [stats["min_top1"], stats["max_top1"]],
             "excluded_outside_band": len(searched_all) + len(random_all) - len(searched)
             - len(random),
             "searched_mean_above_random_median": bool(np.mean(searched) > np.median(random))}
