@@ -1,14 +1,16 @@
-"""Forms of a stride-1 kxk conv inside `lax.switch` on XLA:CPU (value + gradients), and
-why the supernet uses `supernet.ops.conv_s1`.
+"""Forms of a kxk conv inside `lax.switch` on XLA:CPU (value + gradients), and why the
+supernet uses `supernet.ops.group_conv`.
 
     python benchmarks/bench_conv_in_switch.py
 
 Times one jitted value-and-grad (input and kernel) of sum(conv(x)^2) for
-fused- and GC-IBN-sized convs (batch 64, 16x16), the conv in branch 0 of a
-switch whose index is a traced argument (as in the supernet):
-- `im2col`: stacked shifted slices + einsum, autodiff'd (`ops.im2col_conv`);
+fused- and GC-IBN-sized convs (batch 64), the conv in branch 0 of a switch
+whose index is a traced argument (as in the supernet):
+- `im2col`: stacked shifted slices + one einsum, autodiff'd (the supernet's
+  form before `group_conv`);
 - `lax.conv`: autodiff of `lax.conv` with `feature_group_count` (NOTES §5);
-- `conv_s1`: per-group `lax.conv` forward, VJP written out (`ops.conv_s1`);
+- `group_conv`: per-group `lax.conv`, VJP written out in canonical forward
+  convs (`ops.group_conv`);
 - `top level`: per-group `lax.conv` autodiff'd outside any switch (what the
   standalone model costs on CPU).
 """
@@ -24,21 +26,36 @@ from jax import lax
 
 from supernet import ops
 
+_DN = ("NHWC", "HWIO", "NHWC")
 
-def lax_conv(x: jax.Array, kernel: jax.Array, groups: int) -> jax.Array:
-    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+
+def im2col_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+    k, _, cin_g, cout = kernel.shape
+    patches = jnp.stack(ops._taps(x, k, stride), axis=-2)          # [N, H', W', k*k, Cin]
+    n, h, w = patches.shape[:3]
+    patches = patches.reshape(n, h, w, k * k, groups, cin_g)
+    wk = kernel.reshape(k * k, cin_g, groups, cout // groups)
+    return jnp.einsum("nhwtgc,tcgo->nhwgo", patches, wk).reshape(n, h, w, cout)
+
+
+def lax_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+    return lax.conv_general_dilated(x, kernel, (stride, stride), "SAME", dimension_numbers=_DN,
                                     feature_group_count=groups)
 
 
-def time_ms(conv, cin: int, cout: int, k: int, groups: int, in_switch: bool,
-            repeats: int = 10) -> float:
-    x = jax.random.normal(jax.random.key(0), (64, 16, 16, cin))
+def per_group_lax_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+    return jnp.concatenate([lax_conv(a, b, stride, 1) for a, b in zip(
+        jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1), strict=True)], axis=-1)
+
+
+def time_ms(conv, cin: int, cout: int, k: int, groups: int, stride: int, size: int,
+            in_switch: bool, repeats: int = 10) -> float:
+    x = jax.random.normal(jax.random.key(0), (64, size, size, cin))
     kernel = jax.random.normal(jax.random.key(1), (k, k, cin // groups, cout)) * 0.1
 
     def loss(kernel, x, index):
         def branch(kernel, x):
-            return jnp.sum(conv(x, kernel, groups) ** 2)
+            return jnp.sum(conv(x, kernel, stride, groups) ** 2)
         if not in_switch:
             return branch(kernel, x)
         return lax.switch(index, [branch, lambda kernel, x: jnp.sum(x) * jnp.sum(kernel)],
@@ -56,14 +73,19 @@ def time_ms(conv, cin: int, cout: int, k: int, groups: int, in_switch: bool,
 
 
 def main() -> None:
-    forms = [("im2col", lambda x, w, g: ops.im2col_conv(x, w, 1, g), True),
+    forms = [("im2col", im2col_conv, True),
              ("lax.conv", lax_conv, True),
-             ("conv_s1", ops.conv_s1, True),
-             ("top level", ops.conv_s1.__wrapped__, False)]
-    for cin, cout, k, groups in ((24, 96, 5, 1), (24, 96, 3, 1), (48, 96, 5, 3), (64, 256, 3, 8)):
-        row = [f"{name} {time_ms(conv, cin, cout, k, groups, sw):.1f}"
-               for name, conv, sw in forms]
-        print(f"{cin}->{cout} {k}x{k} g{groups} (ms): " + ", ".join(row), flush=True)
+             ("group_conv", ops.group_conv, True),
+             ("top level", per_group_lax_conv, False)]
+    print("| conv | " + " | ".join(name for name, _, _ in forms) + " |")
+    print("|---" * (len(forms) + 1) + "|")
+    for cin, cout, k, groups, stride, size in (
+            (24, 96, 5, 1, 1, 16), (24, 96, 3, 1, 1, 16), (48, 96, 5, 3, 1, 16),
+            (64, 256, 3, 8, 1, 8), (24, 96, 5, 1, 2, 16), (48, 96, 5, 3, 2, 16)):
+        row = [f"{time_ms(conv, cin, cout, k, groups, stride, size, sw):.1f}"
+               for _, conv, sw in forms]
+        print(f"| {cin}->{cout} {k}x{k}/{stride}, {groups} group(s), {size} px | "
+              + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

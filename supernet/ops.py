@@ -1,10 +1,11 @@
-"""Convolutions as slices + matmul: the form the supernet runs inside `lax.switch`.
+"""The convolutions the supernet runs inside `lax.switch` branches.
 
-NOTES §5: on XLA:CPU a weight-gradient convolution inside a `lax.switch`
-branch ran ~50x slower than at top level, and grouped convolutions via
-`feature_group_count` were slow. `conv_general_dilated_patches` avoids the
-first but its backward pass measured 10x slower than `lax.conv` here. Shifted
-slices + einsum (matmul) avoid both, at top level and inside a switch.
+NOTES §5: on XLA:CPU a convolution in a `lax.switch` branch is fast only as
+a forward conv in the canonical NHWC/HWIO layout; the convs autodiff makes
+for the gradients ran 15-50x slower there than at top level, and grouped
+convolutions via `feature_group_count` are slow anywhere. `group_conv` writes
+its VJP out in canonical forward convs, one per group; depthwise convs are
+sums of shifted, scaled views (cheap to differentiate as they are).
 Kernels use the standard grouped HWIO layout `[k, k, Cin / groups, Cout]`, so
 the standalone model takes them as they are.
 """
@@ -18,22 +19,21 @@ import jax.numpy as jnp
 from jax import lax
 
 BN_EPSILON = 1e-3  # published MobileNetEdgeTPU batch-norm epsilon
+_DN = ("NHWC", "HWIO", "NHWC")  # the layout XLA:CPU's fast conv kernels take as they are
 
 
-def _same_pad(x: jax.Array, kernel_size: int, stride: int) -> tuple[jax.Array, int, int]:
-    """TF 'same' padding (extra row/column at the end); returns padded x and output size."""
-    h, w = x.shape[1:3]
-    out_h, out_w = -(-h // stride), -(-w // stride)
-    pad_h = max((out_h - 1) * stride + kernel_size - h, 0)
-    pad_w = max((out_w - 1) * stride + kernel_size - w, 0)
-    x = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2),
-                    (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
-    return x, out_h, out_w
+def _same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, tuple[int, int]]:
+    """Output size and (low, high) padding of TF/lax 'SAME' along one spatial axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel_size - size, 0)
+    return out, (total // 2, total - total // 2)
 
 
 def _taps(x: jax.Array, kernel_size: int, stride: int) -> list[jax.Array]:
-    """The k*k shifted (strided) views of x, row-major over (kh, kw)."""
-    x, out_h, out_w = _same_pad(x, kernel_size, stride)
+    """The k*k shifted (strided) views of x under 'SAME' padding, row-major over (kh, kw)."""
+    (out_h, pad_h), (out_w, pad_w) = (_same_padding(x.shape[1], kernel_size, stride),
+                                      _same_padding(x.shape[2], kernel_size, stride))
+    x = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
     return [x[:, i:i + (out_h - 1) * stride + 1:stride, j:j + (out_w - 1) * stride + 1:stride, :]
             for i in range(kernel_size) for j in range(kernel_size)]
 
@@ -43,78 +43,72 @@ def conv1x1(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jnp.einsum("nhwc,co->nhwo", x, kernel)
 
 
-_DN = ("NHWC", "HWIO", "NHWC")
+def _per_group(conv, lhs: jax.Array, rhs: jax.Array, groups: int) -> jax.Array:
+    """`conv(lhs_i, rhs_i)` per group (both split on their last axis) + concat.
 
-
-def _split_conv_s1(x: jax.Array, kernel: jax.Array, groups: int) -> jax.Array:
-    """Stride-1 'same' conv as one full `lax.conv` per group (+ concat)."""
-    def conv(xi: jax.Array, wi: jax.Array) -> jax.Array:
-        return lax.conv_general_dilated(xi, wi, (1, 1), "SAME", dimension_numbers=_DN)
-
-    if groups == 1:
-        return conv(x, kernel)
-    return jnp.concatenate([conv(xi, wi) for xi, wi in zip(
-        jnp.split(x, groups, axis=-1), jnp.split(kernel, groups, axis=-1), strict=True)], axis=-1)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv_s1(x: jax.Array, kernel: jax.Array, groups: int) -> jax.Array:
-    """Stride-1 'same' kxk conv (odd k) with `groups` groups, its VJP written out.
-
-    On XLA:CPU inside a `lax.switch` branch, forward `lax.conv`s are fast but
-    the convs autodiff makes for the gradients are not: the weight gradient
-    (NOTES §5) and, measured here, the input gradient too. So the VJP is
-    explicit: the input gradient is the same forward conv of the cotangent
-    with each group's kernel flipped and transposed, the weight gradient one
-    [Cin/g, Cout/g] matmul per kernel tap and group over shifted views of x.
-    benchmarks/bench_conv_in_switch.py has the measurements.
+    XLA:CPU runs `feature_group_count` slowly (NOTES §5); g full convs don't.
     """
-    return _split_conv_s1(x, kernel, groups)
+    if groups == 1:
+        return conv(lhs, rhs)
+    return jnp.concatenate([conv(a, b) for a, b in zip(
+        jnp.split(lhs, groups, axis=-1), jnp.split(rhs, groups, axis=-1), strict=True)], axis=-1)
 
 
-def _conv_s1_fwd(x: jax.Array, kernel: jax.Array, groups: int) -> tuple[jax.Array, tuple]:
-    return _split_conv_s1(x, kernel, groups), (x, kernel)
+def _conv_forward(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+    return _per_group(lambda a, b: lax.conv_general_dilated(
+        a, b, (stride, stride), "SAME", dimension_numbers=_DN), x, kernel, groups)
 
 
-def _conv_s1_bwd(groups: int, residuals: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def group_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+    """'SAME' kxk conv of NHWC `x` with an HWIO kernel [k, k, Cin / groups, Cout], its VJP
+    written out so that every convolution is a forward NHWC/HWIO one.
+
+    Why: on XLA:CPU a convolution in a `lax.switch` branch is fast only in
+    that canonical layout. At top level XLA rewrites the convs autodiff makes
+    for the gradients into it; inside a branch it doesn't, and they ran
+    15-50x slower (NOTES §5; `benchmarks/bench_conv_in_switch.py`). So:
+    - forward: one `lax.conv` per group;
+    - input gradient: the cotangent, dilated by the stride, convolved with
+      each group's kernel flipped and transposed;
+    - kernel gradient: x transposed to [Cin, H, W, N] (channels as batch,
+      the batch as features) convolved with the cotangent transposed to
+      [H', W', N, Cout] as a kernel dilated by the stride: out [Cin, k, k, Cout].
+    """
+    return _conv_forward(x, kernel, stride, groups)
+
+
+def _group_conv_fwd(x: jax.Array, kernel: jax.Array, stride: int, groups: int):
+    return _conv_forward(x, kernel, stride, groups), (x, kernel)
+
+
+def _group_conv_bwd(stride: int, groups: int, residuals: tuple, g: jax.Array):
     x, kernel = residuals
     k, _, cin_g, cout = kernel.shape
     cout_g = cout // groups
+    # Along each spatial axis y[o] = sum_t x[s*o + t - lo] w[t] (lo: the low 'SAME' pad), so
+    # dx[i] = sum_u g_dilated[i + lo - (k-1) + u] w[k-1-u] and dw[t] = sum_o x[s*o + t - lo] g[o].
+    dx_padding, dw_padding = [], []
+    for size in x.shape[1:3]:
+        out, (lo, _) = _same_padding(size, k, stride)
+        dx_padding.append((k - 1 - lo, size - 1 + lo - stride * (out - 1)))
+        # 'SAME' may pad less than the window reads when the stride skips the last rows.
+        dw_padding.append((lo, (out - 1) * stride + k - size - lo))
     flipped = jnp.flip(kernel, (0, 1)).reshape(k, k, cin_g, groups, cout_g)
     transposed = flipped.transpose(0, 1, 4, 3, 2).reshape(k, k, cout_g, groups * cin_g)
-    dx = _split_conv_s1(g, transposed, groups)
-    n, h, w = g.shape[:3]
-    g_grouped = g.reshape(n, h, w, groups, cout_g)
-    dk = jnp.stack([jnp.einsum("nhwgc,nhwgo->cgo", tap.reshape(n, h, w, groups, cin_g), g_grouped)
-                    for tap in _taps(x, k, 1)])
-    return dx, dk.reshape(kernel.shape)
+    dx = _per_group(lambda a, b: lax.conv_general_dilated(
+        a, b, (1, 1), dx_padding, lhs_dilation=(stride, stride), dimension_numbers=_DN),
+        g, transposed, groups)
+
+    def kernel_grad(xi: jax.Array, gi: jax.Array) -> jax.Array:
+        d = lax.conv_general_dilated(xi.transpose(3, 1, 2, 0), gi.transpose(1, 2, 0, 3), (1, 1),
+                                     dw_padding, rhs_dilation=(stride, stride),
+                                     dimension_numbers=_DN)      # [Cin/g, k, k, Cout/g]
+        return d.transpose(1, 2, 0, 3)
+    return dx, _per_group(kernel_grad, x, g, groups)
 
 
-conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
-
-
-def group_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
-    """kxk conv with `groups` groups; kernel [k, k, Cin / groups, Cout] (1 = full conv).
-
-    Stride 1 (odd k): `conv_s1`, per-group `lax.conv`s with a written-out VJP.
-    Stride 2: im2col by slicing (the backward of a slice is a cheap pad) and
-    one einsum with the group as a batch dimension; cheap at the quartered
-    output size, and on XLA:CPU 5x faster than `feature_group_count`
-    (benchmarks/bench_group_conv.py).
-    """
-    if stride == 1 and kernel.shape[0] % 2 == 1:
-        return conv_s1(x, kernel, groups)
-    return im2col_conv(x, kernel, stride, groups)
-
-
-def im2col_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
-    """Group conv as k*k shifted slices stacked + one einsum (autodiff'd as is)."""
-    k, _, cin_g, cout = kernel.shape
-    patches = jnp.stack(_taps(x, k, stride), axis=-2)          # [N, H', W', k*k, Cin]
-    n, h, w = patches.shape[:3]
-    patches = patches.reshape(n, h, w, k * k, groups, cin_g)
-    wk = kernel.reshape(k * k, cin_g, groups, cout // groups)
-    return jnp.einsum("nhwtgc,tcgo->nhwgo", patches, wk).reshape(n, h, w, cout)
+group_conv.defvjp(_group_conv_fwd, _group_conv_bwd)
 
 
 def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:

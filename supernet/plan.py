@@ -85,7 +85,7 @@ class BlockPlan:
     expand: tuple[ExpandConfig | None, ...]   # index 0: no expansion (pass-through)
     kxk: tuple[KxkConfig | None, ...]         # index 0: no kxk conv (subsample by stride)
     project: tuple[ProjectConfig, ...]
-    lookup: Lookup   # columns: expand, kxk, project, residual, skip, widths after each layer
+    lookup: Lookup   # columns: expand, kxk, project branch; residual; skip
     skippable: bool
     can_residual: bool
     # Op warmup: positions of the block's OP decisions and every combination of
@@ -103,7 +103,7 @@ class SupernetPlan:
     stem_lookup: Lookup            # columns: stem branch, stem width
     blocks: tuple[BlockPlan, ...]
     head_configs: tuple[ProjectConfig, ...]
-    head_lookup: Lookup            # columns: head branch, head width
+    head_lookup: Lookup            # columns: head branch
     head_width: int
 
 
@@ -181,13 +181,10 @@ def make_plan(space: SearchSpace) -> SupernetPlan:
                           for f, _ in BLOCK_DECISION_FIELDS}
                 block = space.decode_block(spec, fields, cin, cout, s)
                 if block.skipped:
-                    return [0, 0, 0, 0, 1, 0, 0, 0]
+                    return [0, 0, 0, 0, 1]
                 e, k, p = _layer_configs(block)
-                # Columns: branch per layer, residual, skip, then the actual widths
-                # after each layer (0 = the layer is absent: no batch norm there).
                 return [index(expand_cfgs, e), index(kxk_cfgs, k), index(project_cfgs, p),
-                        int(block.residual), 0, e.width if e else 0, k.cout if k else 0,
-                        p.cout]
+                        int(block.residual), 0]
 
             lookup = _lookup(space, [prev_name, out_name, *field_names], row)
             if not project_cfgs:  # every combination skipped: give the switch a branch
@@ -215,7 +212,7 @@ def make_plan(space: SearchSpace) -> SupernetPlan:
     def head_row(chosen: dict) -> list[int]:
         cfg = ProjectConfig(chosen.get(prev_name, _choices(prev_field)[0]),
                             chosen.get("head.filters", head_choices[0]))
-        return [index(head_cfgs, cfg), cfg.cout]
+        return [index(head_cfgs, cfg)]
 
     head_lookup = _lookup(space, [prev_name, "head.filters"], head_row)
     return SupernetPlan(space.name, space.stem_kernel_size, space.stem_stride,

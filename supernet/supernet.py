@@ -14,15 +14,18 @@ Weights (a plain pytree from `init_params`; `search_spaces` fixes its shape):
   statistics are the batch's own (stateless, as TuNAS during search).
 
 Execution (`apply`): one `lax.switch` per layer over the configurations in the
-plan (`supernet.plan`); tensors between layers are carried zero-padded to the
-largest width, and each branch computes only the sampled child's shapes, so
-a step's cost follows the child. Skipped blocks are a `lax.cond` to identity.
+plan (`supernet.plan`), through `supernet.switch.switch_layer`. Each branch
+computes the sampled child's conv and batch norm at the child's own widths;
+tensors between layers are carried zero-padded to the largest width. So a
+step's cost follows the child. Skipped blocks are a `lax.cond` to identity.
 Indices are traced values: sampling a new architecture never retraces.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -32,6 +35,7 @@ from jax import lax
 
 from supernet import ops
 from supernet.plan import BlockPlan, ExpandConfig, KxkConfig, ProjectConfig, SupernetPlan
+from supernet.switch import Branch, LayerFn, switch_layer
 
 Params = dict[str, Any]
 
@@ -47,7 +51,7 @@ def _bn(width: int) -> dict[str, jax.Array]:
 
 def init_params(plan: SupernetPlan, num_classes: int, key: jax.Array,
                 input_channels: int = 3) -> Params:
-    keys = iter(jax.random.split(key, 4 + 8 * len(plan.blocks)))
+    keys = (jax.random.fold_in(key, i) for i in itertools.count())  # as many as needed
     k = plan.stem_kernel_size
     stem_width = max(plan.stem_widths)
     params: Params = {"stem": {"kernel": _conv_init(next(keys), (k, k, input_channels,
@@ -58,19 +62,17 @@ def init_params(plan: SupernetPlan, num_classes: int, key: jax.Array,
         if any(bp.expand[1:]):
             p["expand"] = {"kernel": _conv_init(next(keys), (bp.in_width, bp.exp_width),
                                                 bp.exp_width), **_bn(bp.exp_width)}
-        for cfg in bp.kxk[1:]:
-            name = f"{cfg.family}_{cfg.kernel_size}"
-            if name in p:
-                continue
-            kk = cfg.kernel_size
-            if cfg.family == "dw":
-                shape = (kk, kk, 1, bp.mid_width)
-                fan_out = kk * kk
+        # One kernel per family and size, as large as its largest configuration reads
+        # (grouped_ibn's group conv, for one, reads only its 1x1 expansion's width).
+        names = sorted({f"{c.family}_{c.kernel_size}" for c in bp.kxk[1:]})
+        for name in names:
+            cfgs = [c for c in bp.kxk[1:] if f"{c.family}_{c.kernel_size}" == name]
+            kk, cout = cfgs[0].kernel_size, max(c.cout for c in cfgs)
+            if cfgs[0].family == "dw":
+                shape, fan_out = (kk, kk, 1, cout), kk * kk
             else:
-                cin = bp.in_width if cfg.family == "fused" else bp.exp_width
-                shape = (kk, kk, cin, bp.mid_width)
-                fan_out = kk * kk * bp.mid_width
-            p[name] = {"kernel": _conv_init(next(keys), shape, fan_out), **_bn(bp.mid_width)}
+                shape, fan_out = (kk, kk, max(c.cin for c in cfgs), cout), kk * kk * cout
+            p[name] = {"kernel": _conv_init(next(keys), shape, fan_out), **_bn(cout)}
         p["project"] = {"kernel": _conv_init(next(keys), (bp.mid_width, bp.out_width),
                                              bp.out_width), **_bn(bp.out_width)}
         params[bp.name] = p
@@ -94,89 +96,40 @@ def group_kernel(full: jax.Array, cin: int, cout: int, groups: int) -> jax.Array
         [full[:, :, i * ci:(i + 1) * ci, i * co:(i + 1) * co] for i in range(groups)], axis=-1)
 
 
-def switch_remat(index: jax.Array, branches: list, params: Params, x: jax.Array) -> jax.Array:
-    """`lax.switch(index, branches, params, x)` whose backward pass recomputes the chosen
-    branch instead of saving residuals.
-
-    Differentiating a plain `lax.switch` makes every branch emit the union of all
-    branches' residuals (zero-filled for the others): with dozens of branches
-    per layer that dominated the step. Here the only residuals are the inputs.
-    """
-
-    @jax.custom_vjp
-    def run(index: jax.Array, params: Params, x: jax.Array) -> jax.Array:
-        return lax.switch(index, branches, params, x)
-
-    def fwd(index: jax.Array, params: Params, x: jax.Array):
-        return run(index, params, x), (index, params, x)
-
-    def bwd(res, g):
-        index, params, x = res
-
-        def grad_branch(branch):
-            def go(params, x, g):
-                _, vjp = jax.vjp(branch, params, x)
-                return vjp(g)
-            return go
-        grads = lax.switch(index, [grad_branch(b) for b in branches], params, x, g)
-        return (None, *grads)
-
-    run.defvjp(fwd, bwd)
-    return run(index, params, x)
+def _conv_bn(conv: LayerFn, bn_params: Callable[[Params], Params], relu: bool) -> Branch:
+    """A conv, then batch norm (+ReLU) with the scale/bias prefix of the conv's width
+    from `bn_params(params)`."""
+    def post(params: Params, z: jax.Array) -> jax.Array:
+        bn, width = bn_params(params), z.shape[-1]
+        y = ops.batch_norm(z, bn["scale"][:width], bn["bias"][:width])
+        return jax.nn.relu(y) if relu else y
+    return Branch(conv, post)
 
 
-def _bn_act(y: jax.Array, p: Params, width: jax.Array, relu: bool) -> jax.Array:
-    """Batch norm (+ReLU) over the carried width, zero beyond the actual `width`.
-
-    Done outside the switch branches: statistics are per channel, so the
-    zero-padded channels don't disturb the real ones, and the mask keeps the
-    padding zero (and its scale/bias untrained). Branches stay pure convs,
-    which keeps compile time down.
-    """
-    y = ops.batch_norm(y, p["scale"], p["bias"])
-    y = jax.nn.relu(y) if relu else y
-    return y * (jnp.arange(y.shape[-1]) < width).astype(y.dtype)
+def _expand_branch(cfg: ExpandConfig | None) -> Branch:
+    if cfg is None:  # no expansion: pass the block input on
+        return Branch(lambda p, x: x)
+    return _conv_bn(lambda p, x: ops.conv1x1(x[..., :cfg.cin], p["kernel"][:cfg.cin, :cfg.width]),
+                    lambda p: p, relu=True)
 
 
-def _expand_branch(cfg: ExpandConfig | None, width: int):
-    def run(p: Params, x: jax.Array) -> jax.Array:
-        if cfg is None:  # no expansion: pass the block input on
-            return ops.pad_channels(x[..., :width], width)
-        y = ops.conv1x1(x[..., :cfg.cin], p[:cfg.cin, :cfg.width])
-        return ops.pad_channels(y, width)
-    return run
+def _kxk_branch(cfg: KxkConfig | None, stride: int) -> Branch:
+    if cfg is None:  # fused_ibn with e = 1: the 1x1 projection carries the stride
+        return Branch(lambda p, x: x[:, ::stride, ::stride, :])
+    name = f"{cfg.family}_{cfg.kernel_size}"
 
-
-def _kxk_branch(cfg: KxkConfig | None, width: int, stride: int):
-    def run(p: Params, x: jax.Array) -> jax.Array:
-        if cfg is None:  # fused_ibn with e = 1: the 1x1 projection carries the stride
-            return ops.pad_channels(x[:, ::stride, ::stride, :width], width)
-        w = p[f"{cfg.family}_{cfg.kernel_size}"]
+    def conv(p: Params, x: jax.Array) -> jax.Array:
+        w = p[name]["kernel"]
         if cfg.family == "dw":
-            y = ops.depthwise_conv(x[..., :cfg.cin], w[..., :cfg.cout], cfg.stride)
-        else:
-            kernel = group_kernel(w, cfg.cin, cfg.cout, cfg.groups)
-            y = ops.group_conv(x[..., :cfg.cin], kernel, cfg.stride, cfg.groups)
-        return ops.pad_channels(y, width)
-    return run
+            return ops.depthwise_conv(x[..., :cfg.cin], w[..., :cfg.cout], cfg.stride)
+        kernel = group_kernel(w, cfg.cin, cfg.cout, cfg.groups)
+        return ops.group_conv(x[..., :cfg.cin], kernel, cfg.stride, cfg.groups)
+    return _conv_bn(conv, lambda p: p[name], relu=True)
 
 
-def _project_branch(cfg: ProjectConfig, width: int):
-    def run(p: Params, x: jax.Array) -> jax.Array:
-        y = ops.conv1x1(x[..., :cfg.cin], p[:cfg.cin, :cfg.cout])
-        return ops.pad_channels(y, width)
-    return run
-
-
-def _kxk_bn(bp: BlockPlan, p: Params, kxk_i: jax.Array, y: jax.Array, width: jax.Array
-            ) -> jax.Array:
-    """Batch norm of the kxk conv with the scale/bias of the kernel family that ran."""
-    names = [f"{c.family}_{c.kernel_size}" if c else None for c in bp.kxk]
-    families = sorted({n for n in names if n})
-    scale = jnp.stack([p[n]["scale"] for n in families])
-    bias = jnp.stack([p[n]["bias"] for n in families])
-    which = jnp.asarray([families.index(n) if n else 0 for n in names])[kxk_i]
-    return _bn_act(y, {"scale": scale[which], "bias": bias[which]}, width, True)
+def _project_branch(cfg: ProjectConfig, relu: bool = False) -> Branch:
+    return _conv_bn(lambda p, x: ops.conv1x1(x[..., :cfg.cin], p["kernel"][:cfg.cin, :cfg.cout]),
+                    lambda p: p, relu=relu)
 
 
 def _block(bp: BlockPlan, p: Params, indices: jax.Array, x: jax.Array,
@@ -214,22 +167,18 @@ def _block(bp: BlockPlan, p: Params, indices: jax.Array, x: jax.Array,
 
 def _block_once(bp: BlockPlan, p: Params, indices: jax.Array, x: jax.Array) -> jax.Array:
     row = bp.lookup.row(indices)
-    expand_i, kxk_i, project_i, residual, skip, exp_w, mid_w, out_w = (row[c] for c in range(8))
+    expand_i, kxk_i, project_i, residual, skip = (row[c] for c in range(5))
 
     def compute(x: jax.Array) -> jax.Array:
-        # Each switch gets only the kernels its branches read: its backward returns
+        # Each switch gets only the weights its branches read: its backward returns
         # a gradient (zeros but for the branch taken) for every leaf passed in.
-        y = switch_remat(expand_i, [_expand_branch(c, bp.exp_width) for c in bp.expand],
-                         p["expand"]["kernel"] if "expand" in p else {}, x)
-        if "expand" in p:
-            y = jnp.where(exp_w > 0, _bn_act(y, p["expand"], exp_w, True), y)
-        kernels = {n: w["kernel"] for n, w in p.items() if n not in ("expand", "project")}
-        y = switch_remat(kxk_i, [_kxk_branch(c, bp.mid_width, bp.stride) for c in bp.kxk],
-                         kernels, y)
-        y = jnp.where(mid_w > 0, _kxk_bn(bp, p, kxk_i, y, mid_w), y)
-        y = switch_remat(project_i, [_project_branch(c, bp.out_width) for c in bp.project],
-                         p["project"]["kernel"], y)
-        y = _bn_act(y, p["project"], out_w, relu=False)
+        y = switch_layer(expand_i, [_expand_branch(c) for c in bp.expand], bp.exp_width,
+                         p.get("expand", {}), x)
+        kxk_params = {n: w for n, w in p.items() if n not in ("expand", "project")}
+        y = switch_layer(kxk_i, [_kxk_branch(c, bp.stride) for c in bp.kxk], bp.mid_width,
+                         kxk_params, y)
+        y = switch_layer(project_i, [_project_branch(c) for c in bp.project], bp.out_width,
+                         p["project"], y)
         if bp.can_residual:
             # Residuals only join equal widths, so the carried padding lines up.
             skip_in = ops.pad_channels(x[..., :bp.out_width], bp.out_width)
@@ -249,26 +198,19 @@ def apply(plan: SupernetPlan, params: Params, indices: jax.Array, images: jax.Ar
     (op warmup). Filter warmup is a change of indices (the controller's
     `apply_filter_warmup`), not a supernet mode.
     """
-    stem = params["stem"]
-    stem_width = max(plan.stem_widths)
+    def stem_branch(width: int) -> Branch:
+        return _conv_bn(lambda p, x: ops.group_conv(x, p["kernel"][..., :width],
+                                                    plan.stem_stride, 1),
+                        lambda p: p, relu=True)
 
-    def stem_branch(width: int):
-        def run(p: Params, x: jax.Array) -> jax.Array:
-            y = ops.group_conv(x, p[..., :width], plan.stem_stride, 1)
-            return ops.pad_channels(y, stem_width)
-        return run
-
-    stem_i, stem_w = (plan.stem_lookup.row(indices)[c] for c in range(2))
-    x = switch_remat(stem_i, [stem_branch(w) for w in plan.stem_widths], stem["kernel"],
-                     images)
-    x = _bn_act(x, stem, stem_w, True)
+    stem_i = plan.stem_lookup.row(indices)[0]
+    x = switch_layer(stem_i, [stem_branch(w) for w in plan.stem_widths], max(plan.stem_widths),
+                     params["stem"], images)
     for bp in plan.blocks:
         x = _block(bp, params[bp.name], indices, x, op_warm)
-    head = params["head"]
-    head_i, head_w = (plan.head_lookup.row(indices)[c] for c in range(2))
-    x = switch_remat(head_i, [_project_branch(c, plan.head_width) for c in plan.head_configs],
-                     head["kernel"], x)
-    x = _bn_act(x, head, head_w, True)
+    head_i = plan.head_lookup.row(indices)[0]
+    x = switch_layer(head_i, [_project_branch(c, relu=True) for c in plan.head_configs],
+                     plan.head_width, params["head"], x)
     pooled = jnp.mean(x, axis=(1, 2))  # padded channels are zero: a full-width FC is exact
     return pooled @ params["logits"]["kernel"] + params["logits"]["bias"]
 

@@ -8,7 +8,15 @@ import pytest
 from flax import nnx
 
 from search_spaces import FILTERS, BlockSpec, OneOf, SearchSpace, StageSpec
-from supernet import apply, build_model, inherit, init_params, make_plan
+from supernet import (
+    apply,
+    build_model,
+    child_weights,
+    inherit,
+    init_params,
+    layer_modules,
+    make_plan,
+)
 from supernet.supernet import _block, _block_once
 
 jax.config.update("jax_disable_most_optimizations", True)
@@ -69,6 +77,32 @@ def test_standalone_inherits_the_same_function(setup):
         np.testing.assert_allclose(model(images), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_supernet_gradients_equal_the_standalone_models(setup):
+    """The hand-written VJPs (`switch_layer`, `ops.group_conv`) against plain autodiff of the
+    standalone model: the gradient in shared-weight space is the standalone gradient pulled
+    back through the weight slicing (`child_weights`)."""
+    space, plan, params, images = setup
+    probe = jax.random.normal(jax.random.key(7), (4, 5))
+    for indices in space.sample(np.random.default_rng(5), 4):
+        model = build_model(space.decode(indices), 5, rngs=nnx.Rngs(3))
+        inherit(model, space, plan, params, indices)
+        graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+        model_grads = nnx.grad(lambda m: jnp.sum(m(images) * probe))(model)
+        grad_model = nnx.merge(graphdef, model_grads, rest)
+        per_layer = {name: ({"kernel": m.kernel[...], "bias": m.bias[...]} if name == "logits"
+                            else {"kernel": m.kernel[...], "scale": m.bn.scale[...],
+                                  "bias": m.bn.bias[...]})
+                     for name, m in layer_modules(grad_model)}
+        _, pull_back = jax.vjp(lambda p, i=indices: child_weights(space, plan, p, i), params)
+        (expected,) = pull_back(per_layer)
+        traced = jnp.asarray(indices, jnp.int32)
+        got = jax.grad(lambda p, i=traced: jnp.sum(apply(plan, p, i, images) * probe))(params)
+        for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(got),
+                                jax.tree_util.tree_leaves(expected), strict=True):
+            np.testing.assert_allclose(g, e, rtol=2e-4, atol=2e-5,
+                                       err_msg=jax.tree_util.keystr(path))
+
+
 def test_gradients_reach_only_the_sampled_path(setup):
     space, plan, params, images = setup
     values = {d.name: d.choices[0] for d in space.decisions}
@@ -99,23 +133,25 @@ def test_op_warmup_averages_the_block_over_warm_choices(setup):
                                _block_once(bp, p, indices, x), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("kernel_size, groups", [(1, 1), (3, 1), (5, 1), (3, 2), (5, 4)])
-def test_conv_s1_vjp_matches_lax_conv_autodiff(kernel_size, groups):
+@pytest.mark.parametrize("kernel_size, groups, stride, size", [
+    (1, 1, 1, 6), (3, 1, 1, 6), (5, 1, 1, 6), (3, 2, 1, 6), (5, 4, 1, 6),
+    (3, 1, 2, 6), (5, 2, 2, 6), (3, 4, 2, 7), (5, 1, 2, 7), (1, 2, 2, 6), (4, 1, 2, 6)])
+def test_group_conv_vjp_matches_lax_conv_autodiff(kernel_size, groups, stride, size):
     from supernet import ops
 
-    rng = np.random.default_rng(kernel_size * 10 + groups)
-    x = jnp.asarray(rng.standard_normal((2, 6, 6, 8)), jnp.float32)
+    rng = np.random.default_rng(kernel_size * 100 + groups * 10 + stride)
+    x = jnp.asarray(rng.standard_normal((2, size, size + 1, 8)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((kernel_size, kernel_size, 8 // groups, 12)),
                          jnp.float32)
-    cotangent = jnp.asarray(rng.standard_normal((2, 6, 6, 12)), jnp.float32)
 
     def reference(x, kernel):
-        return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+        return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "SAME",
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                             feature_group_count=groups)
 
-    out, vjp = jax.vjp(lambda x, k: ops.conv_s1(x, k, groups), x, kernel)
+    out, vjp = jax.vjp(lambda x, k: ops.group_conv(x, k, stride, groups), x, kernel)
     ref_out, ref_vjp = jax.vjp(reference, x, kernel)
     np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+    cotangent = jnp.asarray(rng.standard_normal(ref_out.shape), jnp.float32)
     for got, want in zip(vjp(cotangent), ref_vjp(cotangent), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
