@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -96,11 +95,11 @@ def group_kernel(full: jax.Array, cin: int, cout: int, groups: int) -> jax.Array
         [full[:, :, i * ci:(i + 1) * ci, i * co:(i + 1) * co] for i in range(groups)], axis=-1)
 
 
-def _conv_bn(conv: LayerFn, bn_params: Callable[[Params], Params], relu: bool) -> Branch:
-    """A conv, then batch norm (+ReLU) with the scale/bias prefix of the conv's width
-    from `bn_params(params)`."""
+def _conv_bn(conv: LayerFn, relu: bool, bn_name: str | None = None) -> Branch:
+    """A conv, then batch norm (+ReLU) with the scale/bias prefix of the conv's width,
+    from `params[bn_name]` (or `params` itself)."""
     def post(params: Params, z: jax.Array) -> jax.Array:
-        bn, width = bn_params(params), z.shape[-1]
+        bn, width = params[bn_name] if bn_name else params, z.shape[-1]
         y = ops.batch_norm(z, bn["scale"][:width], bn["bias"][:width])
         return jax.nn.relu(y) if relu else y
     return Branch(conv, post)
@@ -110,7 +109,7 @@ def _expand_branch(cfg: ExpandConfig | None) -> Branch:
     if cfg is None:  # no expansion: pass the block input on
         return Branch(lambda p, x: x)
     return _conv_bn(lambda p, x: ops.conv1x1(x[..., :cfg.cin], p["kernel"][:cfg.cin, :cfg.width]),
-                    lambda p: p, relu=True)
+                    relu=True)
 
 
 def _kxk_branch(cfg: KxkConfig | None, stride: int) -> Branch:
@@ -124,12 +123,12 @@ def _kxk_branch(cfg: KxkConfig | None, stride: int) -> Branch:
             return ops.depthwise_conv(x[..., :cfg.cin], w[..., :cfg.cout], cfg.stride)
         kernel = group_kernel(w, cfg.cin, cfg.cout, cfg.groups)
         return ops.group_conv(x[..., :cfg.cin], kernel, cfg.stride, cfg.groups)
-    return _conv_bn(conv, lambda p: p[name], relu=True)
+    return _conv_bn(conv, relu=True, bn_name=name)
 
 
 def _project_branch(cfg: ProjectConfig, relu: bool = False) -> Branch:
     return _conv_bn(lambda p, x: ops.conv1x1(x[..., :cfg.cin], p["kernel"][:cfg.cin, :cfg.cout]),
-                    lambda p: p, relu=relu)
+                    relu=relu)
 
 
 def _block(bp: BlockPlan, p: Params, indices: jax.Array, x: jax.Array,
@@ -200,8 +199,7 @@ def apply(plan: SupernetPlan, params: Params, indices: jax.Array, images: jax.Ar
     """
     def stem_branch(width: int) -> Branch:
         return _conv_bn(lambda p, x: ops.group_conv(x, p["kernel"][..., :width],
-                                                    plan.stem_stride, 1),
-                        lambda p: p, relu=True)
+                                                    plan.stem_stride, 1), relu=True)
 
     stem_i = plan.stem_lookup.row(indices)[0]
     x = switch_layer(stem_i, [stem_branch(w) for w in plan.stem_widths], max(plan.stem_widths),

@@ -60,12 +60,11 @@ def switch_layer(index: jax.Array, branches: Sequence[Branch], width: int, param
 
     def backward(branch: Branch):
         def run(params: Params, x: jax.Array, z: jax.Array, g: jax.Array):
-            z_width = jax.eval_shape(branch.conv, params, x).shape[-1]
-            z = z[..., :z_width]
-            y_width = jax.eval_shape(branch.post, params, z).shape[-1]
-            _, post_vjp = jax.vjp(branch.post, params, z)
-            d_params_post, dz = post_vjp(g[..., :y_width])
-            _, conv_vjp = jax.vjp(branch.conv, params, x)  # its output is unused: XLA drops it
+            z = z[..., :jax.eval_shape(branch.conv, params, x).shape[-1]]
+            # Neither primal output is used (y only for its width): XLA drops them.
+            y, post_vjp = jax.vjp(branch.post, params, z)
+            d_params_post, dz = post_vjp(g[..., :y.shape[-1]])
+            _, conv_vjp = jax.vjp(branch.conv, params, x)
             d_params_conv, dx = conv_vjp(dz)
             return jax.tree.map(lambda a, b: a + b, d_params_post, d_params_conv), dx
         return run
