@@ -35,6 +35,8 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from supernet import ops
+
 # Published MobileNetEdgeTPU batch norm (Keras momentum 0.99, epsilon 1e-3).
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
@@ -105,37 +107,10 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, groups: int = 1,
         if not depthwise:
             raise ValueError(f"conv impl 'shift' is for depthwise convs; groups={groups} with "
                              f"{cin} -> {cout} channels is not one")
-        return _depthwise_shift(x, kernel, stride)
+        return ops.depthwise_conv(x, kernel, stride)
     if impl == "split":
-        xs = jnp.split(x, groups, axis=-1)
-        ws = jnp.split(kernel, groups, axis=-1)
-        return jnp.concatenate(
-            [lax.conv_general_dilated(xi, wi, (stride, stride), "SAME", dimension_numbers=_DIMS)
-             for xi, wi in zip(xs, ws, strict=True)], axis=-1)
+        return ops.split_conv(x, kernel, stride, groups)
     raise ValueError(f"conv impl {impl!r} is unknown; use one of {CONV_IMPLS}")
-
-
-def _depthwise_shift(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Depthwise conv as k*k multiply-adds of shifted slices ('same' padding as lax)."""
-    k = kernel.shape[0]
-    _, h, w, _ = x.shape
-    out_h, out_w = -(-h // stride), -(-w // stride)
-    # lax 'SAME': total padding max((out - 1) * s + k - in, 0), the extra pixel at the end.
-    pads = []
-    for size, out in ((h, out_h), (w, out_w)):
-        total = max((out - 1) * stride + k - size, 0)
-        pads.append((total // 2, total - total // 2))
-    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    out = None
-    for a in range(k):
-        for b in range(k):
-            tap = lax.slice(xp, (0, a, b, 0),
-                            (xp.shape[0], a + (out_h - 1) * stride + 1,
-                             b + (out_w - 1) * stride + 1, xp.shape[3]),
-                            (1, stride, stride, 1))
-            term = tap * kernel[a, b, 0, :]
-            out = term if out is None else out + term
-    return out
 
 
 class BatchNorm(nnx.Module):

@@ -54,7 +54,9 @@ def _per_group(conv, lhs: jax.Array, rhs: jax.Array, groups: int) -> jax.Array:
         jnp.split(lhs, groups, axis=-1), jnp.split(rhs, groups, axis=-1), strict=True)], axis=-1)
 
 
-def _conv_forward(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+def split_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+    """'SAME' group conv as one full `lax.conv` per group + concat (autodiff'd as is: the
+    standalone model's CPU form at top level; `group_conv` is its VJP-written twin)."""
     return _per_group(lambda a, b: lax.conv_general_dilated(
         a, b, (stride, stride), "SAME", dimension_numbers=_DN), x, kernel, groups)
 
@@ -75,11 +77,11 @@ def group_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax
       the batch as features) convolved with the cotangent transposed to
       [H', W', N, Cout] as a kernel dilated by the stride: out [Cin, k, k, Cout].
     """
-    return _conv_forward(x, kernel, stride, groups)
+    return split_conv(x, kernel, stride, groups)
 
 
 def _group_conv_fwd(x: jax.Array, kernel: jax.Array, stride: int, groups: int):
-    return _conv_forward(x, kernel, stride, groups), (x, kernel)
+    return split_conv(x, kernel, stride, groups), (x, kernel)
 
 
 def _group_conv_bwd(stride: int, groups: int, residuals: tuple, g: jax.Array):

@@ -60,11 +60,10 @@ def switch_layer(index: jax.Array, branches: Sequence[Branch], width: int, param
 
     def backward(branch: Branch):
         def run(params: Params, x: jax.Array, z: jax.Array, g: jax.Array):
-            z = z[..., :jax.eval_shape(branch.conv, params, x).shape[-1]]
-            # Neither primal output is used (y only for its width): XLA drops them.
-            y, post_vjp = jax.vjp(branch.post, params, z)
+            # Neither primal output is used (only their widths): XLA drops them.
+            z_out, conv_vjp = jax.vjp(branch.conv, params, x)
+            y, post_vjp = jax.vjp(branch.post, params, z[..., :z_out.shape[-1]])
             d_params_post, dz = post_vjp(g[..., :y.shape[-1]])
-            _, conv_vjp = jax.vjp(branch.conv, params, x)
             d_params_conv, dx = conv_vjp(dz)
             return jax.tree.map(lambda a, b: a + b, d_params_post, d_params_conv), dx
         return run
