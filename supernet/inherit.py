@@ -17,7 +17,7 @@ import numpy as np
 from search_spaces import BlockType, SearchSpace
 from supernet.plan import SupernetPlan
 from supernet.standalone import StandaloneModel, layer_modules
-from supernet.supernet import Params, group_kernel
+from supernet.supernet import Params
 
 
 def child_weights(space: SearchSpace, plan: SupernetPlan, params: Params,
@@ -41,13 +41,15 @@ def child_weights(space: SearchSpace, plan: SupernetPlan, params: Params,
             conv(f"blocks.{i}.expand", p["expand"]["kernel"][None, None, :e.cin, :e.width],
                  p["expand"], e.width)
         if (k := bp.kxk[kxk_i]) is not None:
-            w = p[f"{k.family}_{k.kernel_size}"]
+            kernel_name = f"{k.family}_{k.kernel_size}"
+            w = p[kernel_name]
             if k.family == "dw":
                 conv(f"blocks.{i}.depthwise", w["kernel"][..., :k.cout], w, k.cout)
             else:
                 name = "fused" if block.block_type == BlockType.FUSED_IBN else "group"
-                conv(f"blocks.{i}.{name}", group_kernel(w["kernel"], k.cin, k.cout, k.groups),
-                     w, k.cout)
+                kernel = bp.kernels[kernel_name].grouped_kernel(w["kernel"], k.cin, k.cout,
+                                                                k.groups)
+                conv(f"blocks.{i}.{name}", kernel, w, k.cout)
         pr = bp.project[project_i]
         conv(f"blocks.{i}.project", p["project"]["kernel"][None, None, :pr.cin, :pr.cout],
              p["project"], pr.cout)

@@ -61,6 +61,27 @@ def split_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax
         a, b, (stride, stride), "SAME", dimension_numbers=_DN), x, kernel, groups)
 
 
+# On XLA:CPU a conv with `feature_group_count` runs slowly (NOTES §5), so up to this many
+# groups a group conv runs as one conv per group. Beyond it the per-group convs make the
+# program too large to compile (mobilenet_edgetpu_v2 has up to 72 groups and ~80 group-conv
+# configurations per block), and on GPU/TPU the native grouped conv is the fast one.
+CPU_SPLIT_MAX_GROUPS = 16
+
+
+def _native_groups(groups: int) -> bool:
+    """Whether a group conv runs as one native grouped op (else one conv per group)."""
+    return groups == 1 or jax.default_backend() != "cpu" or groups > CPU_SPLIT_MAX_GROUPS
+
+
+def _grouped_conv(lhs: jax.Array, rhs: jax.Array, groups: int, **conv_args) -> jax.Array:
+    """A grouped NHWC/HWIO conv, native or per group (`_native_groups`)."""
+    if _native_groups(groups):
+        return lax.conv_general_dilated(lhs, rhs, dimension_numbers=_DN,
+                                         feature_group_count=groups, **conv_args)
+    return _per_group(lambda a, b: lax.conv_general_dilated(
+        a, b, dimension_numbers=_DN, **conv_args), lhs, rhs, groups)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def group_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
     """'SAME' kxk conv of NHWC `x` with an HWIO kernel [k, k, Cin / groups, Cout], its VJP
@@ -70,18 +91,19 @@ def group_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax
     that canonical layout. At top level XLA rewrites the convs autodiff makes
     for the gradients into it; inside a branch it doesn't, and they ran
     15-50x slower (NOTES §5; `benchmarks/bench_conv_in_switch.py`). So:
-    - forward: one `lax.conv` per group;
+    - forward: the grouped conv (`_grouped_conv`);
     - input gradient: the cotangent, dilated by the stride, convolved with
       each group's kernel flipped and transposed;
     - kernel gradient: x transposed to [Cin, H, W, N] (channels as batch,
       the batch as features) convolved with the cotangent transposed to
-      [H', W', N, Cout] as a kernel dilated by the stride: out [Cin, k, k, Cout].
+      [H', W', N, Cout] as a kernel dilated by the stride: out [Cin, k, k, Cout]
+      (per group: a conv with `batch_group_count`, or one conv per group).
     """
-    return split_conv(x, kernel, stride, groups)
+    return _grouped_conv(x, kernel, groups, window_strides=(stride, stride), padding="SAME")
 
 
 def _group_conv_fwd(x: jax.Array, kernel: jax.Array, stride: int, groups: int):
-    return split_conv(x, kernel, stride, groups), (x, kernel)
+    return group_conv(x, kernel, stride, groups), (x, kernel)
 
 
 def _group_conv_bwd(stride: int, groups: int, residuals: tuple, g: jax.Array):
@@ -98,16 +120,20 @@ def _group_conv_bwd(stride: int, groups: int, residuals: tuple, g: jax.Array):
         dw_padding.append((lo, (out - 1) * stride + k - size - lo))
     flipped = jnp.flip(kernel, (0, 1)).reshape(k, k, cin_g, groups, cout_g)
     transposed = flipped.transpose(0, 1, 4, 3, 2).reshape(k, k, cout_g, groups * cin_g)
-    dx = _per_group(lambda a, b: lax.conv_general_dilated(
-        a, b, (1, 1), dx_padding, lhs_dilation=(stride, stride), dimension_numbers=_DN),
-        g, transposed, groups)
+    dx = _grouped_conv(g, transposed, groups, window_strides=(1, 1), padding=dx_padding,
+                       lhs_dilation=(stride, stride))
+    dw_args = dict(window_strides=(1, 1), padding=dw_padding, rhs_dilation=(stride, stride),
+                   dimension_numbers=_DN)
 
-    def kernel_grad(xi: jax.Array, gi: jax.Array) -> jax.Array:
-        d = lax.conv_general_dilated(xi.transpose(3, 1, 2, 0), gi.transpose(1, 2, 0, 3), (1, 1),
-                                     dw_padding, rhs_dilation=(stride, stride),
-                                     dimension_numbers=_DN)      # [Cin/g, k, k, Cout/g]
-        return d.transpose(1, 2, 0, 3)
-    return dx, _per_group(kernel_grad, x, g, groups)
+    def kernel_grad(xi: jax.Array, gi: jax.Array) -> jax.Array:  # -> [Cin/g, k, k, Cout/g]
+        return lax.conv_general_dilated(xi.transpose(3, 1, 2, 0), gi.transpose(1, 2, 0, 3),
+                                        **dw_args)
+    if _native_groups(groups):
+        dw = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3),
+                                      batch_group_count=groups, **dw_args)
+    else:
+        dw = _per_group(kernel_grad, x, g, groups)
+    return dx, dw.transpose(1, 2, 0, 3)
 
 
 group_conv.defvjp(_group_conv_fwd, _group_conv_bwd)

@@ -22,6 +22,7 @@ import numpy as np
 from search_spaces import Block, BlockType, SearchSpace
 from search_spaces.decisions import OP, OneOf
 from search_spaces.space import BLOCK_DECISION_FIELDS
+from supernet.kernel_layout import SharedKernel, make_shared_kernel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +93,8 @@ class BlockPlan:
     # their choice indices ([M, len(positions)]), to average over when warm.
     warm_positions: tuple[int, ...] = ()
     warm_combos: np.ndarray | None = None
+    # The storage of each shared full kxk kernel ("fused_5", "grouped_3", ...).
+    kernels: dict[str, SharedKernel] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +156,18 @@ def _layer_configs(block: Block) -> tuple[ExpandConfig | None, KxkConfig | None,
     return expand, kxk, ProjectConfig(block.expanded_filters, block.output_filters)
 
 
+def _shared_kernels(kxk_cfgs: list[KxkConfig]) -> dict[str, SharedKernel]:
+    """One shared full kernel per family and size, as large as its largest reader (grouped
+    ibn's group conv, for one, reads only its 1x1 expansion's width)."""
+    reads: dict[str, list[KxkConfig]] = {}
+    for c in kxk_cfgs:
+        if c.family != "dw":
+            reads.setdefault(f"{c.family}_{c.kernel_size}", []).append(c)
+    return {name: make_shared_kernel(cfgs[0].kernel_size,
+                                     [(c.cin, c.cout, c.groups) for c in cfgs])
+            for name, cfgs in sorted(reads.items())}
+
+
 def make_plan(space: SearchSpace) -> SupernetPlan:
     stem_choices = _choices(space.stem_filters)
     def stem_row(chosen: dict) -> list[int]:
@@ -204,6 +219,7 @@ def make_plan(space: SearchSpace) -> SupernetPlan:
                 can_residual=bool(lookup.table[:, 3].any()),
                 warm_positions=tuple(d.position for d in warm),
                 warm_combos=combos,
+                kernels=_shared_kernels(kxk_cfgs[1:]),
             ))
             prev_name, prev_field = out_name, stage.filters
     head_choices = _choices(space.head_filters)

@@ -26,13 +26,17 @@ OPS = ("dw_ibn", "fused_ibn", "gc_ibn", "grouped_ibn")
 
 def tiny_space() -> SearchSpace:
     """The whole vocabulary on 16 px with few choices, so compiling stays fast."""
-    def block(stride, skippable):
+    def block(stride, skippable, expansions, pointwise_expansions):
         return BlockSpec(op=OneOf((*OPS, "skip") if skippable else OPS),
-                         kernel_size=OneOf((3, 5)), expansion_ratio=OneOf((1, 2), FILTERS),
-                         pointwise_expansion=1, group_size=OneOf((8, 16)), stride=stride)
+                         kernel_size=OneOf((3, 5)), expansion_ratio=OneOf(expansions, FILTERS),
+                         pointwise_expansion=OneOf(pointwise_expansions, FILTERS),
+                         group_size=OneOf((8, 16)), stride=stride)
+    # Block 0 has fused_ibn at e = 1 (no kxk conv); in block 1 grouped_ibn's group conv
+    # reads its own shared kernel, which only group convs read (stored as tiles).
+    blocks = (block(2, False, (1, 2), (1,)), block(1, True, (2, 4), (1, 2)))
     return SearchSpace(
         name="tiny", stem_filters=8, stem_kernel_size=3, stem_stride=2,
-        stages=(StageSpec(OneOf((8, 16), FILTERS), (block(2, False), block(1, True))),),
+        stages=(StageSpec(OneOf((8, 16), FILTERS), blocks),),
         head_filters=16, default_image_size=16, default_num_classes=5, min_group_size=4)
 
 
@@ -83,7 +87,12 @@ def test_supernet_gradients_equal_the_standalone_models(setup):
     back through the weight slicing (`child_weights`)."""
     space, plan, params, images = setup
     probe = jax.random.normal(jax.random.key(7), (4, 5))
-    for indices in space.sample(np.random.default_rng(5), 4):
+    archs = list(space.sample(np.random.default_rng(5), 4))
+    grouped = archs[0].copy()  # grouped_ibn at e1 = 2 in block 1: a tile-stored kernel
+    pos = {d.name: d.position for d in space.decisions}
+    grouped[pos["stages.0.blocks.1.op"]] = OPS.index("grouped_ibn")
+    grouped[pos["stages.0.blocks.1.pointwise_expansion"]] = 1
+    for indices in [*archs, grouped]:
         model = build_model(space.decode(indices), 5, rngs=nnx.Rngs(3))
         inherit(model, space, plan, params, indices)
         graphdef, _, rest = nnx.split(model, nnx.Param, ...)
@@ -136,8 +145,13 @@ def test_op_warmup_averages_the_block_over_warm_choices(setup):
 @pytest.mark.parametrize("kernel_size, groups, stride, size", [
     (1, 1, 1, 6), (3, 1, 1, 6), (5, 1, 1, 6), (3, 2, 1, 6), (5, 4, 1, 6),
     (3, 1, 2, 6), (5, 2, 2, 6), (3, 4, 2, 7), (5, 1, 2, 7), (1, 2, 2, 6), (4, 1, 2, 6)])
-def test_group_conv_vjp_matches_lax_conv_autodiff(kernel_size, groups, stride, size):
+@pytest.mark.parametrize("native", [False, True], ids=["per_group", "native"])
+def test_group_conv_vjp_matches_lax_conv_autodiff(kernel_size, groups, stride, size, native,
+                                                  monkeypatch):
     from supernet import ops
+
+    if native:  # the form for many groups on CPU, and for any on GPU/TPU
+        monkeypatch.setattr(ops, "CPU_SPLIT_MAX_GROUPS", 0)
 
     rng = np.random.default_rng(kernel_size * 100 + groups * 10 + stride)
     x = jnp.asarray(rng.standard_normal((2, size, size + 1, 8)), jnp.float32)
