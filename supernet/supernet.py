@@ -10,7 +10,7 @@ Weights (a plain pytree from `init_params`; `search_spaces` fixes its shape):
   diagonal of the shared full kernel, so Fused-IBN (1 group) and GC-IBNs of
   every group size train the same weights (the paper's view of groups as a knob).
   Where only group convs read a full kernel, only the tiles they read are
-  stored (`supernet.kernel_layout`: 2.5 -> 0.59 billion weights in
+  stored (`supernet.kernel_layout`: 2.52 -> 0.59 billion weights in
   mobilenet_edgetpu_v2).
 - Depthwise kernels separate per kernel size (TuNAS), prefix-shared in width.
 - Batch norm scale/bias follow the kernel they normalise (prefix-shared);
