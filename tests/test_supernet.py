@@ -74,10 +74,11 @@ def test_one_trace_for_many_architectures(setup):
 
 def test_standalone_inherits_the_same_function(setup):
     space, plan, params, images = setup
+    supernet_logits = jax.jit(lambda p, i: apply(plan, p, i, images))
     for indices in space.sample(np.random.default_rng(1), 6):
         model = build_model(space.decode(indices), 5, rngs=nnx.Rngs(3))
         inherit(model, space, plan, params, indices)
-        expected = apply(plan, params, jnp.asarray(indices, jnp.int32), images)
+        expected = supernet_logits(params, jnp.asarray(indices, jnp.int32))
         np.testing.assert_allclose(model(images), expected, rtol=1e-4, atol=1e-4)
 
 
@@ -92,6 +93,8 @@ def test_supernet_gradients_equal_the_standalone_models(setup):
     pos = {d.name: d.position for d in space.decisions}
     grouped[pos["stages.0.blocks.1.op"]] = OPS.index("grouped_ibn")
     grouped[pos["stages.0.blocks.1.pointwise_expansion"]] = 1
+    # One compiled supernet gradient for every architecture (as in a search).
+    supernet_grad = jax.jit(jax.grad(lambda p, i: jnp.sum(apply(plan, p, i, images) * probe)))
     for indices in [*archs, grouped]:
         model = build_model(space.decode(indices), 5, rngs=nnx.Rngs(3))
         inherit(model, space, plan, params, indices)
@@ -104,8 +107,7 @@ def test_supernet_gradients_equal_the_standalone_models(setup):
                      for name, m in layer_modules(grad_model)}
         _, pull_back = jax.vjp(lambda p, i=indices: child_weights(space, plan, p, i), params)
         (expected,) = pull_back(per_layer)
-        traced = jnp.asarray(indices, jnp.int32)
-        got = jax.grad(lambda p, i=traced: jnp.sum(apply(plan, p, i, images) * probe))(params)
+        got = supernet_grad(params, jnp.asarray(indices, jnp.int32))
         for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(got),
                                 jax.tree_util.tree_leaves(expected), strict=True):
             np.testing.assert_allclose(g, e, rtol=2e-4, atol=2e-5,
