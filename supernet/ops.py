@@ -3,8 +3,10 @@
 NOTES §5: on XLA:CPU a convolution in a `lax.switch` branch is fast only as
 a forward conv in the canonical NHWC/HWIO layout; the convs autodiff makes
 for the gradients ran 15-50x slower there than at top level, and grouped
-convolutions via `feature_group_count` are slow anywhere. `group_conv` writes
-its VJP out in canonical forward convs, one per group; depthwise convs are
+convolutions via `feature_group_count` are slow anywhere on CPU. `group_conv`
+writes its VJP out in canonical forward convs: one per group on CPU up to
+`CPU_SPLIT_MAX_GROUPS` groups, else one native grouped conv (what GPU/TPU
+run fast, and what keeps 72-group programs compilable); depthwise convs are
 sums of shifted, scaled views (cheap to differentiate as they are).
 Kernels use the standard grouped HWIO layout `[k, k, Cin / groups, Cout]`, so
 the standalone model takes them as they are.
