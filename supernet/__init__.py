@@ -1,6 +1,6 @@
 """Flax models of architectures: the weight-sharing supernet and the standalone model.
 
-- `make_plan(space)`, `init_params(plan, num_classes, key)`,
+- `make_plan(space, max_branches_per_layer)`, `init_params(plan, num_classes, key)`,
   `apply(plan, params, indices, images, op_warm=None)`: the supernet, one
   compiled function for every architecture of a space (`supernet.supernet`).
 - `build_model(spec, num_classes, rngs=...)`: the standalone nnx model of one

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from search_spaces import BlockType, SearchSpace
-from supernet.plan import SupernetPlan
+from supernet.plan import SupernetPlan, layer_configs
 from supernet.standalone import StandaloneModel, layer_modules
 from supernet.supernet import Params
 
@@ -36,11 +36,12 @@ def child_weights(space: SearchSpace, plan: SupernetPlan, params: Params,
         if block.skipped:
             continue
         p = params[bp.name]
-        expand_i, kxk_i, project_i = (int(v) for v in bp.lookup.row(indices)[:3])
-        if (e := bp.expand[expand_i]) is not None:
+        # The child's exact layer shapes (a masked plan's branches are wider).
+        e, k, pr = layer_configs(block)
+        if e is not None:
             conv(f"blocks.{i}.expand", p["expand"]["kernel"][None, None, :e.cin, :e.width],
                  p["expand"], e.width)
-        if (k := bp.kxk[kxk_i]) is not None:
+        if k is not None:
             kernel_name = f"{k.family}_{k.kernel_size}"
             w = p[kernel_name]
             if k.family == "dw":
@@ -50,7 +51,6 @@ def child_weights(space: SearchSpace, plan: SupernetPlan, params: Params,
                 kernel = bp.kernels[kernel_name].grouped_kernel(w["kernel"], k.cin, k.cout,
                                                                 k.groups)
                 conv(f"blocks.{i}.{name}", kernel, w, k.cout)
-        pr = bp.project[project_i]
         conv(f"blocks.{i}.project", p["project"]["kernel"][None, None, :pr.cin, :pr.cout],
              p["project"], pr.cout)
     head = plan.head_configs[int(plan.head_lookup.row(indices)[0])]

@@ -69,6 +69,18 @@ class SharedKernel:
         # kernel[.., a*tile_in + u, i*co + b*tile_out + v] = tile (i*rows + a, i*cols + b)[u, v]
         return tiles.transpose(3, 4, 1, 5, 0, 2, 6).reshape(k, k, ci, cout)
 
+    def full_kernel(self, stored: jax.Array) -> jax.Array:
+        """The whole kernel [k, k, cin, cout], zeros where no tile is stored (a masked
+        layer reads it through `block_diagonal_mask`, which keeps stored entries only)."""
+        if self.tile_ids is None:
+            return stored
+        k, (rows, cols) = self.kernel_size, self.tile_ids.shape
+        padded = jnp.concatenate([stored, jnp.zeros((1, *stored.shape[1:]), stored.dtype)])
+        ids = np.where(self.tile_ids >= 0, self.tile_ids, stored.shape[0])  # last: zeros
+        grid = jnp.take(padded, ids.reshape(-1), axis=0).reshape(
+            rows, cols, k, k, self.tile_in, self.tile_out)
+        return grid.transpose(2, 3, 0, 4, 1, 5).reshape(k, k, self.cin, self.cout)
+
     def pack(self, full: jax.Array) -> jax.Array:
         """The stored form of a whole kernel [k, k, cin, cout] (the tiles this layout keeps)."""
         if self.tile_ids is None:
@@ -97,6 +109,18 @@ def make_shared_kernel(kernel_size: int, reads: Iterable[tuple[int, int, int]]
         return SharedKernel(kernel_size, cin, cout, cin, cout, None)
     tile_ids = np.where(read, np.cumsum(read).reshape(read.shape) - 1, -1).astype(np.int32)
     return SharedKernel(kernel_size, cin, cout, tile_in, tile_out, tile_ids)
+
+
+def block_diagonal_mask(max_in: int, max_out: int, cin: jax.Array, cout: jax.Array,
+                        groups: jax.Array) -> jax.Array:
+    """[max_in, max_out] 0/1: the entries of a full kernel a `groups`-group conv over
+    (cin, cout) channels reads (traced counts), so that a dense conv with the masked
+    kernel computes the group conv, zero-padded."""
+    groups = jnp.maximum(groups, 1)
+    rows = jnp.arange(max_in)[:, None]
+    cols = jnp.arange(max_out)[None, :]
+    same_group = rows // jnp.maximum(cin // groups, 1) == cols // jnp.maximum(cout // groups, 1)
+    return ((rows < cin) & (cols < cout) & same_group).astype(jnp.float32)
 
 
 def _take_tiles(stored: jax.Array, ids: np.ndarray) -> jax.Array:

@@ -8,6 +8,14 @@ project). A lookup table maps a combination (mixed-radix over the decision
 indices, computed inside `jit`) to one branch per layer. The supernet then
 runs one `lax.switch` per layer: compiled once, executing only the sampled
 child's shapes (TuNAS's masks always pay for the largest).
+
+A layer with more configurations than `max_branches_per_layer` is masked
+instead: its configurations merge into one branch per op family and kernel
+size, run at the merged configurations' largest widths, and the child's
+widths (and group count) come in traced, as TuNAS's masks. That keeps the
+number of branches, and so trace and compile time, bounded:
+`mobilenet_edgetpu_v2` asks for 6,165 exact configurations (its kxk layers
+229-313 each), which do not compile in reasonable time.
 """
 
 from __future__ import annotations
@@ -24,19 +32,30 @@ from search_spaces.decisions import OP, OneOf
 from search_spaces.space import BLOCK_DECISION_FIELDS
 from supernet.kernel_layout import SharedKernel, make_shared_kernel
 
+# Columns of a block's lookup row: branch per layer, then the child's own widths
+# (read by masked layers; zeros in a skipped block's row).
+EXPAND, KXK, PROJECT, RESIDUAL, SKIP = range(5)
+EXPAND_WIDTH, KXK_IN, KXK_OUT, KXK_GROUPS, OUT_WIDTH = range(5, 10)
+# The default: every layer of `micro` (at most 49) and `proxylessnas` runs exact.
+DEFAULT_MAX_BRANCHES_PER_LAYER = 64
+
 
 @dataclasses.dataclass(frozen=True)
 class ExpandConfig:
-    """1x1 conv cin -> width (+BN, ReLU)."""
+    """1x1 conv cin -> width (+BN, ReLU). `masked`: the widest of several configurations,
+    run with the child's width traced (its output channels past it zeroed)."""
 
     cin: int
     width: int
+    masked: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class KxkConfig:
     """kxk conv. family: 'dw' (depthwise), 'fused' (reads the block input: fused_ibn and
-    gc_ibn share these weights), 'grouped' (reads the 1x1 expansion of grouped_ibn)."""
+    gc_ibn share these weights), 'grouped' (reads the 1x1 expansion of grouped_ibn).
+    `masked`: the widest of several configurations; `groups` 0 then means the child's
+    group count is traced (a block-diagonal mask over the full kernel)."""
 
     family: str
     kernel_size: int
@@ -44,14 +63,16 @@ class KxkConfig:
     cout: int
     groups: int
     stride: int
+    masked: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class ProjectConfig:
-    """1x1 conv cin -> cout (+BN, no activation)."""
+    """1x1 conv cin -> cout (+BN, no activation). `masked` as `ExpandConfig`'s."""
 
     cin: int
     cout: int
+    masked: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +107,7 @@ class BlockPlan:
     expand: tuple[ExpandConfig | None, ...]   # index 0: no expansion (pass-through)
     kxk: tuple[KxkConfig | None, ...]         # index 0: no kxk conv (subsample by stride)
     project: tuple[ProjectConfig, ...]
-    lookup: Lookup   # columns: expand, kxk, project branch; residual; skip
+    lookup: Lookup   # columns: EXPAND .. OUT_WIDTH above
     skippable: bool
     can_residual: bool
     # Op warmup: positions of the block's OP decisions and every combination of
@@ -140,7 +161,7 @@ def index(cfgs: list, cfg: Any) -> int:
     return cfgs.index(cfg)
 
 
-def _layer_configs(block: Block) -> tuple[ExpandConfig | None, KxkConfig | None, ProjectConfig]:
+def layer_configs(block: Block) -> tuple[ExpandConfig | None, KxkConfig | None, ProjectConfig]:
     expand = None
     if block.block_type in (BlockType.DW_IBN, BlockType.GROUPED_IBN) \
             and block.pointwise_expansion > 1:
@@ -156,6 +177,33 @@ def _layer_configs(block: Block) -> tuple[ExpandConfig | None, KxkConfig | None,
     return expand, kxk, ProjectConfig(block.expanded_filters, block.output_filters)
 
 
+def _merge(cfgs: list, key, merged, max_branches: int | None, table: np.ndarray,
+           column: int) -> list:
+    """Masked configurations for a layer of more than `max_branches`: one per `key`
+    (None stays None), `merged(list)` of its members; rewrites `table[:, column]`."""
+    if max_branches is None or len(cfgs) <= max_branches:
+        return cfgs
+    keys = list(dict.fromkeys(key(c) for c in cfgs))  # first-seen order: None stays index 0
+    remap = np.asarray([keys.index(key(c)) for c in cfgs], dtype=np.int32)
+    table[:, column] = remap[table[:, column]]
+    return [None if k is None else merged([c for c in cfgs if key(c) == k]) for k in keys]
+
+
+def _merged_expand(cfgs: list[ExpandConfig]) -> ExpandConfig:
+    return ExpandConfig(max(c.cin for c in cfgs), max(c.width for c in cfgs), masked=True)
+
+
+def _merged_kxk(cfgs: list[KxkConfig]) -> KxkConfig:
+    # Depthwise ignores `groups`: a zero input channel gives a zero output channel.
+    groups = 1 if all(c.groups == 1 for c in cfgs) else 0
+    return KxkConfig(cfgs[0].family, cfgs[0].kernel_size, max(c.cin for c in cfgs),
+                     max(c.cout for c in cfgs), groups, cfgs[0].stride, masked=True)
+
+
+def _merged_project(cfgs: list[ProjectConfig]) -> ProjectConfig:
+    return ProjectConfig(max(c.cin for c in cfgs), max(c.cout for c in cfgs), masked=True)
+
+
 def _shared_kernels(kxk_cfgs: list[KxkConfig]) -> dict[str, SharedKernel]:
     """One shared full kernel per family and size, as large as its largest reader (grouped
     ibn's group conv, for one, reads only its 1x1 expansion's width)."""
@@ -168,7 +216,14 @@ def _shared_kernels(kxk_cfgs: list[KxkConfig]) -> dict[str, SharedKernel]:
             for name, cfgs in sorted(reads.items())}
 
 
-def make_plan(space: SearchSpace) -> SupernetPlan:
+def make_plan(space: SearchSpace,
+              max_branches_per_layer: int | None = DEFAULT_MAX_BRANCHES_PER_LAYER
+              ) -> SupernetPlan:
+    """The plan of `space`. Layers of more configurations than `max_branches_per_layer`
+    are masked (module docstring); None: every layer exact."""
+    if max_branches_per_layer is not None and max_branches_per_layer < 1:
+        raise ValueError(f"max_branches_per_layer: {max_branches_per_layer}; use at least 1, "
+                         "or None for exact branches everywhere")
     stem_choices = _choices(space.stem_filters)
     def stem_row(chosen: dict) -> list[int]:
         width = chosen.get("stem.filters", stem_choices[0])
@@ -196,14 +251,24 @@ def make_plan(space: SearchSpace) -> SupernetPlan:
                           for f, _ in BLOCK_DECISION_FIELDS}
                 block = space.decode_block(spec, fields, cin, cout, s)
                 if block.skipped:
-                    return [0, 0, 0, 0, 1]
-                e, k, p = _layer_configs(block)
+                    return [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+                e, k, p = layer_configs(block)
+                expand_width = e.width if e else block.input_filters
                 return [index(expand_cfgs, e), index(kxk_cfgs, k), index(project_cfgs, p),
-                        int(block.residual), 0]
+                        int(block.residual), 0, expand_width, k.cin if k else expand_width,
+                        k.cout if k else expand_width, k.groups if k else 1, p.cout]
 
             lookup = _lookup(space, [prev_name, out_name, *field_names], row)
             if not project_cfgs:  # every combination skipped: give the switch a branch
                 project_cfgs.append(ProjectConfig(1, 1))
+            kernels = _shared_kernels(kxk_cfgs[1:])  # from the exact reads
+            table, limit = lookup.table, max_branches_per_layer
+            expand_cfgs = _merge(expand_cfgs, lambda c: c and "expand", _merged_expand, limit,
+                                 table, EXPAND)
+            kxk_cfgs = _merge(kxk_cfgs, lambda c: c and (c.family, c.kernel_size, c.stride),
+                              _merged_kxk, limit, table, KXK)
+            project_cfgs = _merge(project_cfgs, lambda c: "project", _merged_project, limit,
+                                  table, PROJECT)
             in_width = max(_choices(prev_field))
             out_width = max(_choices(stage.filters))
             exp_width = max([in_width] + [c.width for c in expand_cfgs if c])
@@ -215,11 +280,11 @@ def make_plan(space: SearchSpace) -> SupernetPlan:
             blocks.append(BlockPlan(
                 name, spec.stride, in_width, exp_width, mid_width, out_width,
                 tuple(expand_cfgs), tuple(kxk_cfgs), tuple(project_cfgs), lookup,
-                skippable=bool(lookup.table[:, 4].any()),
-                can_residual=bool(lookup.table[:, 3].any()),
+                skippable=bool(lookup.table[:, SKIP].any()),
+                can_residual=bool(lookup.table[:, RESIDUAL].any()),
                 warm_positions=tuple(d.position for d in warm),
                 warm_combos=combos,
-                kernels=_shared_kernels(kxk_cfgs[1:]),
+                kernels=kernels,
             ))
             prev_name, prev_field = out_name, stage.filters
     head_choices = _choices(space.head_filters)

@@ -10,7 +10,7 @@ Weights (a plain pytree from `init_params`; `search_spaces` fixes its shape):
   diagonal of the shared full kernel, so Fused-IBN (1 group) and GC-IBNs of
   every group size train the same weights (the paper's view of groups as a knob).
   Where only group convs read a full kernel, only the tiles they read are
-  stored (`supernet.kernel_layout`: 2.52 -> 0.59 billion weights in
+  stored (`supernet.kernel_layout`: 2.52 -> 0.61 billion weights in
   mobilenet_edgetpu_v2).
 - Depthwise kernels separate per kernel size (TuNAS), prefix-shared in width.
 - Batch norm scale/bias follow the kernel they normalise (prefix-shared);
@@ -22,6 +22,10 @@ computes the sampled child's conv and batch norm at the child's own widths;
 tensors between layers are carried zero-padded to the largest width. So a
 step's cost follows the child. Skipped blocks are a `lax.cond` to identity.
 Indices are traced values: sampling a new architecture never retraces.
+A layer the plan masks (more configurations than its branch limit) runs its
+widest configuration per op family and kernel size instead, with the child's
+group blocks masked out of the full kernel and its output channels past the
+child's width zeroed: the same numbers, at the widest layer's cost.
 """
 
 from __future__ import annotations
@@ -36,16 +40,24 @@ import numpy as np
 from jax import lax
 
 from supernet import ops
-from supernet.kernel_layout import SharedKernel
+from supernet import plan as plan_lib
+from supernet.kernel_layout import SharedKernel, block_diagonal_mask
 from supernet.plan import BlockPlan, ExpandConfig, KxkConfig, ProjectConfig, SupernetPlan
-from supernet.switch import Branch, LayerFn, switch_layer
+from supernet.switch import Branch, ConvFn, switch_layer
 
 Params = dict[str, Any]
 
 
 def _conv_init(key: jax.Array, shape: tuple[int, ...], fan_out: int) -> jax.Array:
     # Variance scaling, fan_out, normal, scale 2.0 (the published conv initializer).
-    return jax.random.normal(key, shape) * math.sqrt(2.0 / fan_out)
+    # Drawn flat, at a size rounded up to 1/8 of its power of two, then cut: each
+    # distinct draw shape compiles its own sampler (2-3 s for a 5-D tile array), and
+    # mobilenet_edgetpu_v2 has hundreds of kernel shapes (88 s to initialize, now ~15).
+    # With JAX's partitionable threefry a longer draw starts with the same numbers.
+    size = int(np.prod(shape))
+    step = max(1, 2 ** (size.bit_length() - 4))
+    padded = -(-size // step) * step
+    return jax.random.normal(key, (padded,))[:size].reshape(shape) * math.sqrt(2.0 / fan_out)
 
 
 def _bn(width: int) -> dict[str, jax.Array]:
@@ -90,7 +102,7 @@ def init_params(plan: SupernetPlan, num_classes: int, key: jax.Array,
     return params
 
 
-def _conv_bn(conv: LayerFn, relu: bool, bn_name: str | None = None) -> Branch:
+def _conv_bn(conv: ConvFn, relu: bool, bn_name: str | None = None) -> Branch:
     """A conv, then batch norm (+ReLU) with the scale/bias prefix of the conv's width,
     from `params[bn_name]` (or `params` itself)."""
     def post(params: Params, z: jax.Array) -> jax.Array:
@@ -102,29 +114,36 @@ def _conv_bn(conv: LayerFn, relu: bool, bn_name: str | None = None) -> Branch:
 
 def _expand_branch(cfg: ExpandConfig | None) -> Branch:
     if cfg is None:  # no expansion: pass the block input on
-        return Branch(lambda p, x: x)
-    return _conv_bn(lambda p, x: ops.conv1x1(x[..., :cfg.cin], p["kernel"][:cfg.cin, :cfg.width]),
-                    relu=True)
+        return Branch(lambda p, x, c: x)
+    return _conv_bn(lambda p, x, c: ops.conv1x1(x[..., :cfg.cin],
+                                                p["kernel"][:cfg.cin, :cfg.width]), relu=True)
 
 
 def _kxk_branch(cfg: KxkConfig | None, stride: int, kernels: dict[str, SharedKernel]
                 ) -> Branch:
     if cfg is None:  # fused_ibn with e = 1: the 1x1 projection carries the stride
-        return Branch(lambda p, x: x[:, ::stride, ::stride, :])
+        return Branch(lambda p, x, c: x[:, ::stride, ::stride, :])
     name = f"{cfg.family}_{cfg.kernel_size}"
 
-    def conv(p: Params, x: jax.Array) -> jax.Array:
+    def conv(p: Params, x: jax.Array, config: jax.Array) -> jax.Array:
         w = p[name]["kernel"]
-        if cfg.family == "dw":
+        if cfg.family == "dw":  # masked or not: zero input channels give zero outputs
             return ops.depthwise_conv(x[..., :cfg.cin], w[..., :cfg.cout], cfg.stride)
+        if cfg.masked:  # dense over the widest channels, the child's group blocks masked
+            kernel = kernels[name].full_kernel(w)[:, :, :cfg.cin, :cfg.cout]
+            if cfg.groups != 1:
+                kernel = kernel * block_diagonal_mask(
+                    cfg.cin, cfg.cout, config[plan_lib.KXK_IN], config[plan_lib.KXK_OUT],
+                    config[plan_lib.KXK_GROUPS]).astype(kernel.dtype)
+            return ops.group_conv(x[..., :cfg.cin], kernel, cfg.stride, 1)
         kernel = kernels[name].grouped_kernel(w, cfg.cin, cfg.cout, cfg.groups)
         return ops.group_conv(x[..., :cfg.cin], kernel, cfg.stride, cfg.groups)
     return _conv_bn(conv, relu=True, bn_name=name)
 
 
 def _project_branch(cfg: ProjectConfig, relu: bool = False) -> Branch:
-    return _conv_bn(lambda p, x: ops.conv1x1(x[..., :cfg.cin], p["kernel"][:cfg.cin, :cfg.cout]),
-                    relu=relu)
+    return _conv_bn(lambda p, x, c: ops.conv1x1(x[..., :cfg.cin],
+                                                p["kernel"][:cfg.cin, :cfg.cout]), relu=relu)
 
 
 def _block(bp: BlockPlan, p: Params, indices: jax.Array, x: jax.Array,
@@ -162,18 +181,26 @@ def _block(bp: BlockPlan, p: Params, indices: jax.Array, x: jax.Array,
 
 def _block_once(bp: BlockPlan, p: Params, indices: jax.Array, x: jax.Array) -> jax.Array:
     row = bp.lookup.row(indices)
-    expand_i, kxk_i, project_i, residual, skip = (row[c] for c in range(5))
+
+    def mask(cfgs: tuple, column: int) -> jax.Array | None:
+        # Masked layers zero the channels past the child's width (exact ones pad them).
+        return row[column] if any(c is not None and c.masked for c in cfgs) else None
 
     def compute(x: jax.Array) -> jax.Array:
         # Each switch gets only the weights its branches read: its backward returns
         # a gradient (zeros but for the branch taken) for every leaf passed in.
-        y = switch_layer(expand_i, [_expand_branch(c) for c in bp.expand], bp.exp_width,
-                         p.get("expand", {}), x)
+        y = switch_layer(row[plan_lib.EXPAND], [_expand_branch(c) for c in bp.expand],
+                         bp.exp_width, p.get("expand", {}), x,
+                         mask_width=mask(bp.expand, plan_lib.EXPAND_WIDTH))
         kxk_params = {n: w for n, w in p.items() if n not in ("expand", "project")}
-        y = switch_layer(kxk_i, [_kxk_branch(c, bp.stride, bp.kernels) for c in bp.kxk],
-                         bp.mid_width, kxk_params, y)
-        y = switch_layer(project_i, [_project_branch(c) for c in bp.project], bp.out_width,
-                         p["project"], y)
+        y = switch_layer(row[plan_lib.KXK], [_kxk_branch(c, bp.stride, bp.kernels)
+                                             for c in bp.kxk],
+                         bp.mid_width, kxk_params, y, config=row,
+                         mask_width=mask(bp.kxk, plan_lib.KXK_OUT))
+        y = switch_layer(row[plan_lib.PROJECT], [_project_branch(c) for c in bp.project],
+                         bp.out_width, p["project"], y,
+                         mask_width=mask(bp.project, plan_lib.OUT_WIDTH))
+        residual = row[plan_lib.RESIDUAL]
         if bp.can_residual:
             # Residuals only join equal widths, so the carried padding lines up.
             skip_in = ops.pad_channels(x[..., :bp.out_width], bp.out_width)
@@ -181,7 +208,7 @@ def _block_once(bp: BlockPlan, p: Params, indices: jax.Array, x: jax.Array) -> j
         return y
 
     if bp.skippable:
-        return lax.cond(skip > 0, lambda x: x, compute, x)
+        return lax.cond(row[plan_lib.SKIP] > 0, lambda x: x, compute, x)
     return compute(x)
 
 
@@ -194,8 +221,8 @@ def apply(plan: SupernetPlan, params: Params, indices: jax.Array, images: jax.Ar
     `apply_filter_warmup`), not a supernet mode.
     """
     def stem_branch(width: int) -> Branch:
-        return _conv_bn(lambda p, x: ops.group_conv(x, p["kernel"][..., :width],
-                                                    plan.stem_stride, 1), relu=True)
+        return _conv_bn(lambda p, x, c: ops.group_conv(x, p["kernel"][..., :width],
+                                                       plan.stem_stride, 1), relu=True)
 
     stem_i = plan.stem_lookup.row(indices)[0]
     x = switch_layer(stem_i, [stem_branch(w) for w in plan.stem_widths], max(plan.stem_widths),

@@ -82,36 +82,78 @@ def test_standalone_inherits_the_same_function(setup):
         np.testing.assert_allclose(model(images), expected, rtol=1e-4, atol=1e-4)
 
 
+def _standalone_logits_and_grads(space, plan, params, indices, images, probe):
+    """The standalone model's logits, and its gradient of sum(logits * probe) pulled back
+    into shared-weight space through the weight slicing (`child_weights`)."""
+    model = build_model(space.decode(indices), 5, rngs=nnx.Rngs(3))
+    inherit(model, space, plan, params, indices)
+    logits = model(images)
+    graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+    model_grads = nnx.grad(lambda m: jnp.sum(m(images) * probe))(model)
+    grad_model = nnx.merge(graphdef, model_grads, rest)
+    per_layer = {name: ({"kernel": m.kernel[...], "bias": m.bias[...]} if name == "logits"
+                        else {"kernel": m.kernel[...], "scale": m.bn.scale[...],
+                              "bias": m.bn.bias[...]})
+                 for name, m in layer_modules(grad_model)}
+    _, pull_back = jax.vjp(lambda p: child_weights(space, plan, p, indices), params)
+    return logits, pull_back(per_layer)[0]
+
+
+def _architectures_with_grouped(space, seed):
+    """Four sampled architectures and one with grouped_ibn at e1 = 2 in block 1 (a group
+    conv reading a tile-stored kernel)."""
+    archs = list(space.sample(np.random.default_rng(seed), 4))
+    grouped = archs[0].copy()
+    pos = {d.name: d.position for d in space.decisions}
+    grouped[pos["stages.0.blocks.1.op"]] = OPS.index("grouped_ibn")
+    grouped[pos["stages.0.blocks.1.pointwise_expansion"]] = 1
+    return [*archs, grouped]
+
+
+def _assert_trees_close(got, expected):
+    for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(got),
+                            jax.tree_util.tree_leaves(expected), strict=True):
+        np.testing.assert_allclose(g, e, rtol=2e-4, atol=2e-5,
+                                   err_msg=jax.tree_util.keystr(path))
+
+
 def test_supernet_gradients_equal_the_standalone_models(setup):
     """The hand-written VJPs (`switch_layer`, `ops.group_conv`) against plain autodiff of the
     standalone model: the gradient in shared-weight space is the standalone gradient pulled
     back through the weight slicing (`child_weights`)."""
     space, plan, params, images = setup
     probe = jax.random.normal(jax.random.key(7), (4, 5))
-    archs = list(space.sample(np.random.default_rng(5), 4))
-    grouped = archs[0].copy()  # grouped_ibn at e1 = 2 in block 1: a tile-stored kernel
-    pos = {d.name: d.position for d in space.decisions}
-    grouped[pos["stages.0.blocks.1.op"]] = OPS.index("grouped_ibn")
-    grouped[pos["stages.0.blocks.1.pointwise_expansion"]] = 1
     # One compiled supernet gradient for every architecture (as in a search).
     supernet_grad = jax.jit(jax.grad(lambda p, i: jnp.sum(apply(plan, p, i, images) * probe)))
-    for indices in [*archs, grouped]:
-        model = build_model(space.decode(indices), 5, rngs=nnx.Rngs(3))
-        inherit(model, space, plan, params, indices)
-        graphdef, _, rest = nnx.split(model, nnx.Param, ...)
-        model_grads = nnx.grad(lambda m: jnp.sum(m(images) * probe))(model)
-        grad_model = nnx.merge(graphdef, model_grads, rest)
-        per_layer = {name: ({"kernel": m.kernel[...], "bias": m.bias[...]} if name == "logits"
-                            else {"kernel": m.kernel[...], "scale": m.bn.scale[...],
-                                  "bias": m.bn.bias[...]})
-                     for name, m in layer_modules(grad_model)}
-        _, pull_back = jax.vjp(lambda p, i=indices: child_weights(space, plan, p, i), params)
-        (expected,) = pull_back(per_layer)
-        got = supernet_grad(params, jnp.asarray(indices, jnp.int32))
-        for (path, g), e in zip(jax.tree_util.tree_leaves_with_path(got),
-                                jax.tree_util.tree_leaves(expected), strict=True):
-            np.testing.assert_allclose(g, e, rtol=2e-4, atol=2e-5,
-                                       err_msg=jax.tree_util.keystr(path))
+    for indices in _architectures_with_grouped(space, 5):
+        _, expected = _standalone_logits_and_grads(space, plan, params, indices, images, probe)
+        _assert_trees_close(supernet_grad(params, jnp.asarray(indices, jnp.int32)), expected)
+
+
+def test_masked_layers_compute_the_same_child(setup):
+    """A plan masking every layer of more than one configuration (TuNAS-style: the widest
+    branch, the child's widths and groups traced) gives the standalone model's logits and
+    gradients, with the exact plan's weights."""
+    space, exact_plan, params, images = setup
+    plan = make_plan(space, max_branches_per_layer=1)
+    kxk = plan.blocks[1].kxk
+    assert len(kxk) < len(exact_plan.blocks[1].kxk)
+    assert any(c is not None and c.masked and c.groups == 0 for c in kxk)  # traced groups
+    assert jax.tree.map(jnp.shape, init_params(plan, 5, jax.random.key(0))) \
+        == jax.tree.map(jnp.shape, params)
+    probe = jax.random.normal(jax.random.key(8), (4, 5))
+
+    @jax.jit
+    def logits_and_grads(params, indices):
+        logits, vjp = jax.vjp(lambda p: apply(plan, p, indices, images), params)
+        return logits, vjp(probe)[0]
+
+    for indices in _architectures_with_grouped(space, 6):
+        want_logits, want_grads = _standalone_logits_and_grads(space, plan, params, indices,
+                                                               images, probe)
+        logits, grads = logits_and_grads(params, jnp.asarray(indices, jnp.int32))
+        np.testing.assert_allclose(logits, want_logits, rtol=1e-4, atol=1e-4)
+        _assert_trees_close(grads, want_grads)
 
 
 def test_gradients_reach_only_the_sampled_path(setup):
@@ -171,3 +213,28 @@ def test_group_conv_vjp_matches_lax_conv_autodiff(kernel_size, groups, stride, s
     cotangent = jnp.asarray(rng.standard_normal(ref_out.shape), jnp.float32)
     for got, want in zip(vjp(cotangent), ref_vjp(cotangent), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_masked_mobilenet_plan_covers_every_row_with_few_branches():
+    """MobileNetEdgeTPUv2's 6,165 exact layer configurations do not compile; masked, each
+    row of the lookup table must land on a branch at least as wide as the child's layer,
+    with traced groups wherever the child's conv is grouped."""
+    import search_spaces
+    from supernet import plan as plan_lib
+
+    space = search_spaces.get_space("mobilenet_edgetpu_v2")
+    plan = make_plan(space, max_branches_per_layer=1)
+    assert sum(len(b.expand) + len(b.kxk) + len(b.project) for b in plan.blocks) < 300
+    for bp in plan.blocks:
+        rows = bp.lookup.table[bp.lookup.table[:, plan_lib.SKIP] == 0]
+        for row in rows:
+            kxk = bp.kxk[row[plan_lib.KXK]]
+            project = bp.project[row[plan_lib.PROJECT]]
+            assert project.cout >= row[plan_lib.OUT_WIDTH]
+            if kxk is not None:
+                assert kxk.masked or len(bp.kxk) <= 1
+                assert kxk.cin >= row[plan_lib.KXK_IN] and kxk.cout >= row[plan_lib.KXK_OUT]
+                if kxk.family != "dw" and row[plan_lib.KXK_GROUPS] > 1:
+                    assert kxk.groups == 0
+    with pytest.raises(ValueError, match="max_branches_per_layer"):
+        make_plan(space, max_branches_per_layer=0)

@@ -96,6 +96,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for name in ("steps", "batch_size"):
         if int(config[name]) <= 0:
             raise UsageError(f"config.{name}: {config[name]} must be positive")
+    if int(config.max_branches_per_layer) < 0:
+        raise UsageError("config.max_branches_per_layer: must be >= 0 (0 = exact branches "
+                         "everywhere)")
     if int(config.valid_batch_size) < 0:
         raise UsageError("config.valid_batch_size: must be >= 0 (0 = 4 x batch_size)")
     if config.optimizer.name not in OPTIMIZERS:
@@ -121,6 +124,12 @@ def _num_devices(config: ml_collections.ConfigDict) -> int:
     return num
 
 
+def make_plan(config: ml_collections.ConfigDict) -> supernet.SupernetPlan:
+    """The supernet plan of `config`'s space and `max_branches_per_layer`."""
+    limit = int(config.max_branches_per_layer)
+    return supernet.make_plan(get_space(config.space), limit or None)
+
+
 def controller_config(config: ml_collections.ConfigDict) -> controllers.ReinforceConfig:
     values = dict(config.controller.to_dict())
     values.update(total_steps=int(config.steps), batch_size=int(config.batch_size))
@@ -131,7 +140,7 @@ def abstract_state(config: ml_collections.ConfigDict, num_classes: int,
                    input_channels: int) -> search_step.SearchState:
     """The shapes and structure of `config`'s search state (nothing computed)."""
     space = get_space(config.space)
-    plan = supernet.make_plan(space)
+    plan = make_plan(config)
     optimizer, _ = search_step.make_optimizer(config.optimizer, int(config.steps),
                                               int(config.batch_size))
     return jax.eval_shape(lambda: search_step.init_state(
@@ -318,7 +327,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     data = create_search_data(config.dataset, batch_size=batch_size,
                               valid_batch_size=valid_batch_size, seed=int(config.seed),
                               num_threads=int(config.data_threads))
-    plan = supernet.make_plan(space)
+    plan = make_plan(config)
     optimizer, lr_schedule = search_step.make_optimizer(config.optimizer, int(config.steps),
                                                         batch_size)
     state = search_step.init_state(space, plan, data.num_classes, data.image_shape[-1],

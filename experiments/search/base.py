@@ -45,6 +45,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Reward beta; negative so that missing the target costs reward (TuNAS: -0.10).
     config.reward_beta = -0.10
 
+    # Supernet execution: a layer of at most this many configurations runs the child's
+    # exact shapes (one lax.switch branch each, cost follows the child); a layer of more
+    # is masked as TuNAS (the widest branch per op and kernel size, the child's widths
+    # traced), which bounds compile time. 0 = exact everywhere. See supernet/plan.py.
+    config.max_branches_per_layer = 64
+
     # Number of search steps (one supernet + one controller update each).
     config.steps = 1000
     # Training batch (all devices together; each device trains its own architecture
