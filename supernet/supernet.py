@@ -10,7 +10,7 @@ Weights (a plain pytree from `init_params`; `search_spaces` fixes its shape):
   diagonal of the shared full kernel, so Fused-IBN (1 group) and GC-IBNs of
   every group size train the same weights (the paper's view of groups as a knob).
   Where only group convs read a full kernel, only the tiles they read are
-  stored (`supernet.kernel_layout`: 2.52 -> 0.61 billion weights in
+  stored (`supernet.kernel_layout`: full kernels of 2.52 -> 0.59 billion weights in
   mobilenet_edgetpu_v2).
 - Depthwise kernels separate per kernel size (TuNAS), prefix-shared in width.
 - Batch norm scale/bias follow the kernel they normalise (prefix-shared);
@@ -52,7 +52,7 @@ def _conv_init(key: jax.Array, shape: tuple[int, ...], fan_out: int) -> jax.Arra
     # Variance scaling, fan_out, normal, scale 2.0 (the published conv initializer).
     # Drawn flat, at a size rounded up to 1/8 of its power of two, then cut: each
     # distinct draw shape compiles its own sampler (2-3 s for a 5-D tile array), and
-    # mobilenet_edgetpu_v2 has hundreds of kernel shapes (88 s to initialize, now ~15).
+    # mobilenet_edgetpu_v2 has hundreds of kernel shapes (88 s to initialize, now 37).
     # With JAX's partitionable threefry a longer draw starts with the same numbers.
     size = int(np.prod(shape))
     step = max(1, 2 ** (size.bit_length() - 4))
