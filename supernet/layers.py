@@ -37,9 +37,10 @@ from jax import lax
 
 from supernet import ops
 
-# Published MobileNetEdgeTPU batch norm (Keras momentum 0.99, epsilon 1e-3).
+# Published MobileNetEdgeTPU batch norm (Keras momentum 0.99; epsilon 1e-3, the one
+# the supernet's batch norm uses too).
 BN_MOMENTUM = 0.99
-BN_EPSILON = 1e-3
+BN_EPSILON = ops.BN_EPSILON
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 # Keras' VarianceScaling 'normal' is a truncated normal rescaled to the wanted
