@@ -290,7 +290,7 @@ def test_imagenet_search_runs_steps_on_mock_data(name, space, tmp_path):
     MobileNetEdgeTPUv2's supernet (0.61 billion shared weights) runs masked, as its
     config says, and stops after two of three steps, before the end-of-search
     checkpoint: orbax stages a copy of the 7.3 GB state to write it (21 GB peak
-    measured), more than a CI machine has."""
+    measured), too close to a 23 GB CI machine's memory."""
     import tensorflow_datasets as tfds
 
     big = space == "mobilenet_edgetpu_v2"
