@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from cost_models import ArchitectureCoster, simulate
-from search_spaces import describe, get_space
+from search_spaces import get_space
+from tasks import describe
 
 
 def run(space_name: str = "mobilenet_edgetpu_v2", target: str = "pixel6_edgetpu",

@@ -1,7 +1,9 @@
 """Architecture controllers: the TuNAS REINFORCE controller, its schedules, the
-hardware-aware rewards, and the random-search baseline. Pure JAX and
-functional (explicit state pytrees), so the controller update runs inside the
-one jitted search step. Imports `search_spaces` only."""
+hardware-aware rewards, and the random-search baseline. The REINFORCE
+controller is pure JAX and functional (explicit state pytrees), so its update
+runs inside the one jitted search step; multi-trial strategies implement the
+host-side propose/observe interface (`controllers.strategy`). Imports
+`search_spaces` only."""
 
 from controllers.random_search import random_search, sample_uniform
 from controllers.reinforce import (
@@ -39,13 +41,49 @@ from controllers.schedules import (
     op_warmup_probability,
     warmup_masks,
 )
+from controllers.strategy import (
+    RandomStrategy,
+    Strategy,
+    Trial,
+    get_strategy,
+    register_strategy,
+)
 
 __all__ = [
-    "DEFAULT_BETA", "DEFAULT_REWARD", "PADDED_LOGIT", "REWARDS", "ControllerSpec",
-    "ControllerState", "ReinforceConfig", "Schedule", "WarmupMasks", "abs_reward",
-    "apply_filter_warmup", "argmax_architecture", "check_target_latency_ms",
-    "controller_learning_rate", "decision_entropies", "decision_tag_masks",
-    "filter_warmup_probability", "get_reward_fn", "init", "largest_filter_indices", "log_prob",
-    "make_reward_fn", "mnas_hard_reward", "mnas_reward", "op_warmup_probability",
-    "probabilities", "random_search", "sample", "sample_uniform", "update", "warmup_masks",
+    "DEFAULT_BETA",
+    "DEFAULT_REWARD",
+    "PADDED_LOGIT",
+    "REWARDS",
+    "ControllerSpec",
+    "ControllerState",
+    "RandomStrategy",
+    "ReinforceConfig",
+    "Schedule",
+    "Strategy",
+    "Trial",
+    "WarmupMasks",
+    "abs_reward",
+    "apply_filter_warmup",
+    "argmax_architecture",
+    "check_target_latency_ms",
+    "controller_learning_rate",
+    "decision_entropies",
+    "decision_tag_masks",
+    "filter_warmup_probability",
+    "get_reward_fn",
+    "get_strategy",
+    "init",
+    "largest_filter_indices",
+    "log_prob",
+    "make_reward_fn",
+    "mnas_hard_reward",
+    "mnas_reward",
+    "op_warmup_probability",
+    "probabilities",
+    "random_search",
+    "register_strategy",
+    "sample",
+    "sample_uniform",
+    "update",
+    "warmup_masks",
 ]

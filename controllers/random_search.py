@@ -2,7 +2,8 @@
 
 TuNAS compares against random search at matched latency: draw architectures
 uniformly (every decision independently, inactive ones included, as the space
-counts them), keep those whose cost lies in [lo_ms, hi_ms]. The cost function
+counts them; the `random` strategy of `controllers.strategy`), keep those
+whose cost lies in [lo_ms, hi_ms]. The cost function
 is any Python callable `indices [K, D] -> latency_ms [K]` (a simulator, a
 fitted cost model), so this runs on the host in numpy, deterministic per seed.
 
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from controllers.strategy import RandomStrategy
 from search_spaces import SearchSpace, SpecError
 
 CostFn = Callable[[np.ndarray], Any]
@@ -53,7 +55,8 @@ def random_search(space: SearchSpace, cost_fn: CostFn, *, num: int, lo_ms: float
         raise SpecError(
             f"lo_ms/hi_ms: band [{lo_ms}, {hi_ms}] ms is invalid; use 0 <= lo_ms <= hi_ms"
         )
-    rng = np.random.default_rng(seed)
+    # Repeats are dropped below among the in-band ones only, so the strategy proposes all.
+    strategy = RandomStrategy(space, seed, unique=False)
     kept: list[np.ndarray] = []
     kept_ms: list[float] = []
     seen: set[bytes] = set()
@@ -61,7 +64,8 @@ def random_search(space: SearchSpace, cost_fn: CostFn, *, num: int, lo_ms: float
     tries = 0
     while tries < max_tries and len(kept) < num:
         n = min(batch_size, max_tries - tries)
-        batch = space.sample(rng, n).astype(np.int32)
+        trials = strategy.propose(n)
+        batch = np.asarray([t.indices for t in trials], np.int32)
         tries += n
         latency_ms = np.asarray(cost_fn(batch), dtype=np.float64).reshape(-1)
         if latency_ms.shape != (n,):
@@ -71,6 +75,8 @@ def random_search(space: SearchSpace, cost_fn: CostFn, *, num: int, lo_ms: float
             )
         if np.isnan(latency_ms).any():
             raise SpecError("cost_fn: returned NaN latency_ms; fix the cost model")
+        for trial, ms in zip(trials, latency_ms, strict=True):
+            strategy.observe(trial, {"latency_ms": float(ms)})
         low_seen = min(low_seen, float(latency_ms.min()))
         high_seen = max(high_seen, float(latency_ms.max()))
         active = space.active_mask(batch)

@@ -31,10 +31,9 @@ import numpy as np
 
 from cost_models.hardware import HardwareTarget, get_target
 from cost_models.simulator import LayerCost, finish, io_terms, layer_cost
-from search_spaces.blocks import Block
-from search_spaces.model_spec import ModelSpec
-from search_spaces.network import Layer, describe
-from search_spaces.space import BLOCK_DECISION_FIELDS, SearchSpace
+from search_spaces import Layer, SearchSpace, Unit
+from search_spaces.graph import node_layers
+from tasks import Classification, Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,97 +80,67 @@ def _segment_cost(layers: Sequence[Layer], target: HardwareTarget,
 
 @dataclasses.dataclass(frozen=True)
 class _Segment:
-    kind: str  # "stem", "block" or "head"
-    block: int  # block index for "block"
-    stage: int  # stage index for "block"
-    spec: Any  # the BlockSpec for "block"
-    field_names: tuple[str, ...]  # decision names: [cin filters, cout filters, *block fields]
+    unit: Unit
     positions: tuple[int, ...]  # decision positions the segment depends on
     radix: np.ndarray  # mixed-radix multipliers turning those indices into one code
     input_size: int  # spatial size of the segment's input
 
 
 class ArchitectureCoster:
-    """Latency/energy/params/MACs of index vectors of `space` on `target`."""
+    """Latency/energy/params/MACs of index vectors of `space` on `target`, with `task`'s
+    head (default: classification with `num_classes`, default the space's)."""
 
     def __init__(self, space: SearchSpace, target: HardwareTarget | str,
-                 image_size: int | None = None, num_classes: int | None = None) -> None:
+                 image_size: int | None = None, num_classes: int | None = None,
+                 task: Task | None = None, input_channels: int = 3) -> None:
         self.space = space
         self.target = get_target(target)
         self.image_size = image_size or space.default_image_size
-        self.num_classes = num_classes or space.default_num_classes
+        self.task = task or Classification(num_classes or space.default_num_classes)
+        self.input_channels = input_channels
         self.segments = self._plan()
         self._ids: list[dict[int, int]] = [{} for _ in self.segments]  # canonical code -> entry
         self._raw_ids: list[dict[int, int]] = [{} for _ in self.segments]  # raw code -> entry
         self._entries: list[_SegmentCost] = []
         self._memo: dict[tuple[Layer, bool], LayerCost] = {}
-        self._choice = {d.position: d.choices for d in space.decisions}
-        self._position = {d.name: d.position for d in space.decisions}
         self._table: dict[str, np.ndarray] = {}
-        io_ps, io_fj = io_terms(self.image_size**2 * 3, self.num_classes, self.target)
+        head = self._layers_of(self.segments[-1], np.zeros(space.num_decisions, np.int64))
+        output_values = math.prod(head[-1].output_shape)
+        io_ps, io_fj = io_terms(self.image_size**2 * input_channels, output_values, self.target)
         self._io_ps, self._io_fj = io_ps, io_fj
+
+    @property
+    def num_classes(self) -> int:
+        return self.task.num_classes
 
     # ---- planning -----------------------------------------------------------
     def _plan(self) -> list[_Segment]:
-        space = self.space
-        pos = {d.name: d.position for d in space.decisions}
-        num = space.num_choices
-
-        def segment(kind: str, block: int, names: list[str], size: int, stage: int = -1,
-                    spec: Any = None) -> _Segment:
-            positions = tuple(dict.fromkeys(pos[n] for n in names if n in pos))
+        segments, size = [], self.image_size
+        for unit in self.space.units:
+            positions = unit.positions
             radix, mult = [], 1
             for p in positions:
                 radix.append(mult)
-                mult *= num[p]
-            return _Segment(kind, block, stage, spec, tuple(names), positions,
-                            np.asarray(radix, dtype=np.int64), size)
-
-        size = math.ceil(self.image_size / space.stem_stride)
-        segments = [segment("stem", -1, ["stem.filters"], self.image_size)]
-        prev, b = "stem.filters", 0
-        for s, stage in enumerate(space.stages):
-            for j, spec in enumerate(stage.blocks):
-                own = [f"stages.{s}.blocks.{j}.{f}" for f, _ in BLOCK_DECISION_FIELDS]
-                cin = prev if j == 0 else f"stages.{s}.filters"
-                segments.append(segment("block", b, [cin, f"stages.{s}.filters", *own], size,
-                                        s, spec))
-                size = math.ceil(size / spec.stride)
-                b += 1
-            prev = f"stages.{s}.filters"
-        segments.append(segment("head", -1, [prev, "head.filters"], size))
+                mult *= self.space.num_choices[p]
+            segments.append(_Segment(unit, positions, np.asarray(radix, dtype=np.int64), size))
+            size = math.ceil(size / unit.stride)
         return segments
 
     # ---- segment cache ------------------------------------------------------
-    def _value(self, name: str, fixed: Any, row: np.ndarray) -> Any:
-        pos = self._position.get(name)
-        return fixed if pos is None else self._choice[pos][row[pos]]
-
-    def _block(self, seg: _Segment, row: np.ndarray) -> Block:
-        """Decode only this segment's block (decoding whole networks dominated misses)."""
-        space, spec = self.space, seg.spec
-        cin_name, cout_name = seg.field_names[:2]
-        stage = space.stages[seg.stage]
-        cin_fixed = (space.stem_filters if cin_name == "stem.filters"
-                     else space.stages[int(cin_name.split(".")[1])].filters)
-        cin = self._value(cin_name, cin_fixed, row)
-        cout = self._value(cout_name, stage.filters, row)
-        fields = {f: self._value(name, getattr(spec, f), row)
-                  for (f, _), name in zip(BLOCK_DECISION_FIELDS, seg.field_names[2:], strict=True)}
-        return space.decode_block(spec, fields, cin, cout, seg.stage)
-
     def _layers_of(self, seg: _Segment, row: np.ndarray) -> list[Layer]:
-        if seg.kind == "block":
-            block = self._block(seg, row)
-            # A one-block network at the block's input shape gives exactly the
-            # layers `describe` writes for that block inside the full network.
-            tiny = ModelSpec(block.input_filters, 1, 1, (block,), 8)
-            net = describe(tiny, seg.input_size, 1, input_channels=block.input_filters)
-            return [layer for layer in net.layers if layer.name.startswith("blocks.0.")]
-        net = describe(self.space.decode(row), self.image_size, self.num_classes)
-        if seg.kind == "stem":
-            return [layer for layer in net.layers if layer.name == "stem"]
-        return [layer for layer in net.layers if layer.name in ("head", "pool", "logits")]
+        """The description layers of one unit (the head's with the task's head layers),
+        computed from the unit's lowering alone (decoding whole networks dominated
+        misses)."""
+        unit = seg.unit
+        nodes = self.space.unit_nodes(unit, row, self.input_channels)
+        size = seg.input_size
+        source = nodes[0].inputs[0] if unit.kind != "block" else "block_input"
+        cin = self.input_channels if unit.kind == "stem" else unit.input_width.value(row)
+        shapes = {source: (size, size, cin)}
+        layers = node_layers(nodes, shapes)
+        if unit.kind == "head":
+            layers += self.task.head_layers(layers[-1].name, layers[-1].output_shape)
+        return layers
 
     def entry_layer_weights(self, entry: int) -> tuple[int, ...]:
         """Weight bytes of each layer of a cached segment entry (see `segment_ids`)."""

@@ -29,10 +29,12 @@ from collections.abc import Sequence
 
 from cost_models.hardware import HardwareTarget, get_target
 from cost_models.simulator import layer_cost
-from search_spaces.blocks import Block, BlockType, realize_groups
+from search_spaces.blocks import Block, realize_groups
 from search_spaces.fileio import atomic_write
+from search_spaces.ibn import BlockType
 from search_spaces.model_spec import ModelSpec
-from search_spaces.network import Layer, describe
+from search_spaces.network import Layer
+from tasks import describe
 
 # (label, spatial size, channels): the stage shapes of a 224 px ImageNet model.
 DEFAULT_SHAPES: tuple[tuple[str, int, int], ...] = (

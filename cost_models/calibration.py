@@ -66,11 +66,13 @@ import numpy as np
 
 from cost_models.hardware import HardwareTarget, get_target
 from cost_models.simulator import simulate
-from search_spaces.blocks import BlockType, round_filters
+from search_spaces.blocks import round_filters
 from search_spaces.errors import SpecError
+from search_spaces.ibn import BlockType
 from search_spaces.model_spec import ModelSpec
-from search_spaces.network import NetworkDescription, describe, load
+from search_spaces.network import NetworkDescription, load
 from search_spaces.presets import get_preset
+from tasks import describe
 
 NETWORKS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "networks")
 

@@ -27,16 +27,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from search_spaces.space import BLOCK_DECISION_FIELDS, SearchSpace
-
-_BLOCK_NAME = re.compile(r"stages\.(\d+)\.blocks\.(\d+)\.(\w+)$")
-_BLOCK_FIELDS = tuple(name for name, _ in BLOCK_DECISION_FIELDS)
+from search_spaces import SearchSpace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,20 +65,24 @@ class FeatureEncoder:
             masked = d.position in maskable
             fields.append(Field(d.name, (d.position,), (masked,), d.num_choices + masked))
             tables.append(np.arange(d.num_choices + masked, dtype=np.int32))
+        stem_width = space.units[0].output_width.position
+        segments = [1 if d.position == stem_width else -1 for d in space.decisions]
         if kronecker:
-            for name, positions in _kronecker_groups(space):
+            for name, positions, segment in _kronecker_groups(space):
                 field, table = _joint_field(space, name, positions, n)
                 if field.num_slots > 1:
                     fields.append(field)
                     tables.append(table)
+                    segments.append(segment)
         self.fields = tuple(fields)
         # The per-decision fields come first: slots [0, decision_vocab_size).
         self.num_decision_fields = space.num_decisions
         self.decision_vocab_size = sum(f.num_slots for f in fields[:space.num_decisions])
-        # Half-segment of each field, in network order (see `_segment_of`); a
-        # cache-aware model sums costs and weight bytes per half-segment.
-        self.num_segments = 2 * (2 + sum(len(st.blocks) for st in space.stages))
-        self.field_segment = np.array([_segment_of(f.name, space) for f in fields], np.int32)
+        # Half-segment of each field, in network order (the comment above
+        # `half_segment_weight_bytes`); a cache-aware model sums costs and weight bytes
+        # per half-segment.
+        self.num_segments = 2 * len(space.units)
+        self.field_segment = np.array(segments, np.int32)
         # Concatenate the per-field code -> slot tables, with global slot offsets.
         slot_offsets = np.cumsum([0] + [f.num_slots for f in fields])
         table_offsets = np.cumsum([0] + [len(t) for t in tables])
@@ -130,40 +130,27 @@ def maskable_positions(space: SearchSpace) -> frozenset[int]:
     return space.conditional_positions
 
 
-def _segment_of(field_name: str, space: SearchSpace) -> int:
-    """Which half-segment a field's cost and weight bytes belong to.
-
-    The network's segments (stem, each block, head) are split in two halves,
-    in network order: the layers before the segment's last layer with weights,
-    then that layer and the rest. Stem: (-, stem conv) = 0, 1; block b:
-    (expansion + kxk convs = its `in_x_ops` field, projection + add = its
-    `in_x_out...` field) = 2 + 2b, 3 + 2b; head: (head conv = the `kron:head`
-    field, pool + classifier) = the last two. -1: a field that spans halves
-    (a stage width, a block decision the Kronecker fields repeat, the head
-    width, which sizes both the head conv and the classifier).
-    """
-    num_blocks = sum(len(st.blocks) for st in space.stages)
-    if field_name == "stem.filters":
-        return 1
-    if field_name == "kron:head":
-        return 2 + 2 * num_blocks
-    if not field_name.startswith("kron:stages."):
-        return -1
-    parts = field_name.removeprefix("kron:").split(".")  # stages.S.blocks.B.<kind>
-    block = int(parts[3]) + sum(len(st.blocks) for st in space.stages[:int(parts[1])])
-    return 3 + 2 * block if parts[4] == "in_x_out_x_op_x_expansion" else 2 + 2 * block
+# Which half-segment a field's cost and weight bytes belong to (`field_segment`):
+# the network's units (stem, each block, head) are split in two halves, in
+# network order: the layers before the unit's last layer with weights, then
+# that layer and the rest. Stem: (-, stem conv) = 0, 1; block b: (expansion +
+# kxk convs = its `in_x_ops` field, projection + add = its `in_x_out...` field)
+# = 2 + 2b, 3 + 2b; head: (head conv = the `kron:head` field, pool + classifier)
+# = the last two. -1: a field that spans halves (a stage width, a block decision
+# the Kronecker fields repeat, the head width, which sizes both the head conv
+# and the classifier).
 
 
 def half_segment_weight_bytes(layer_weights: tuple[int, ...]) -> tuple[int, int]:
     """(bytes before the last layer with weights, bytes of it and after): a segment's
-    two halves as `_segment_of` splits them."""
+    two halves as `field_segment` splits them."""
     weighted = [i for i, w in enumerate(layer_weights) if w]
     split = weighted[-1] if weighted else len(layer_weights)
     return sum(layer_weights[:split]), sum(layer_weights[split:])
 
 
-def _kronecker_groups(space: SearchSpace) -> list[tuple[str, tuple[int, ...]]]:
-    """Per block, two joint groups; then the head.
+def _kronecker_groups(space: SearchSpace) -> list[tuple[str, tuple[int, ...], int]]:
+    """Per block, two joint groups; then the head: (name, positions, half-segment).
 
     A block's layers split by what their cost depends on: the expansion and
     kxk convs see the input width and the op choices (op, kernel, expansion,
@@ -173,25 +160,22 @@ def _kronecker_groups(space: SearchSpace) -> list[tuple[str, tuple[int, ...]]]:
     common enough to be learned from a few thousand samples, where the joint
     of everything (TuNAS's in x out x op) would be seen a handful of times.
     """
-    pos = {d.name: d.position for d in space.decisions}
     groups = []
-    previous_filters = pos.get("stem.filters")
-    for s, stage in enumerate(space.stages):
-        stage_filters = pos.get(f"stages.{s}.filters")
-        for b in range(len(stage.blocks)):
-            prefix = f"stages.{s}.blocks.{b}."
-            in_filters = previous_filters if b == 0 else stage_filters
-            ops = [pos[prefix + f] for f in _BLOCK_FIELDS if prefix + f in pos]
-            op_and_expansion = [pos[prefix + f] for f in ("op", "expansion_ratio")
-                                if prefix + f in pos]
-            widths = [p for p in dict.fromkeys((in_filters, stage_filters)) if p is not None]
-            groups.append((f"kron:{prefix}in_x_ops",
-                           (*[p for p in (in_filters,) if p is not None], *ops)))
-            groups.append((f"kron:{prefix}in_x_out_x_op_x_expansion",
-                           (*widths, *op_and_expansion)))
-        previous_filters = stage_filters
-    head = [p for p in (previous_filters, pos.get("head.filters")) if p is not None]
-    groups.append(("kron:head", tuple(head)))
+    for unit in space.block_units:
+        slots = unit.field_slots
+        in_width, out_width = unit.input_width.position, unit.output_width.position
+        op_and_expansion = [slots[f].position for f in ("op", "expansion_ratio")
+                            if slots[f].position is not None]
+        widths = [p for p in dict.fromkeys((in_width, out_width)) if p is not None]
+        groups.append((f"kron:{unit.name}.in_x_ops",
+                       (*[p for p in (in_width,) if p is not None], *unit.own_positions),
+                       2 + 2 * unit.index))
+        groups.append((f"kron:{unit.name}.in_x_out_x_op_x_expansion",
+                       (*widths, *op_and_expansion), 3 + 2 * unit.index))
+    head = space.units[-1]
+    positions = [p for p in (head.input_width.position, head.output_width.position)
+                 if p is not None]
+    groups.append(("kron:head", tuple(positions), 2 * len(space.units) - 2))
     return groups
 
 

@@ -1,52 +1,19 @@
-"""The inverted-bottleneck (IBN) vocabulary and the decoded `Block`.
+"""The decoded `Block`: one block position of a concrete network, and the helpers
+that size it (`round_filters`, `realize_groups`).
 
-Semantics (input `C` channels, output `Co`, total expansion `e`, expanded
-width `F = C * e`; every conv is followed by batch norm; ReLU after every conv
-except the 1x1 projection; `same` padding):
-
-- `dw_ibn`  Depthwise-IBN: [1x1 conv C->F if e > 1] -> kxk depthwise conv on F
-  channels (groups = F, carries the stride) -> 1x1 projection F->Co.
-- `fused_ibn`  Fused-IBN: kxk full conv C->F (groups = 1, carries the stride)
-  -> 1x1 projection F->Co. With e = 1 there is no kxk conv at all, only the
-  1x1 projection, as in the published MobileNetEdgeTPU models; the projection
-  then carries the stride.
-- `gc_ibn`  GC-IBN: kxk group conv C->F (it does the expansion; carries the
-  stride) -> 1x1 projection F->Co, which mixes the groups (no shuffle needed).
-  With e = 1 the group conv maps C->C (as the published `ibn_fused_grouped`).
-- `grouped_ibn`  the general grouped IBN: e = e1 * e2 with e1 the
-  `pointwise_expansion`: [1x1 conv C->C*e1 if e1 > 1] -> kxk group conv
-  C*e1->F -> 1x1 projection F->Co. `gc_ibn` is e1 = 1; the published
-  `ibn_grouped` is e1 = e.
-- `skip`  identity (only where the block keeps its shape).
-
-Group size is counted, as in the published models (`group_base_size`), in
-*output* channels of the group conv per group: groups = F / group_size, and
-the group count must also divide the group conv's input channels.
-
-A residual connection adds the block input to its output when the block asks
-for one (`residual`), has stride 1 and keeps the width.
+A block's *type* (`block_type`, a registered name: `search_spaces.block_types`;
+the built-in IBN types in `search_spaces.ibn`) says what it computes; this
+module holds the fields every type shares and the type-independent checks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 from typing import Any
 
+from search_spaces.block_types import block_type_names, get_block_type
 from search_spaces.errors import SpecError
-
-
-class BlockType(enum.StrEnum):
-    DW_IBN = "dw_ibn"
-    FUSED_IBN = "fused_ibn"
-    GC_IBN = "gc_ibn"
-    GROUPED_IBN = "grouped_ibn"
-    SKIP = "skip"
-
-
-GROUPED_TYPES = (BlockType.GC_IBN, BlockType.GROUPED_IBN)
-TYPE_NAMES = tuple(t.value for t in BlockType)
 
 
 def round_filters(filters: float, divisor: int = 8, min_depth: int | None = None) -> int:
@@ -94,7 +61,7 @@ class Block:
     block group the block belongs to (used for display and reports).
     """
 
-    block_type: BlockType
+    block_type: str
     input_filters: int
     output_filters: int
     stride: int = 1
@@ -108,7 +75,8 @@ class Block:
     # ---- derived quantities -------------------------------------------------
     @property
     def skipped(self) -> bool:
-        return self.block_type == BlockType.SKIP
+        """True for a block that lowers to no layer (the identity)."""
+        return not get_block_type(self.block_type).lower(self)
 
     @property
     def expanded_filters(self) -> int:
@@ -122,15 +90,11 @@ class Block:
 
     @property
     def has_kxk_conv(self) -> bool:
-        return not self.skipped and not (
-            self.block_type == BlockType.FUSED_IBN and self.expansion_ratio == 1
-        )
+        return self.kernel_size is not None
 
     @property
     def kxk_in_channels(self) -> int:
         """Input channels of the kxk conv (after any 1x1 expansion)."""
-        if self.block_type == BlockType.DW_IBN:
-            return self.expanded_filters
         return self.input_filters * self.pointwise_expansion
 
     @property
@@ -147,56 +111,21 @@ class Block:
         def fail(field: str, problem: str) -> None:
             raise SpecError(f"{where}.{field}: {problem}")
 
-        try:
-            block_type = BlockType(self.block_type)
-        except ValueError:
-            fail("type", f"{self.block_type!r} is unknown; use one of {list(TYPE_NAMES)}")
+        if str(self.block_type) not in block_type_names():
+            fail("type", f"{self.block_type!r} is unknown; use one of {block_type_names()}")
         for field in ("input_filters", "output_filters", "expansion_ratio", "pointwise_expansion"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 fail(field, f"{value!r} must be a positive integer")
         if self.stride not in (1, 2):
             fail("stride", f"{self.stride!r} must be 1 or 2")
-        if block_type == BlockType.SKIP:
-            if self.stride != 1 or self.input_filters != self.output_filters:
-                fail("type", "a skipped block must keep its shape "
-                     "(stride 1, input = output filters)")
-            if self.kernel_size is not None or self.groups is not None:
-                fail("kernel_size", "a skipped block has no conv: "
-                     "set kernel_size and groups to null")
-            return self
         if self.expansion_ratio % self.pointwise_expansion:
             fail(
                 "pointwise_expansion",
                 f"{self.pointwise_expansion} does not divide expansion_ratio "
                 f"{self.expansion_ratio}; e = e1 * e2 needs e1 | e",
             )
-        if block_type != BlockType.GROUPED_IBN:
-            # Only grouped_ibn splits the expansion; the others fix e1.
-            expected = self.expansion_ratio if block_type == BlockType.DW_IBN else 1
-            if self.pointwise_expansion != expected:
-                fail("pointwise_expansion", f"must be {expected} for {block_type.value}")
-        if not self.has_kxk_conv:
-            if self.kernel_size is not None or self.groups is not None:
-                fail("kernel_size", "fused_ibn with expansion 1 has no kxk conv: set kernel_size "
-                     "and groups to null")
-        else:
-            k = self.kernel_size
-            if not isinstance(k, int) or k < 1 or k % 2 == 0:
-                fail("kernel_size", f"{self.kernel_size!r} must be a positive odd integer")
-            if not isinstance(self.groups, int) or self.groups < 1:
-                fail("groups", f"{self.groups!r} must be a positive integer")
-            if block_type == BlockType.DW_IBN and self.groups != self.expanded_filters:
-                fail("groups", f"a depthwise conv has groups = channels = {self.expanded_filters}")
-            if block_type == BlockType.FUSED_IBN and self.groups != 1:
-                fail("groups", "a fused_ibn's kxk conv is a full conv: groups must be 1")
-            if self.kxk_in_channels % self.groups or self.expanded_filters % self.groups:
-                fail(
-                    "groups",
-                    f"group count {self.groups} does not divide the group conv's channels "
-                    f"({self.kxk_in_channels} in, {self.expanded_filters} out); pick a group "
-                    "size whose group count divides both",
-                )
+        get_block_type(self.block_type).validate(self, fail)
         if self.residual and (self.stride != 1 or self.input_filters != self.output_filters):
             fail("residual", "a residual needs stride 1 and input filters = output filters")
         return self
@@ -237,12 +166,12 @@ class Block:
         unknown = sorted(set(data) - known)
         if unknown:
             raise SpecError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(known)}")
-        if data["type"] not in list(TYPE_NAMES):
+        if data["type"] not in block_type_names():
             raise SpecError(
-                f"{where}.type: {data['type']!r} is unknown; use one of {list(TYPE_NAMES)}"
+                f"{where}.type: {data['type']!r} is unknown; use one of {block_type_names()}"
             )
         block = cls(
-            block_type=BlockType(data["type"]),
+            block_type=data["type"],
             input_filters=data["input_filters"],
             output_filters=data["output_filters"],
             stride=data["stride"],

@@ -37,10 +37,8 @@ import math
 import os
 from typing import Any
 
-from search_spaces.blocks import BlockType
 from search_spaces.errors import SpecError
 from search_spaces.fileio import read_json
-from search_spaces.model_spec import ModelSpec
 
 FORMAT = "tunas-jax/network"
 FORMAT_VERSION = 1
@@ -248,57 +246,3 @@ def _shape(value: Any, where: str) -> Shape:
 def load(path: str | os.PathLike) -> NetworkDescription:
     """Load a network-description JSON file; SpecError with one clear line on bad input."""
     return NetworkDescription.from_json(read_json(path, "network description"))
-
-
-class _Builder:
-    """Appends layers while tracking the current tensor's name and shape."""
-
-    def __init__(self, input_shape: Shape) -> None:
-        self.layers: list[Layer] = []
-        self.current, self.shape = "input", input_shape
-
-    def conv(self, name: str, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-             activation: str | None = "relu") -> None:
-        h, w, _ = self.shape
-        out = (math.ceil(h / stride), math.ceil(w / stride), cout)
-        self._add(Layer(name, "conv2d", (self.current,), self.shape, out, kernel, stride,
-                        "same", groups, False, True, activation))
-
-    def add(self, name: str, other: str) -> None:
-        self._add(Layer(name, "add", (self.current, other), self.shape, self.shape))
-
-    def _add(self, layer: Layer) -> None:
-        self.layers.append(layer)
-        self.current, self.shape = layer.name, layer.output_shape
-
-
-def describe(spec: ModelSpec, image_size: int, num_classes: int, name: str = "network",
-             input_channels: int = 3) -> NetworkDescription:
-    """Lower a ModelSpec to its flat network description."""
-    b = _Builder((image_size, image_size, input_channels))
-    b.conv("stem", spec.stem_filters, spec.stem_kernel_size, spec.stem_stride)
-    for i, block in enumerate(spec.blocks):
-        if block.skipped:
-            continue
-        p, block_input = f"blocks.{i}.", b.current
-        if block.block_type == BlockType.FUSED_IBN:
-            if block.has_kxk_conv:
-                b.conv(p + "fused", block.expanded_filters, block.kernel_size, block.stride)
-        else:
-            if block.pointwise_expansion > 1:
-                b.conv(p + "expand", block.kxk_in_channels)
-            kind = "depthwise" if block.block_type == BlockType.DW_IBN else "group"
-            b.conv(p + kind, block.expanded_filters, block.kernel_size, block.stride,
-                   block.groups)
-        b.conv(p + "project", block.output_filters, 1,
-               1 if block.has_kxk_conv else block.stride, activation=None)
-        if block.residual:
-            b.add(p + "add", block_input)
-    b.conv("head", spec.head_filters)
-    h, _, c = b.shape
-    b._add(Layer("pool", "pool", (b.current,), b.shape, (1, 1, c), kernel_size=h,
-                 stride=1, padding="valid", pool_type="avg", global_pool=True))
-    b._add(Layer("logits", "fully_connected", (b.current,), b.shape, (1, 1, num_classes),
-                 use_bias=True))
-    return NetworkDescription(name, (image_size, image_size, input_channels),
-                              tuple(b.layers)).validate()

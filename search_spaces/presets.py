@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from search_spaces.blocks import Block, BlockType
+from search_spaces.blocks import Block
 from search_spaces.errors import SpecError
+from search_spaces.ibn import BlockType
 from search_spaces.model_spec import ModelSpec
 
 DW, FUSED, GC = BlockType.DW_IBN, BlockType.FUSED_IBN, BlockType.GC_IBN

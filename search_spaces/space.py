@@ -1,12 +1,23 @@
-"""Declarative search spaces: a tree of stage and block specs with `OneOf` fields.
+"""Search spaces of the IBN backbone family: a tree of stage and block specs with `OneOf`s.
 
-A `SearchSpace` is written once as data (see `search_spaces/definitions/`);
-from it this module derives the fixed decision order, the decoding of an
-index vector into a `ModelSpec`, which decisions are active on the chosen
-path, uniform sampling, and a fingerprint that anything trained for one
-space (a cost model, a checkpoint) stores so that another space is refused.
+A `SearchSpace` is written once as data (see `search_spaces/definitions/`):
+stem conv -> stages of blocks -> 1x1 head conv, any field of which may be a
+`OneOf`. The generic tree machinery (`search_spaces.schema`) gives the
+decision order, names and fingerprint; this module adds what the backbone
+family means:
 
-Decision names are dotted paths: `stem.filters`, `stages.2.filters`,
+- `units`: the stem, every block position and the head, each with the
+  decision positions that shape it (input width, output width, its own
+  fields). Every consumer that needs the structure (the supernet plan, the
+  fast coster, the regressor's features) reads units, never decision names.
+- `decode(indices)`: the concrete `ModelSpec`; `unit_nodes(unit, indices)`:
+  one unit's lowered layers (`search_spaces.graph`), without decoding the rest.
+- `active_mask`: which decisions are on the chosen path. Derived, not
+  written: a decision nested in a choice not taken is inactive
+  (`schema.Decision.parent`), and a block field the chosen block type does not
+  read (`BlockKind.reads`) is inactive.
+
+Decision names are the tree paths: `stem.filters`, `stages.2.filters`,
 `stages.2.blocks.1.op`, `...kernel_size`, `...expansion_ratio`,
 `...pointwise_expansion`, `...group_size`, `head.filters`.
 """
@@ -15,21 +26,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from search_spaces.blocks import GROUPED_TYPES, Block, BlockType, realize_groups
-from search_spaces.decisions import FILTERS, OP, Decision, OneOf
+from search_spaces import schema
+from search_spaces.block_types import DECISION_FIELDS, get_block_type
+from search_spaces.blocks import Block
 from search_spaces.errors import SpecError
+from search_spaces.graph import Node, block_nodes, head_node, stem_node
 from search_spaces.model_spec import ModelSpec
+from search_spaces.schema import FILTERS, OP, Decision, OneOf
 
 Choice = Any  # a fixed value or a OneOf of values
-Clause = tuple[tuple[int, tuple[int, ...]], ...]
 
 # Block fields that may be decisions, in traversal order, with their tag. As in
 # TuNAS, expansion is a filter decision (filter warmup forces the largest);
@@ -41,12 +53,14 @@ BLOCK_DECISION_FIELDS = (
     ("pointwise_expansion", FILTERS),
     ("group_size", OP),
 )
+_TAG_OF = {"filters": FILTERS, **dict(BLOCK_DECISION_FIELDS)}
 
 
 @dataclasses.dataclass(frozen=True)
 class BlockSpec:
     """One block position. Any field but `stride` and `residual` may be a OneOf.
 
+    `op` names a registered block type (`search_spaces.block_types`).
     `group_size` is the requested output channels per group of the kxk group
     conv (used by gc_ibn and grouped_ibn); `pointwise_expansion` is e1 of
     grouped_ibn and must divide every expansion ratio choice.
@@ -70,6 +84,70 @@ class StageSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class StemSpec:
+    filters: Choice
+    kernel_size: int
+    stride: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSpec:
+    filters: Choice
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """The model-family spec the decisions live in (what `schema.walk` traverses)."""
+
+    stem: StemSpec
+    stages: tuple[StageSpec, ...]
+    head: HeadSpec
+    min_group_size: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """One input of a unit: a decision position (None: fixed) and its possible values."""
+
+    position: int | None
+    choices: tuple[Any, ...]
+
+    def value(self, indices: Any) -> Any:
+        return self.choices[0] if self.position is None else self.choices[int(indices[
+            self.position])]
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """The stem, one block position, or the head, and the decisions that shape it."""
+
+    name: str                      # "stem", "stages.{s}.blocks.{b}", "head"
+    kind: str                      # "stem" | "block" | "head"
+    index: int                     # block index in network order (-1 for stem/head)
+    stage: int
+    stride: int
+    input_width: Slot              # the stem's input width is the image's channels (None)
+    output_width: Slot
+    fields: tuple[tuple[str, Slot], ...] = ()  # a block's BlockSpec fields, op first
+    spec: BlockSpec | None = None
+
+    @property
+    def field_slots(self) -> dict[str, Slot]:
+        return dict(self.fields)
+
+    @property
+    def own_positions(self) -> tuple[int, ...]:
+        """Decision positions of the unit's own fields (not its widths)."""
+        return tuple(s.position for _, s in self.fields if s.position is not None)
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """Every decision position the unit's layers depend on, without repeats."""
+        slots = [self.input_width, self.output_width, *(s for _, s in self.fields)]
+        return tuple(dict.fromkeys(s.position for s in slots if s.position is not None))
+
+
+@dataclasses.dataclass(frozen=True)
 class SearchSpace:
     name: str
     stem_filters: Choice
@@ -78,6 +156,8 @@ class SearchSpace:
     stages: tuple[StageSpec, ...]
     head_filters: Choice
     default_image_size: int
+    # The class count a network of the space is costed at when no task says otherwise
+    # (e.g. 1001 for the ImageNet spaces); the search and training take the dataset's.
     default_num_classes: int
     min_group_size: int = 1
     description: str = ""
@@ -86,47 +166,67 @@ class SearchSpace:
         self._check()
 
     # ---- structure ----------------------------------------------------------
+    @functools.cached_property
+    def spec(self) -> BackboneSpec:
+        return BackboneSpec(StemSpec(self.stem_filters, self.stem_kernel_size, self.stem_stride),
+                            tuple(self.stages), HeadSpec(self.head_filters), self.min_group_size)
+
     def _check(self) -> None:
         for s, stage in enumerate(self.stages):
             for b, spec in enumerate(stage.blocks):
                 where = f"space {self.name!r} stages.{s}.blocks.{b}"
-                ops = [BlockType(o) for o in _choices(spec.op)]
-                if BlockType.SKIP in ops and (b == 0 or spec.stride != 1):
+                ops = [str(get_block_type(o).name) for o in schema.choices(spec.op)]
+                if "skip" in ops and (b == 0 or spec.stride != 1):
                     raise SpecError(
                         f"{where}.op: skip is only allowed on non-first stride-1 blocks"
                     )
-                if BlockType.GROUPED_IBN in ops:
-                    for e1 in _choices(spec.pointwise_expansion):
-                        for e in _choices(spec.expansion_ratio):
+                if "grouped_ibn" in ops:
+                    for e1 in schema.choices(spec.pointwise_expansion):
+                        for e in schema.choices(spec.expansion_ratio):
                             if e % e1:
                                 raise SpecError(
                                     f"{where}.pointwise_expansion: {e1} does not divide "
                                     f"expansion {e}; make every e1 choice divide every e choice"
                                 )
+        for d in self.decisions:
+            tag = _TAG_OF.get(d.name.rsplit(".", 1)[-1])
+            if d.parent is None and tag is not None and d.tag != tag:
+                raise SpecError(f"space {self.name!r} {d.name}: tag must be {tag!r}, "
+                                f"got {d.tag!r}")
 
     @functools.cached_property
     def decisions(self) -> tuple[Decision, ...]:
-        out: list[Decision] = []
-
-        def visit(name: str, field: Choice, tag: str) -> None:
-            if isinstance(field, OneOf):
-                if field.tag != tag:
-                    raise SpecError(f"space {self.name!r} {name}: tag must be {tag!r}, "
-                                    f"got {field.tag!r}")
-                out.append(Decision(name, len(out), field.choices, tag))
-
-        visit("stem.filters", self.stem_filters, FILTERS)
-        for s, stage in enumerate(self.stages):
-            visit(f"stages.{s}.filters", stage.filters, FILTERS)
-            for b, spec in enumerate(stage.blocks):
-                for field, tag in BLOCK_DECISION_FIELDS:
-                    visit(f"stages.{s}.blocks.{b}.{field}", getattr(spec, field), tag)
-        visit("head.filters", self.head_filters, FILTERS)
-        return tuple(out)
+        return schema.walk(self.spec)
 
     @functools.cached_property
     def _position(self) -> dict[str, int]:
         return {d.name: d.position for d in self.decisions}
+
+    def _slot(self, name: str, field: Choice) -> Slot:
+        return Slot(self._position.get(name), schema.choices(field))
+
+    @functools.cached_property
+    def units(self) -> tuple[Unit, ...]:
+        """Stem, block positions in network order, head."""
+        stem = self._slot("stem.filters", self.stem_filters)
+        units = [Unit("stem", "stem", -1, -1, self.stem_stride, Slot(None, (0,)), stem)]
+        previous, index = stem, 0
+        for s, stage in enumerate(self.stages):
+            width = self._slot(f"stages.{s}.filters", stage.filters)
+            for b, spec in enumerate(stage.blocks):
+                name = f"stages.{s}.blocks.{b}"
+                fields = tuple((f, self._slot(f"{name}.{f}", getattr(spec, f)))
+                               for f, _ in BLOCK_DECISION_FIELDS)
+                units.append(Unit(name, "block", index, s, spec.stride, previous, width,
+                                  fields, spec))
+                previous, index = width, index + 1
+        units.append(Unit("head", "head", -1, -1, 1, previous,
+                          self._slot("head.filters", self.head_filters)))
+        return tuple(units)
+
+    @property
+    def block_units(self) -> tuple[Unit, ...]:
+        return tuple(u for u in self.units if u.kind == "block")
 
     @property
     def num_decisions(self) -> int:
@@ -142,32 +242,12 @@ class SearchSpace:
         return math.prod(self.num_choices)
 
     def to_json(self) -> dict[str, Any]:
-        def enc(field: Choice) -> Any:
-            if isinstance(field, OneOf):
-                return {"one_of": list(field.choices), "tag": field.tag}
-            return field
-
-        return {
-            "name": self.name,
-            "stem": {"filters": enc(self.stem_filters), "kernel_size": self.stem_kernel_size,
-                     "stride": self.stem_stride},
-            "stages": [
-                {"filters": enc(st.filters),
-                 "blocks": [{k: enc(v) for k, v in dataclasses.asdict(b).items()}
-                            for b in st.blocks]}
-                for st in self.stages
-            ],
-            "head": {"filters": enc(self.head_filters)},
-            "min_group_size": self.min_group_size,
-        }
+        return {"name": self.name, **_legacy_json(self.spec)}
 
     @functools.cached_property
     def fingerprint(self) -> str:
         """Hash of the space definition (not of its name or defaults)."""
-        body = self.to_json()
-        body.pop("name")
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return schema.fingerprint(_legacy_json(self.spec))
 
     # ---- indices ------------------------------------------------------------
     def check_indices(self, indices: Sequence[int]) -> tuple[int, ...]:
@@ -206,87 +286,83 @@ class SearchSpace:
     # ---- decoding -----------------------------------------------------------
     def decode(self, indices: Sequence[int]) -> ModelSpec:
         """The concrete network of an index vector (every index vector is valid)."""
-        vals = self.values(indices)
+        indices = self.check_indices(indices)
+        blocks = tuple(self.unit_block(u, indices) for u in self.block_units)
+        return ModelSpec(self.units[0].output_width.value(indices), self.stem_kernel_size,
+                         self.stem_stride, blocks, self.units[-1].output_width.value(indices))
 
-        def pick(name: str, field: Choice) -> Any:
-            return vals[name] if isinstance(field, OneOf) else field
+    def unit_block(self, unit: Unit, indices: Any) -> Block:
+        """The decoded block of a block unit (reads only the unit's decisions)."""
+        values = {f: slot.value(indices) for f, slot in unit.fields}
+        kind = get_block_type(values["op"])
+        return kind.decode(unit.spec, values, unit.input_width.value(indices),
+                           unit.output_width.value(indices), unit.stage, self.min_group_size)
 
-        stem = pick("stem.filters", self.stem_filters)
-        blocks: list[Block] = []
-        in_filters = stem
-        for s, stage in enumerate(self.stages):
-            out_filters = pick(f"stages.{s}.filters", stage.filters)
-            for b, spec in enumerate(stage.blocks):
-                p = f"stages.{s}.blocks.{b}."
-                f = {k: pick(p + k, getattr(spec, k)) for k, _ in BLOCK_DECISION_FIELDS}
-                blocks.append(self.decode_block(spec, f, in_filters, out_filters, s))
-                in_filters = out_filters
-        head = pick("head.filters", self.head_filters)
-        return ModelSpec(stem, self.stem_kernel_size, self.stem_stride, tuple(blocks), head)
-
-    def decode_block(self, spec: BlockSpec, f: dict[str, Any], cin: int, cout: int,
-                     stage: int) -> Block:
-        """One block from its spec, the chosen field values `f` (op, kernel_size,
-        expansion_ratio, pointwise_expansion, group_size) and its widths."""
-        block_type = BlockType(f["op"])
-        if block_type == BlockType.SKIP:
-            return Block(BlockType.SKIP, cin, cout, stride=1, stage=stage)
-        e = f["expansion_ratio"]
-        e1 = {BlockType.DW_IBN: e, BlockType.GROUPED_IBN: f["pointwise_expansion"]}.get(
-            block_type, 1)
-        residual = spec.residual and spec.stride == 1 and cin == cout
-        if block_type == BlockType.FUSED_IBN and e == 1:
-            return Block(block_type, cin, cout, spec.stride, None, 1, 1, None, residual, stage)
-        if block_type == BlockType.DW_IBN:
-            groups = cin * e
-        elif block_type in GROUPED_TYPES:
-            groups = realize_groups(cin * e1, cin * e, f["group_size"], self.min_group_size)
-        else:
-            groups = 1
-        return Block(block_type, cin, cout, spec.stride, f["kernel_size"], e, e1, groups,
-                     residual, stage)
+    def unit_nodes(self, unit: Unit, indices: Any, input_channels: int = 3) -> tuple[Node, ...]:
+        """The lowered layers of one unit (names as in the whole network's graph)."""
+        if unit.kind == "stem":
+            return (stem_node(input_channels, unit.output_width.value(indices),
+                              self.stem_kernel_size, self.stem_stride),)
+        if unit.kind == "head":
+            return (head_node(unit.input_width.value(indices), unit.output_width.value(indices),
+                              "features_in"),)
+        return block_nodes(self.unit_block(unit, indices), unit.index, "block_input")
 
     # ---- which decisions are on the chosen path -----------------------------
     @functools.cached_property
-    def _inactive_rules(self) -> tuple[tuple[int, tuple[Clause, ...]], ...]:
-        """Per decision position: the clauses that make it inactive (any one suffices).
+    def _activity_tables(self) -> tuple[tuple[tuple[int, ...], tuple[int, ...], np.ndarray],
+                                        ...]:
+        """Per block unit with decisions: (own positions, radices, table [codes, own])
+        where table[code, j] says whether own decision j is active for that choice."""
+        out = []
+        for unit in self.block_units:
+            positions = unit.own_positions
+            if not positions:
+                continue
+            slots = [s for _, s in unit.fields if s.position is not None]
+            names = [f for f, s in unit.fields if s.position is not None]
+            fixed = {f: s.choices[0] for f, s in unit.fields if s.position is None}
+            rows = []
+            for combo in itertools.product(*(range(len(s.choices)) for s in slots)):
+                values = {**fixed, **{f: s.choices[i] for f, s, i in zip(names, slots, combo,
+                                                                        strict=True)}}
+                reads = get_block_type(values["op"]).reads(values) | {"op"}
+                rows.append([f in reads for f in names])
+            radices = schema.mixed_radix([len(s.choices) for s in slots])
+            out.append((positions, radices, np.asarray(rows, dtype=bool)))
+        return tuple(out)
 
-        A clause is a conjunction of `indices[pos] in choice-set` terms; the
-        empty clause always holds.
+    def active_mask(self, indices: Any, xp: Any = np) -> Any:
+        """Boolean [..., D]: which decisions are on the chosen path.
+
+        Works on numpy or jax.numpy arrays (pass `xp=jnp`) of any batch shape,
+        so the controller can count only active decisions inside `jax.jit`.
         """
-        rules = []
-        everything_but_grouped = [t for t in BlockType if t != BlockType.GROUPED_IBN]
-        not_grouped = [t for t in BlockType if t not in GROUPED_TYPES]
-        for s, stage in enumerate(self.stages):
-            for b, spec in enumerate(stage.blocks):
-                p = f"stages.{s}.blocks.{b}."
-                ops = _op_clause(spec, self._position.get(p + "op"))
-                skipped = ops([BlockType.SKIP])
-                # No kxk conv in fused_ibn with expansion 1: its kernel is moot.
-                fused_e1 = ops([BlockType.FUSED_IBN])
-                e_choices = _choices(spec.expansion_ratio)
-                e_pos = self._position.get(p + "expansion_ratio")
-                if fused_e1 is not None and 1 in e_choices:
-                    if e_pos is not None:
-                        fused_e1 = (*fused_e1, (e_pos, (e_choices.index(1),)))
-                else:
-                    fused_e1 = None
-                clauses = {
-                    "kernel_size": [skipped, fused_e1],
-                    "expansion_ratio": [skipped],
-                    "pointwise_expansion": [ops(everything_but_grouped)],
-                    "group_size": [ops(not_grouped)],
-                }
-                for field, field_clauses in clauses.items():
-                    pos = self._position.get(p + field)
-                    if pos is not None:
-                        rules.append((pos, tuple(c for c in field_clauses if c is not None)))
-        return tuple(sorted(rules))
+        indices = xp.asarray(indices)
+        batch = indices.shape[:-1]
+        columns: list[Any] = [xp.ones(batch, dtype=bool) for _ in range(self.num_decisions)]
+        for positions, radices, table in self._activity_tables:
+            if table.all():
+                continue
+            code = sum(indices[..., p] * r for p, r in zip(positions, radices, strict=True))
+            active = xp.asarray(table)[code]
+            for j, p in enumerate(positions):
+                if not table[:, j].all():
+                    columns[p] = active[..., j]
+        for d in self.decisions:  # nested decisions: active only under their parent's choice
+            if d.parent is not None:
+                parent, choice = d.parent
+                columns[d.position] = columns[d.position] & columns[parent] & (
+                    indices[..., parent] == choice)
+        return xp.stack(columns, axis=-1)
 
     @functools.cached_property
     def conditional_positions(self) -> frozenset[int]:
         """Decision positions that some index vector leaves inactive."""
-        return frozenset(pos for pos, clauses in self._inactive_rules if clauses)
+        out = {d.position for d in self.decisions if d.parent is not None}
+        for positions, _, table in self._activity_tables:
+            out.update(p for j, p in enumerate(positions) if not table[:, j].all())
+        return frozenset(out)
 
     @functools.cached_property
     def decision_groups(self) -> tuple[tuple[int, ...], ...]:
@@ -302,104 +378,89 @@ class SearchSpace:
                 i = parent[i]
             return i
 
-        for pos, clauses in self._inactive_rules:
-            for clause in clauses:
-                for cpos, _ in clause:
-                    parent[root(pos)] = root(cpos)
+        def join(a: int, b: int) -> None:
+            parent[root(a)] = root(b)
+
+        for positions, _, table in self._activity_tables:
+            grid = table.reshape(*(self.num_choices[p] for p in positions), len(positions))
+            for j, p in enumerate(positions):
+                for axis, q in enumerate(positions):
+                    # p's activity depends on q if varying q alone can change it.
+                    if q != p and grid.shape[axis] > 1 and np.any(
+                            np.diff(grid[..., j], axis=axis) != 0):
+                        join(p, q)
+        for d in self.decisions:
+            if d.parent is not None:
+                join(d.position, d.parent[0])
         groups: dict[int, list[int]] = {}
         for pos in range(self.num_decisions):
             groups.setdefault(root(pos), []).append(pos)
         return tuple(sorted(tuple(g) for g in groups.values()))
 
-    def active_mask(self, indices: Any, xp: Any = np) -> Any:
-        """Boolean [..., D]: which decisions are on the chosen path.
-
-        Works on numpy or jax.numpy arrays (pass `xp=jnp`) of any batch shape,
-        so the controller can count only active decisions inside `jax.jit`.
-        """
-        indices = xp.asarray(indices)
-        columns = [xp.ones(indices.shape[:-1], dtype=bool) for _ in range(self.num_decisions)]
-        for pos, clauses in self._inactive_rules:
-            inactive = xp.zeros(indices.shape[:-1], dtype=bool)
-            for clause in clauses:
-                holds = xp.ones(indices.shape[:-1], dtype=bool)
-                for cpos, allowed in clause:
-                    holds = holds & xp.isin(indices[..., cpos], xp.asarray(allowed))
-                inactive = inactive | holds
-            columns[pos] = ~inactive
-        return xp.stack(columns, axis=-1)
-
     # ---- membership ---------------------------------------------------------
     def encode(self, spec: ModelSpec) -> tuple[int, ...] | None:
         """Indices that decode to `spec`, or None if the network is not in the space.
 
-        Decisions that `spec` leaves inactive get index 0.
+        Inactive decisions get the lowest index that decodes to the network
+        (index 0 where any does).
         """
-        if len(spec.blocks) != sum(len(st.blocks) for st in self.stages):
+        units = self.units
+        if len(spec.blocks) != len(units) - 2:
             return None
-        values: dict[str, Any] = {}
+        indices = [0] * self.num_decisions
 
-        def want(name: str, field: Choice, value: Any) -> bool:
-            if isinstance(field, OneOf):
-                if value not in field.choices:
-                    return False
-                values[name] = value
-                return True
-            return field == value
+        def want(slot: Slot, value: Any) -> bool:
+            if value not in slot.choices:
+                return False
+            if slot.position is not None:
+                indices[slot.position] = slot.choices.index(value)
+            return True
 
-        if not (want("stem.filters", self.stem_filters, spec.stem_filters)
-                and want("head.filters", self.head_filters, spec.head_filters)):
+        if not (want(units[0].output_width, spec.stem_filters)
+                and want(units[-1].output_width, spec.head_filters)
+                and (spec.stem_kernel_size, spec.stem_stride) == (self.stem_kernel_size,
+                                                                  self.stem_stride)):
             return None
-        blocks = iter(spec.blocks)
-        for s, stage in enumerate(self.stages):
-            for b, bspec in enumerate(stage.blocks):
-                block = next(blocks)
-                p = f"stages.{s}.blocks.{b}."
-                if b == 0 and not want(f"stages.{s}.filters", stage.filters, block.output_filters):
-                    return None
-                fields = {"op": str(block.block_type)}
-                if not block.skipped:
-                    fields["expansion_ratio"] = block.expansion_ratio
-                if block.has_kxk_conv:
-                    fields["kernel_size"] = block.kernel_size
-                if block.block_type == BlockType.GROUPED_IBN:
-                    fields["pointwise_expansion"] = block.pointwise_expansion
-                for field, value in fields.items():
-                    if not want(p + field, getattr(bspec, field), value):
-                        return None
-                if block.block_type in GROUPED_TYPES and isinstance(bspec.group_size, OneOf):
-                    # The group size whose realized group count matches.
-                    for size in bspec.group_size.choices:
-                        if realize_groups(block.kxk_in_channels, block.expanded_filters, size,
-                                          self.min_group_size) == block.groups:
-                            values[p + "group_size"] = size
-                            break
-        for d in self.decisions:
-            values.setdefault(d.name, d.choices[0])
-        indices = self.indices_for(values)
-        decoded = self.decode(indices)
-        # `stage` is display-only; compare the networks themselves.
-        strip = [dataclasses.replace(b, stage=0) for b in decoded.blocks]
-        if strip != [dataclasses.replace(b, stage=0) for b in spec.blocks] or (
-                decoded.stem_filters, decoded.stem_kernel_size, decoded.stem_stride,
-                decoded.head_filters) != (spec.stem_filters, spec.stem_kernel_size,
-                                          spec.stem_stride, spec.head_filters):
-            return None
-        return indices
+        for unit, block in zip(units[1:-1], spec.blocks, strict=True):
+            if not want(unit.output_width, block.output_filters):
+                return None
+            slots = [s for _, s in unit.fields if s.position is not None]
+            target = dataclasses.replace(block, stage=0)
+            for combo in itertools.product(*(range(len(s.choices)) for s in slots)):
+                for s, i in zip(slots, combo, strict=True):
+                    indices[s.position] = i
+                try:
+                    found = self.unit_block(unit, indices)
+                except SpecError:
+                    continue
+                if dataclasses.replace(found, stage=0) == target:
+                    break
+            else:
+                return None
+        return tuple(indices)
 
 
-def _choices(field: Choice) -> tuple[Any, ...]:
-    return field.choices if isinstance(field, OneOf) else (field,)
+def _legacy_json(spec: BackboneSpec) -> dict[str, Any]:
+    """The space's JSON as format 1 wrote it (and hashed for fingerprints): block fields
+    as {"choices", "tag"}, stem/stage/head widths as {"one_of", "tag"}. Kept so that
+    every existing fingerprint, architecture file and cost model stays valid."""
+
+    def enc(field: Choice) -> Any:
+        return schema.to_json(field)
+
+    def block(b: BlockSpec) -> dict[str, Any]:
+        return {k: ({"choices": list(v.choices), "tag": v.tag} if isinstance(v, OneOf) else v)
+                for k, v in ((f.name, getattr(b, f.name)) for f in dataclasses.fields(b))}
+
+    return {
+        "stem": {"filters": enc(spec.stem.filters), "kernel_size": spec.stem.kernel_size,
+                 "stride": spec.stem.stride},
+        "stages": [{"filters": enc(st.filters), "blocks": [block(b) for b in st.blocks]}
+                   for st in spec.stages],
+        "head": {"filters": enc(spec.head.filters)},
+        "min_group_size": spec.min_group_size,
+    }
 
 
-def _op_clause(spec: BlockSpec, op_pos: int | None):
-    """A function: block types -> the clause `op in types` (None: never holds)."""
-    op_choices = tuple(BlockType(o) for o in _choices(spec.op))
-
-    def clause(types: Sequence[BlockType]) -> Clause | None:
-        if op_pos is None:  # fixed op: the clause is constant
-            return () if op_choices[0] in types else None
-        idx = tuple(i for i, t in enumerate(op_choices) if t in types)
-        return ((op_pos, idx),) if idx else None
-
-    return clause
+__all__ = ["BLOCK_DECISION_FIELDS", "DECISION_FIELDS", "BackboneSpec", "BlockSpec", "HeadSpec",
+           "SearchSpace", "Slot", "StageSpec", "StemSpec", "Unit"]

@@ -1,15 +1,17 @@
 """Flax models of architectures: the weight-sharing supernet and the standalone model.
 
-- `make_plan(space, max_branches_per_layer)`, `init_params(plan, num_classes, key)`,
-  `apply(plan, params, indices, images, op_warm=None)`: the supernet, one
-  compiled function for every architecture of a space (`supernet.supernet`).
-- `build_model(spec, num_classes, rngs=...)`: the standalone nnx model of one
-  architecture; its module tree mirrors the layer names of
-  `search_spaces.network.describe` (`supernet.standalone`).
+- `make_plan(space, max_branches_per_layer, input_channels)`,
+  `init_params(plan, task, key)`, `apply(plan, task, params, indices, images,
+  op_warm=None) -> (output, endpoints)`: the supernet, one compiled function for
+  every architecture of a space (`supernet.supernet`).
+- `build_model(spec, task, rngs=...)`: the standalone nnx model of one
+  architecture, `model(x) -> (output, endpoints)`; one module per node of the
+  lowering (`search_spaces.graph`) (`supernet.standalone`).
 - `inherit(model, space, plan, params, indices)`: hand the supernet's shared
   weights to a standalone model (`supernet.inherit`).
 
-Imports `search_spaces` only.
+Both derive from the one lowering of `search_spaces`; the head comes from a
+`tasks.Task`. Imports `search_spaces` and `tasks`.
 """
 
 from supernet.inherit import child_weights, inherit
@@ -24,8 +26,7 @@ from supernet.layers import (
 )
 from supernet.plan import SupernetPlan, make_plan
 from supernet.standalone import (
-    IBNBlock,
-    Skip,
+    GraphBlock,
     StandaloneModel,
     abstract_model,
     build_model,
@@ -33,11 +34,11 @@ from supernet.standalone import (
     get_layer,
     layer_modules,
 )
-from supernet.supernet import apply, init_params
+from supernet.supernet import apply, backbone, init_params
 
 __all__ = [
-    "BN_EPSILON", "BN_MOMENTUM", "CONV_IMPLS", "BatchNorm", "ConvBN", "IBNBlock", "Skip",
-    "StandaloneModel", "SupernetPlan", "abstract_model", "apply", "build_model",
+    "BN_EPSILON", "BN_MOMENTUM", "CONV_IMPLS", "BatchNorm", "ConvBN", "GraphBlock",
+    "StandaloneModel", "SupernetPlan", "abstract_model", "apply", "backbone", "build_model",
     "child_weights", "conv2d", "conv_kernel_init", "count_params", "get_layer", "inherit",
     "init_params", "layer_modules", "make_plan",
 ]

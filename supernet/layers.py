@@ -48,7 +48,6 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 _CONV_INIT = jax.nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
 _DEPTHWISE_INIT = jax.nn.initializers.variance_scaling(
     2.0, "fan_out", "truncated_normal", in_axis=-1, out_axis=-2)
-DENSE_INIT = jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
 
 ConvImpl = Literal["auto", "xla", "split", "shift"]
 # `xla`: lax.conv_general_dilated with feature_group_count; `split`: one full

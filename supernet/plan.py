@@ -1,21 +1,28 @@
 """The supernet's static plan: every layer configuration a space can ask for.
 
-For each block position the plan enumerates all combinations of the
-decisions that shape it (input and output widths, op, kernel, expansion,
-e1, group size), decodes each with the space's own rules, and collects the
-distinct configurations of its three layers (1x1 expand, kxk conv, 1x1
-project). A lookup table maps a combination (mixed-radix over the decision
-indices, computed inside `jit`) to one branch per layer. The supernet then
-runs one `lax.switch` per layer: compiled once, executing only the sampled
-child's shapes (TuNAS's masks always pay for the largest).
+Derived from the one lowering (`search_spaces.graph`): for each unit of the
+space (stem, every block position, head) the plan enumerates all
+combinations of the decisions that shape it (`SearchSpace.units`), lowers
+each with `SearchSpace.unit_nodes`, and groups the nodes by `role` (for the
+IBN types: 1x1 expand, kxk conv, 1x1 project). Each role becomes one
+`lax.switch` over the distinct configurations seen at that role; a
+configuration without a node at a role passes its tensor through. Nodes with
+the same `weights` key share one tensor, as large as its largest reader. A
+lookup table maps a combination (mixed-radix over the decision indices,
+computed inside `jit`) to one branch per role, so the supernet is compiled
+once and executes only the sampled child's shapes.
 
-A layer with more configurations than `max_branches_per_layer` is masked
-instead: its configurations merge into one branch per op family and kernel
-size, run at the merged configurations' largest widths, and the child's
+Strides: a role's output must have one spatial size whatever the branch. When
+a configuration reaches the block's stride at a later role than another (a
+fused IBN with expansion 1 strides in its 1x1 projection, not in a kxk conv),
+its earlier branch subsamples and the later strided node runs at stride 1:
+exact for a 1x1 conv with 'same' padding, and refused for anything else.
+
+A role with more configurations than `max_branches_per_layer` is masked
+instead: its configurations merge into one branch per weights key, kernel and
+stride, run at the merged configurations' largest widths, and the child's
 widths (and group count) come in traced, as TuNAS's masks. That keeps the
-number of branches, and so trace and compile time, bounded:
-`mobilenet_edgetpu_v2` asks for 6,165 exact configurations (its kxk layers
-229-313 each), which do not compile in reasonable time.
+number of branches, and so trace and compile time, bounded.
 """
 
 from __future__ import annotations
@@ -27,52 +34,65 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from search_spaces import Block, BlockType, SearchSpace
-from search_spaces.decisions import OP, OneOf
-from search_spaces.space import BLOCK_DECISION_FIELDS
+from search_spaces import Node, SearchSpace, Unit
+from search_spaces.decisions import OP
+from search_spaces.errors import SpecError
+from search_spaces.schema import mixed_radix
 from supernet.kernel_layout import SharedKernel, make_shared_kernel
 
-# Columns of a block's lookup row: branch per layer, then the child's own widths
-# (read by masked layers; zeros in a skipped block's row).
-EXPAND, KXK, PROJECT, RESIDUAL, SKIP = range(5)
-EXPAND_WIDTH, KXK_IN, KXK_OUT, KXK_GROUPS, OUT_WIDTH = range(5, 10)
 # The default: every layer of `micro` (at most 49) and `proxylessnas` runs exact.
 DEFAULT_MAX_BRANCHES_PER_LAYER = 64
 
 
 @dataclasses.dataclass(frozen=True)
-class ExpandConfig:
-    """1x1 conv cin -> width (+BN, ReLU). `masked`: the widest of several configurations,
-    run with the child's width traced (its output channels past it zeroed)."""
+class LayerConfig:
+    """One branch of a role: conv `cin -> cout` (+BN, activation) reading shared weights
+    `weights`, then a subsample of its output by `subsample` (for a later 1x1 strided
+    node). `masked`: the widest of several configurations, run with the child's widths
+    traced (`groups` 0: the child's group count is traced too)."""
 
+    weights: str
     cin: int
-    width: int
+    cout: int
+    kernel_size: int
+    stride: int
+    groups: int
+    activation: str | None
+    depthwise: bool
+    subsample: int = 1
     masked: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
-class KxkConfig:
-    """kxk conv. family: 'dw' (depthwise), 'fused' (reads the block input: fused_ibn and
-    gc_ibn share these weights), 'grouped' (reads the 1x1 expansion of grouped_ibn).
-    `masked`: the widest of several configurations; `groups` 0 then means the child's
-    group count is traced (a block-diagonal mask over the full kernel)."""
+class PassConfig:
+    """No node at this role: the tensor passes on (subsampled by `subsample`)."""
 
-    family: str
+    subsample: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightSpec:
+    """How one shared weight tensor is stored: a 1x1 `matrix` [cin, cout], a
+    `depthwise` kernel [k, k, 1, cout], or a kxk `shared` kernel (`layout`)."""
+
+    kind: str
     kernel_size: int
     cin: int
     cout: int
-    groups: int
-    stride: int
-    masked: bool = False
+    layout: SharedKernel | None = None
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.kind == "matrix":
+            return (self.cin, self.cout)
+        if self.kind == "depthwise":
+            return (self.kernel_size, self.kernel_size, 1, self.cout)
+        return self.layout.shape
 
-@dataclasses.dataclass(frozen=True)
-class ProjectConfig:
-    """1x1 conv cin -> cout (+BN, no activation). `masked` as `ExpandConfig`'s."""
-
-    cin: int
-    cout: int
-    masked: bool = False
+    @property
+    def fan_out(self) -> int:
+        k2 = self.kernel_size ** 2
+        return k2 if self.kind == "depthwise" else k2 * self.cout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,205 +117,247 @@ class Lookup:
 
 
 @dataclasses.dataclass(frozen=True)
-class BlockPlan:
-    name: str                      # "stages.{s}.blocks.{b}"
-    stride: int
-    in_width: int                  # carried (max) widths
-    exp_width: int
-    mid_width: int
-    out_width: int
-    expand: tuple[ExpandConfig | None, ...]   # index 0: no expansion (pass-through)
-    kxk: tuple[KxkConfig | None, ...]         # index 0: no kxk conv (subsample by stride)
-    project: tuple[ProjectConfig, ...]
-    lookup: Lookup   # columns: EXPAND .. OUT_WIDTH above
+class UnitPlan:
+    """The switches of one unit. Lookup row columns: the branch of each role, then
+    residual and skip flags, then (cin, cout, groups) of the child at each role."""
+
+    name: str
+    kind: str
+    roles: tuple[str, ...]
+    branches: tuple[tuple[LayerConfig | PassConfig, ...], ...]  # per role
+    in_width: int                  # carried (largest) widths
+    widths: tuple[int, ...]        # after each role
+    lookup: Lookup
     skippable: bool
     can_residual: bool
-    # Op warmup: positions of the block's OP decisions and every combination of
-    # their choice indices ([M, len(positions)]), to average over when warm.
+    weights: dict[str, WeightSpec]  # in initialization order
+    # Op warmup: positions of the unit's OP decisions and every combination of their
+    # choice indices ([M, len(positions)]), to average over when warm.
     warm_positions: tuple[int, ...] = ()
     warm_combos: np.ndarray | None = None
-    # The storage of each shared full kxk kernel ("fused_5", "grouped_3", ...).
-    kernels: dict[str, SharedKernel] = dataclasses.field(default_factory=dict)
+
+    @property
+    def out_width(self) -> int:
+        return self.widths[-1] if self.widths else self.in_width
+
+    @property
+    def residual_column(self) -> int:
+        return len(self.roles)
+
+    @property
+    def skip_column(self) -> int:
+        return len(self.roles) + 1
+
+    def config_columns(self, role: int) -> tuple[int, int, int]:
+        """Columns of the child's (cin, cout, groups) at role `role`."""
+        base = len(self.roles) + 2 + 3 * role
+        return base, base + 1, base + 2
 
 
 @dataclasses.dataclass(frozen=True)
 class SupernetPlan:
     space_name: str
-    stem_kernel_size: int
-    stem_stride: int
-    stem_widths: tuple[int, ...]
-    stem_lookup: Lookup            # columns: stem branch, stem width
-    blocks: tuple[BlockPlan, ...]
-    head_configs: tuple[ProjectConfig, ...]
-    head_lookup: Lookup            # columns: head branch
-    head_width: int
+    input_channels: int
+    units: tuple[UnitPlan, ...]    # stem, blocks, head
+    # Endpoint name -> index of the unit whose output it is (the last at each stride).
+    endpoints: dict[str, int]
+
+    @property
+    def blocks(self) -> tuple[UnitPlan, ...]:
+        return tuple(u for u in self.units if u.kind == "block")
+
+    @property
+    def endpoint_widths(self) -> dict[str, int]:
+        return {name: self.units[i].out_width for name, i in self.endpoints.items()}
 
 
-def _choices(field: Any) -> tuple[Any, ...]:
-    return field.choices if isinstance(field, OneOf) else (field,)
+def _config(node: Node, stride: int, subsample: int) -> LayerConfig:
+    return LayerConfig(node.weights, node.cin, node.cout, node.kernel_size, stride,
+                       node.groups, node.activation, node.depthwise, subsample)
 
 
-def _lookup(space: SearchSpace, names: list[str], fn) -> Lookup:
-    """Enumerate combinations of the named decisions (None = fixed) into a table."""
-    pos = {d.name: d.position for d in space.decisions}
-    present = [n for n in names if n in pos]
-    counts = [space.decisions[pos[n]].num_choices for n in present]
-    radices, r = [], 1
-    for c in reversed(counts):
-        radices.append(r)
-        r *= c
-    radices.reverse()
-    rows = []
-    for combo in itertools.product(*(range(c) for c in counts)):
-        chosen = {n: space.decisions[pos[n]].choices[i] for n, i in zip(present, combo,
-                                                                      strict=True)}
-        rows.append(fn(chosen))
-    return Lookup(tuple(pos[n] for n in present), tuple(radices),
-                  np.asarray(rows, dtype=np.int32).reshape(len(rows), -1))
+def _merge_roles(orders: list[tuple[str, ...]], where: str) -> tuple[str, ...]:
+    """One role order consistent with every configuration's own order."""
+    merged: list[str] = []
+    for order in orders:
+        at = 0
+        for role in order:
+            if role in merged:
+                at = merged.index(role) + 1
+            else:
+                merged.insert(at, role)
+                at += 1
+    for order in orders:
+        ranks = [merged.index(r) for r in order]
+        if ranks != sorted(ranks):
+            raise SpecError(f"{where}: block types order their roles differently ({orders}); "
+                            "give shared roles one order")
+    return tuple(merged)
 
 
-def index(cfgs: list, cfg: Any) -> int:
-    """Position of `cfg` in `cfgs`, appending it if new."""
-    if cfg not in cfgs:
-        cfgs.append(cfg)
-    return cfgs.index(cfg)
-
-
-def layer_configs(block: Block) -> tuple[ExpandConfig | None, KxkConfig | None, ProjectConfig]:
-    expand = None
-    if block.block_type in (BlockType.DW_IBN, BlockType.GROUPED_IBN) \
-            and block.pointwise_expansion > 1:
-        expand = ExpandConfig(block.input_filters, block.kxk_in_channels)
-    kxk = None
-    if block.has_kxk_conv:
-        family = {BlockType.DW_IBN: "dw", BlockType.GROUPED_IBN: "grouped"}.get(
-            block.block_type, "fused")
-        if family == "grouped" and block.pointwise_expansion == 1:
-            family = "fused"  # e1 = 1: the group conv reads the block input, as gc_ibn
-        kxk = KxkConfig(family, block.kernel_size, block.kxk_in_channels,
-                        block.expanded_filters, block.groups, block.stride)
-    return expand, kxk, ProjectConfig(block.expanded_filters, block.output_filters)
-
-
-def _merge(cfgs: list, key, merged, max_branches: int | None, table: np.ndarray,
-           column: int) -> list:
-    """Masked configurations for a layer of more than `max_branches`: one per `key`
-    (None stays None), `merged(list)` of its members; rewrites `table[:, column]`."""
-    if max_branches is None or len(cfgs) <= max_branches:
+def _merge(cfgs: list, limit: int | None, table: np.ndarray, column: int) -> list:
+    """Masked configurations for a role of more than `limit` branches: one per weights key,
+    kernel, stride and subsample (pass-throughs stay); rewrites `table[:, column]`."""
+    if limit is None or len(cfgs) <= limit:
         return cfgs
-    keys = list(dict.fromkeys(key(c) for c in cfgs))  # first-seen order: None stays index 0
+
+    def key(c):
+        return c if isinstance(c, PassConfig) else (c.weights, c.kernel_size, c.stride,
+                                                    c.subsample, c.activation, c.depthwise)
+
+    keys = list(dict.fromkeys(key(c) for c in cfgs))
     remap = np.asarray([keys.index(key(c)) for c in cfgs], dtype=np.int32)
     table[:, column] = remap[table[:, column]]
-    return [None if k is None else merged([c for c in cfgs if key(c) == k]) for k in keys]
+    merged = []
+    for k in keys:
+        members = [c for c in cfgs if key(c) == k]
+        if isinstance(k, PassConfig):
+            merged.append(k)
+            continue
+        first = members[0]
+        # Depthwise ignores `groups`: a zero input channel gives a zero output channel.
+        groups = 1 if all(c.groups == 1 for c in members) else 0
+        merged.append(dataclasses.replace(
+            first, cin=max(c.cin for c in members), cout=max(c.cout for c in members),
+            groups=first.groups if first.depthwise else groups, masked=True))
+    return merged
 
 
-def _merged_expand(cfgs: list[ExpandConfig]) -> ExpandConfig:
-    return ExpandConfig(max(c.cin for c in cfgs), max(c.width for c in cfgs), masked=True)
+def _weight_specs(readers: dict[str, list[LayerConfig]], where: str) -> dict[str, WeightSpec]:
+    """One stored tensor per weights key, as large as its largest reader."""
+    out = {}
+    for key, cfgs in readers.items():
+        k = cfgs[0].kernel_size
+        if any(c.kernel_size != k for c in cfgs):
+            raise SpecError(f"{where}: weights {key!r} are read with kernel sizes "
+                            f"{sorted({c.kernel_size for c in cfgs})}; one key, one kernel size")
+        depthwise = {c.depthwise for c in cfgs}
+        if len(depthwise) > 1:
+            raise SpecError(f"{where}: weights {key!r} are read by depthwise and full convs; "
+                            "give them different keys")
+        cin, cout = max(c.cin for c in cfgs), max(c.cout for c in cfgs)
+        if depthwise == {True}:
+            out[key] = WeightSpec("depthwise", k, cout, cout)
+        elif k == 1 and all(c.groups == 1 for c in cfgs):
+            out[key] = WeightSpec("matrix", 1, cin, cout)
+        else:
+            out[key] = WeightSpec("shared", k, cin, cout, make_shared_kernel(
+                k, [(c.cin, c.cout, c.groups) for c in cfgs]))
+    return out
 
 
-def _merged_kxk(cfgs: list[KxkConfig]) -> KxkConfig:
-    # Depthwise ignores `groups`: a zero input channel gives a zero output channel.
-    groups = 1 if all(c.groups == 1 for c in cfgs) else 0
-    return KxkConfig(cfgs[0].family, cfgs[0].kernel_size, max(c.cin for c in cfgs),
-                     max(c.cout for c in cfgs), groups, cfgs[0].stride, masked=True)
-
-
-def _merged_project(cfgs: list[ProjectConfig]) -> ProjectConfig:
-    return ProjectConfig(max(c.cin for c in cfgs), max(c.cout for c in cfgs), masked=True)
-
-
-def _shared_kernels(kxk_cfgs: list[KxkConfig]) -> dict[str, SharedKernel]:
-    """One shared full kernel per family and size, as large as its largest reader (grouped
-    ibn's group conv, for one, reads only its 1x1 expansion's width)."""
-    reads: dict[str, list[KxkConfig]] = {}
-    for c in kxk_cfgs:
-        if c.family != "dw":
-            reads.setdefault(f"{c.family}_{c.kernel_size}", []).append(c)
-    return {name: make_shared_kernel(cfgs[0].kernel_size,
-                                     [(c.cin, c.cout, c.groups) for c in cfgs])
-            for name, cfgs in sorted(reads.items())}
+def _unit_plan(space: SearchSpace, unit: Unit, limit: int | None, input_channels: int,
+               in_width: int) -> UnitPlan:
+    where = f"space {space.name!r} {unit.name}"
+    positions = unit.positions
+    counts = [space.num_choices[p] for p in positions]
+    combos = []
+    for combo in itertools.product(*(range(c) for c in counts)):
+        row = np.zeros(space.num_decisions, np.int64)
+        row[list(positions)] = combo
+        nodes = space.unit_nodes(unit, row, input_channels)
+        adds = [n for n in nodes if n.op == "add"]
+        convs = [n for n in nodes if n.op != "add"]
+        if adds and (len(adds) > 1 or nodes[-1] is not adds[0]
+                     or set(adds[0].inputs) != {convs[-1].name, "block_input"}):
+            raise SpecError(f"{where}: the supernet runs a residual only as the block's last "
+                            "node, adding the block input to the previous node")
+        if len({n.role for n in convs}) != len(convs):
+            raise SpecError(f"{where}: two nodes of one configuration share a role "
+                            f"({[n.role for n in convs]}); give each its own role")
+        combos.append((convs, bool(adds)))
+    roles = _merge_roles([tuple(n.role for n in convs) for convs, _ in combos], where)
+    # The carried tensor's stride after each role: the most any configuration reached.
+    target = [1] * len(roles)
+    for convs, _ in combos:
+        by_role, stride = {n.role: n for n in convs}, 1
+        for r, role in enumerate(roles):
+            stride *= by_role[role].stride if role in by_role else 1
+            target[r] = max(target[r], stride)
+    branches: list[list] = [[] for _ in roles]
+    readers: dict[str, list[LayerConfig]] = {}
+    key_role: dict[str, int] = {}  # weights key -> its role (initialization order)
+    rows = []
+    for convs, residual in combos:
+        if not convs:  # the identity: a skipped block
+            rows.append([0] * len(roles) + [0, 1] + [0] * 3 * len(roles))
+            continue
+        by_role = {n.role: n for n in convs}
+        applied = natural = 1
+        picks, child = [], []
+        width = convs[0].cin
+        for r, role in enumerate(roles):
+            node = by_role.get(role)
+            deficit = applied // natural
+            if node is None:
+                out_stride = applied
+            else:
+                if deficit > 1 and (node.kernel_size != 1 or node.stride % deficit):
+                    raise SpecError(f"{where}: {node.name} reads a tensor another "
+                                    "configuration already strided, and only a 1x1 conv can "
+                                    "take its stride early; move the stride to the same role")
+                natural *= node.stride
+                out_stride = applied * (node.stride // deficit if deficit > 1 else node.stride)
+            subsample = target[r] // out_stride
+            if node is None:
+                cfg: Any = PassConfig(subsample)
+                child.append((width, width, 1))
+            else:
+                cfg = _config(node, node.stride // deficit if deficit > 1 else node.stride,
+                              subsample)
+                readers.setdefault(node.weights, []).append(cfg)
+                key_role.setdefault(node.weights, r)
+                child.append((node.cin, node.cout, node.groups))
+                width = node.cout
+            applied = target[r]
+            if cfg not in branches[r]:
+                branches[r].append(cfg)
+            picks.append(branches[r].index(cfg))
+        if applied != natural:
+            raise SpecError(f"{where}: configurations end at different strides "
+                            f"({applied} vs {natural})")
+        rows.append(picks + [int(residual), 0] + [v for c in child for v in c])
+    table = np.asarray(rows, dtype=np.int32).reshape(len(rows), -1)
+    for r in range(len(roles)):
+        if not branches[r]:
+            branches[r].append(PassConfig())
+        branches[r] = _merge(branches[r], limit, table, r)
+    # Carried widths: the widest output of each role (a pass-through keeps its input's).
+    widths, width = [], in_width
+    for r in range(len(roles)):
+        width = max([width if any(isinstance(c, PassConfig) for c in branches[r]) else 0]
+                    + [c.cout for c in branches[r] if isinstance(c, LayerConfig)])
+        widths.append(width)
+    weights = _weight_specs({k: readers[k] for k in sorted(readers, key=lambda k: (
+        key_role[k], k))}, where)
+    warm = [p for p in unit.own_positions if space.decisions[p].tag == OP]
+    warm_combos = np.array(list(itertools.product(*(range(space.num_choices[p])
+                                                   for p in warm))),
+                           dtype=np.int32).reshape(-1, len(warm)) if warm else None
+    return UnitPlan(unit.name, unit.kind, roles, tuple(tuple(b) for b in branches), in_width,
+                    tuple(widths), Lookup(positions, mixed_radix(counts), table),
+                    skippable=bool(table[:, len(roles) + 1].any()),
+                    can_residual=bool(table[:, len(roles)].any()), weights=weights,
+                    warm_positions=tuple(warm), warm_combos=warm_combos)
 
 
 def make_plan(space: SearchSpace,
-              max_branches_per_layer: int | None = DEFAULT_MAX_BRANCHES_PER_LAYER
-              ) -> SupernetPlan:
-    """The plan of `space`. Layers of more configurations than `max_branches_per_layer`
+              max_branches_per_layer: int | None = DEFAULT_MAX_BRANCHES_PER_LAYER,
+              input_channels: int = 3) -> SupernetPlan:
+    """The plan of `space`. Roles of more configurations than `max_branches_per_layer`
     are masked (module docstring); None: every layer exact."""
     if max_branches_per_layer is not None and max_branches_per_layer < 1:
         raise ValueError(f"max_branches_per_layer: {max_branches_per_layer}; use at least 1, "
                          "or None for exact branches everywhere")
-    stem_choices = _choices(space.stem_filters)
-    def stem_row(chosen: dict) -> list[int]:
-        width = chosen.get("stem.filters", stem_choices[0])
-        return [stem_choices.index(width), width]
-
-    stem_lookup = _lookup(space, ["stem.filters"], stem_row)
-    blocks = []
-    prev_name, prev_field = "stem.filters", space.stem_filters
-    for s, stage in enumerate(space.stages):
-        out_name = f"stages.{s}.filters"
-        for b, spec in enumerate(stage.blocks):
-            name = f"stages.{s}.blocks.{b}"
-            field_names = [f"{name}.{f}" for f, _ in BLOCK_DECISION_FIELDS]
-            expand_cfgs: list = [None]
-            kxk_cfgs: list = [None]
-            project_cfgs: list = []
-
-            def row(chosen: dict, spec=spec, s=s, name=name, prev_name=prev_name,
-                    prev_field=prev_field, stage=stage, out_name=out_name,
-                    expand_cfgs=expand_cfgs, kxk_cfgs=kxk_cfgs,
-                    project_cfgs=project_cfgs) -> list[int]:
-                cin = chosen.get(prev_name, _choices(prev_field)[0])
-                cout = chosen.get(out_name, _choices(stage.filters)[0])
-                fields = {f: chosen.get(f"{name}.{f}", _choices(getattr(spec, f))[0])
-                          for f, _ in BLOCK_DECISION_FIELDS}
-                block = space.decode_block(spec, fields, cin, cout, s)
-                if block.skipped:
-                    return [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
-                e, k, p = layer_configs(block)
-                expand_width = e.width if e else block.input_filters
-                return [index(expand_cfgs, e), index(kxk_cfgs, k), index(project_cfgs, p),
-                        int(block.residual), 0, expand_width, k.cin if k else expand_width,
-                        k.cout if k else expand_width, k.groups if k else 1, p.cout]
-
-            lookup = _lookup(space, [prev_name, out_name, *field_names], row)
-            if not project_cfgs:  # every combination skipped: give the switch a branch
-                project_cfgs.append(ProjectConfig(1, 1))
-            kernels = _shared_kernels(kxk_cfgs[1:])  # from the exact reads
-            table, limit = lookup.table, max_branches_per_layer
-            expand_cfgs = _merge(expand_cfgs, lambda c: c and "expand", _merged_expand, limit,
-                                 table, EXPAND)
-            kxk_cfgs = _merge(kxk_cfgs, lambda c: c and (c.family, c.kernel_size, c.stride),
-                              _merged_kxk, limit, table, KXK)
-            project_cfgs = _merge(project_cfgs, lambda c: "project", _merged_project, limit,
-                                  table, PROJECT)
-            in_width = max(_choices(prev_field))
-            out_width = max(_choices(stage.filters))
-            exp_width = max([in_width] + [c.width for c in expand_cfgs if c])
-            mid_width = max([exp_width] + [c.cout for c in kxk_cfgs if c])
-            warm = [d for d in space.decisions
-                    if d.name.startswith(name + ".") and d.tag == OP]
-            combos = np.array(list(itertools.product(*(range(d.num_choices) for d in warm))),
-                              dtype=np.int32).reshape(-1, len(warm))
-            blocks.append(BlockPlan(
-                name, spec.stride, in_width, exp_width, mid_width, out_width,
-                tuple(expand_cfgs), tuple(kxk_cfgs), tuple(project_cfgs), lookup,
-                skippable=bool(lookup.table[:, SKIP].any()),
-                can_residual=bool(lookup.table[:, RESIDUAL].any()),
-                warm_positions=tuple(d.position for d in warm),
-                warm_combos=combos,
-                kernels=kernels,
-            ))
-            prev_name, prev_field = out_name, stage.filters
-    head_choices = _choices(space.head_filters)
-    head_cfgs: list[ProjectConfig] = []
-
-    def head_row(chosen: dict) -> list[int]:
-        cfg = ProjectConfig(chosen.get(prev_name, _choices(prev_field)[0]),
-                            chosen.get("head.filters", head_choices[0]))
-        return [index(head_cfgs, cfg)]
-
-    head_lookup = _lookup(space, [prev_name, "head.filters"], head_row)
-    return SupernetPlan(space.name, space.stem_kernel_size, space.stem_stride,
-                        tuple(stem_choices), stem_lookup, tuple(blocks), tuple(head_cfgs),
-                        head_lookup, max(head_choices))
+    units, width = [], input_channels
+    endpoints: dict[str, int] = {}
+    stride = 1
+    for i, unit in enumerate(space.units):
+        plan = _unit_plan(space, unit, max_branches_per_layer, input_channels, width)
+        units.append(plan)
+        width = plan.out_width
+        if unit.kind != "head":
+            stride *= unit.stride
+            endpoints[f"stride_{stride}"] = i
+    endpoints["features"] = len(units) - 1
+    return SupernetPlan(space.name, input_channels, tuple(units), endpoints)

@@ -9,6 +9,7 @@ import pytest
 
 import controllers as C
 import search_spaces as S
+import tasks
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -251,7 +252,7 @@ def test_reward_errors():
 def _macs_latency_ms(indices):
     """A real cost: MACs of the decoded network at 1 GMAC/s."""
     return np.array([
-        S.describe(SPACE.decode(row), SPACE.default_image_size, SPACE.default_num_classes).macs
+        tasks.describe(SPACE.decode(row), SPACE.default_image_size, SPACE.default_num_classes).macs
         / 1e6 for row in indices])
 
 

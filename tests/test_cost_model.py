@@ -16,7 +16,8 @@ from cost_models.arch_cost import ArchitectureCoster
 from cost_models.features import FeatureEncoder
 from cost_models.hardware import get_target
 from cost_models.regressor import load_cost_model
-from search_spaces import SpecError, describe, get_preset, get_space
+from search_spaces import SpecError, get_preset, get_space
+from tasks import describe
 from tunas_jax import config_files, cost_model_training
 from tunas_jax.cli import UsageError
 from tunas_jax.commands import simulate as simulate_command

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from search_spaces import SpecError, describe, get_preset
+from search_spaces import SpecError, get_preset
 from search_spaces.network import NetworkDescription, load
+from tasks import describe
 
 
 def _tiny():

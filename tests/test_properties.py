@@ -16,8 +16,9 @@ from flax import nnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from search_spaces import Architecture, describe, get_space
+from search_spaces import Architecture, get_space
 from supernet import StandaloneModel, build_model, count_params
+from tasks import describe
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -41,7 +42,7 @@ def round_trip(space_name: str, indices: tuple[int, ...]) -> Architecture:
 
 @nnx.jit
 def forward(model, x):
-    return model(x)
+    return model(x)[0]
 
 
 @FAST
@@ -63,7 +64,7 @@ def abstract_forward(spec, num_classes: int, image_size: int):
 
     def build_and_run():
         model = StandaloneModel(spec, num_classes, rngs=nnx.Rngs(0))
-        logits = model(jnp.zeros((2, image_size, image_size, 3)))
+        logits, _ = model(jnp.zeros((2, image_size, image_size, 3)))
         return nnx.state(model, nnx.Param), logits
 
     params, logits = jax.eval_shape(build_and_run)

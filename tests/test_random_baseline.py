@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import cost_models
-from search_spaces import describe, get_space, load
+from search_spaces import get_space, load
+from tasks import describe
 from tunas_jax import random_baseline, train
 from tunas_jax.cli import UsageError
 

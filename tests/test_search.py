@@ -12,6 +12,8 @@ import pytest
 
 import cost_models
 import search_spaces
+import tasks
+import tasks
 from search_spaces import FILTERS, BlockSpec, OneOf, SearchSpace, SpecError, StageSpec
 from search_spaces import registry as space_registry
 from tunas_jax import search
@@ -142,7 +144,7 @@ def test_search_writes_outputs_without_retracing(straight_run):
     assert doc["simulated_latency_ms"] == pytest.approx(
         doc["simulated_end_to_end_latency_ms"] - fixed, abs=1e-9)
     assert doc["simulated_end_to_end_latency_ms"] == pytest.approx(cost_models.simulate(
-        search_spaces.describe(arch.spec, 8, 10), "pixel6_edgetpu").latency_ms, abs=1e-9)
+        tasks.describe(arch.spec, 8, 10), "pixel6_edgetpu").latency_ms, abs=1e-9)
     assert list(arch.indices) == summary["argmax"]["indices"]
     assert json.loads((tmp_path / "config.json").read_text())["space"] == "tiny_search"
     top = json.loads((tmp_path / "search_summary.json").read_text())["top_architectures"]

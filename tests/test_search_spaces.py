@@ -16,13 +16,13 @@ from search_spaces import (
     SearchSpace,
     SpecError,
     StageSpec,
-    describe,
     get_preset,
     get_space,
     realize_groups,
     round_filters,
 )
 from search_spaces.presets import PRESETS
+from tasks import describe
 
 SPACE_NAMES = ("micro", "mobilenet_edgetpu_v2", "proxylessnas")
 

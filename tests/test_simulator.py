@@ -16,8 +16,9 @@ from cost_models import (
     layer_cost,
     simulate,
 )
-from search_spaces import SpecError, describe, get_space
+from search_spaces import SpecError, get_space
 from search_spaces.network import Layer, NetworkDescription, load
+from tasks import describe
 
 CORAL = get_target("coral_edgetpu")
 # Clean numbers for hand calculations: every cycle counts, no fixed costs.

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from search_spaces import PRESETS, Block, BlockType, ModelSpec, describe, get_preset, get_space
+from search_spaces import PRESETS, Block, BlockType, ModelSpec, get_preset, get_space
 from supernet import (
-    IBNBlock,
-    Skip,
     abstract_model,
     build_model,
     count_params,
@@ -22,13 +20,14 @@ from supernet import (
     layer_modules,
 )
 from supernet import conv2d as conv2d_eager
+from tasks import describe
 
 jax.config.update("jax_disable_most_optimizations", True)
 
 
 @nnx.jit
 def forward(model, x):
-    return model(x)
+    return model(x)[0]
 
 
 def tiny_spec() -> ModelSpec:
@@ -91,8 +90,8 @@ def test_state_paths_are_layer_names():
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     assert flat[("blocks", 1, "group", "kernel")].shape == (3, 3, 8, 32)
     assert flat[("blocks", 3, "expand", "bn", "scale")].shape == (32,)
-    assert flat[("logits", "bias")].shape == (10,)
-    assert isinstance(model.blocks[2], Skip)
+    assert flat[("task_head", "logits", "bias")].shape == (10,)
+    assert not model.blocks[2].nodes  # skipped: no layers
     assert not any(path[:2] == ("blocks", 2) for path in flat)
     with pytest.raises(KeyError):
         get_layer(model, "blocks.2.project")
@@ -140,19 +139,20 @@ def test_dropout_only_in_training():
 def test_residual_block_adds_its_input():
     model = build_model(tiny_spec(), 10, rngs=nnx.Rngs(0))
     block = model.blocks[1]
-    assert isinstance(block, IBNBlock) and block.residual
+    assert block.nodes[-1].op == "add"  # a residual
     x = jax.random.normal(jax.random.key(2), (2, 8, 8, 16))
-    assert not np.allclose(forward(block, x), x, atol=1e-3)
+    block_forward = nnx.jit(lambda b, x: b(x))
+    assert not np.allclose(block_forward(block, x), x, atol=1e-3)
     # A zero projection (BN scale and bias 0) leaves only the residual path.
     block.project.bn.scale[...] = jnp.zeros(16)
     block.project.bn.bias[...] = jnp.zeros(16)
-    np.testing.assert_allclose(forward(block, x), x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(block_forward(block, x), x, rtol=1e-6, atol=1e-6)
     # Without the residual (stride-2 block) the same zeroing gives zeros.
     plain = model.blocks[3]
-    assert not plain.residual
+    assert all(n.op != "add" for n in plain.nodes)
     plain.project.bn.scale[...] = jnp.zeros(24)
     plain.project.bn.bias[...] = jnp.zeros(24)
-    np.testing.assert_allclose(forward(plain, x), 0.0, atol=1e-6)
+    np.testing.assert_allclose(block_forward(plain, x), 0.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -187,10 +187,10 @@ def test_kernel_init_scales():
     dw = get_layer(model, "blocks.17.depthwise")
     assert dw.groups == dw.out_channels == 768
     assert np.std(np.asarray(dw.kernel[...])) == pytest.approx(math.sqrt(2 / 25), rel=0.05)
-    logits = np.asarray(model.logits.kernel[...])
+    logits = np.asarray(model.task_head.logits.kernel[...])
     limit = math.sqrt(3 * (1 / 3) / 1001)
     assert np.abs(logits).max() <= limit and np.abs(logits).max() > 0.9 * limit
-    assert not np.asarray(model.logits.bias[...]).any()
+    assert not np.asarray(model.task_head.logits.bias[...]).any()
 
 
 def test_space_member_matches_preset_counts():

@@ -17,11 +17,15 @@ from supernet import (
     layer_modules,
     make_plan,
 )
-from supernet.supernet import _block, _block_once
+from supernet.plan import LayerConfig
+from supernet.supernet import _unit as _block
+from supernet.supernet import _unit_once as _block_once
+from tasks import Classification
 
 jax.config.update("jax_disable_most_optimizations", True)
 
 OPS = ("dw_ibn", "fused_ibn", "gc_ibn", "grouped_ibn")
+TASK = Classification(5)
 
 
 def tiny_space() -> SearchSpace:
@@ -44,7 +48,7 @@ def tiny_space() -> SearchSpace:
 def setup():
     space = tiny_space()
     plan = make_plan(space)
-    params = init_params(plan, 5, jax.random.key(0))
+    params = init_params(plan, TASK, jax.random.key(0))
     images = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
     return space, plan, params, images
 
@@ -59,7 +63,7 @@ def test_one_trace_for_many_architectures(setup):
         traces.append(1)
 
         def loss(params):
-            logits = apply(plan, params, indices, images)
+            logits = apply(plan, TASK, params, indices, images)[0]
             return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         return jax.value_and_grad(loss)(params)
 
@@ -74,12 +78,12 @@ def test_one_trace_for_many_architectures(setup):
 
 def test_standalone_inherits_the_same_function(setup):
     space, plan, params, images = setup
-    supernet_logits = jax.jit(lambda p, i: apply(plan, p, i, images))
+    supernet_logits = jax.jit(lambda p, i: apply(plan, TASK, p, i, images)[0])
     for indices in space.sample(np.random.default_rng(1), 6):
         model = build_model(space.decode(indices), 5, rngs=nnx.Rngs(3))
         inherit(model, space, plan, params, indices)
         expected = supernet_logits(params, jnp.asarray(indices, jnp.int32))
-        np.testing.assert_allclose(model(images), expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(model(images)[0], expected, rtol=1e-4, atol=1e-4)
 
 
 def _standalone_logits_and_grads(space, plan, params, indices, images, probe):
@@ -87,15 +91,15 @@ def _standalone_logits_and_grads(space, plan, params, indices, images, probe):
     into shared-weight space through the weight slicing (`child_weights`)."""
     model = build_model(space.decode(indices), 5, rngs=nnx.Rngs(3))
     inherit(model, space, plan, params, indices)
-    logits = model(images)
+    logits = model(images)[0]
     graphdef, _, rest = nnx.split(model, nnx.Param, ...)
-    model_grads = nnx.grad(lambda m: jnp.sum(m(images) * probe))(model)
+    model_grads = nnx.grad(lambda m: jnp.sum(m(images)[0] * probe))(model)
     grad_model = nnx.merge(graphdef, model_grads, rest)
     per_layer = {name: ({"kernel": m.kernel[...], "bias": m.bias[...]} if name == "logits"
                         else {"kernel": m.kernel[...], "scale": m.bn.scale[...],
                               "bias": m.bn.bias[...]})
                  for name, m in layer_modules(grad_model)}
-    _, pull_back = jax.vjp(lambda p: child_weights(space, plan, p, indices), params)
+    _, pull_back = jax.vjp(lambda p: child_weights(space, plan, p, indices, TASK), params)
     return logits, pull_back(per_layer)[0]
 
 
@@ -124,7 +128,8 @@ def test_supernet_gradients_equal_the_standalone_models(setup):
     space, plan, params, images = setup
     probe = jax.random.normal(jax.random.key(7), (4, 5))
     # One compiled supernet gradient for every architecture (as in a search).
-    supernet_grad = jax.jit(jax.grad(lambda p, i: jnp.sum(apply(plan, p, i, images) * probe)))
+    supernet_grad = jax.jit(jax.grad(
+        lambda p, i: jnp.sum(apply(plan, TASK, p, i, images)[0] * probe)))
     for indices in _architectures_with_grouped(space, 5):
         _, expected = _standalone_logits_and_grads(space, plan, params, indices, images, probe)
         _assert_trees_close(supernet_grad(params, jnp.asarray(indices, jnp.int32)), expected)
@@ -136,16 +141,17 @@ def test_masked_layers_compute_the_same_child(setup):
     gradients, with the exact plan's weights."""
     space, exact_plan, params, images = setup
     plan = make_plan(space, max_branches_per_layer=1)
-    kxk = plan.blocks[1].kxk
-    assert len(kxk) < len(exact_plan.blocks[1].kxk)
-    assert any(c is not None and c.masked and c.groups == 0 for c in kxk)  # traced groups
-    assert jax.tree.map(jnp.shape, init_params(plan, 5, jax.random.key(0))) \
+    kxk = plan.blocks[1].branches[plan.blocks[1].roles.index("kxk")]
+    assert len(kxk) < len(exact_plan.blocks[1].branches[exact_plan.blocks[1].roles.index("kxk")])
+    assert any(isinstance(c, LayerConfig) and c.masked and c.groups == 0
+               for c in kxk)  # traced groups
+    assert jax.tree.map(jnp.shape, init_params(plan, TASK, jax.random.key(0))) \
         == jax.tree.map(jnp.shape, params)
     probe = jax.random.normal(jax.random.key(8), (4, 5))
 
     @jax.jit
     def logits_and_grads(params, indices):
-        logits, vjp = jax.vjp(lambda p: apply(plan, p, indices, images), params)
+        logits, vjp = jax.vjp(lambda p: apply(plan, TASK, p, indices, images)[0], params)
         return logits, vjp(probe)[0]
 
     for indices in _architectures_with_grouped(space, 6):
@@ -162,7 +168,7 @@ def test_gradients_reach_only_the_sampled_path(setup):
     values.update({"stages.0.blocks.0.op": "dw_ibn", "stages.0.blocks.0.kernel_size": 3,
                    "stages.0.blocks.1.op": "skip", "stages.0.filters": 8})
     indices = jnp.asarray(space.indices_for(values), jnp.int32)
-    grads = jax.grad(lambda p: jnp.sum(apply(plan, p, indices, images) ** 2))(params)
+    grads = jax.grad(lambda p: jnp.sum(apply(plan, TASK, p, indices, images)[0] ** 2))(params)
     b0, b1 = grads["stages.0.blocks.0"], grads["stages.0.blocks.1"]
     assert float(jnp.abs(b0["dw_3"]["kernel"]).sum()) > 0
     assert float(jnp.abs(b0["dw_5"]["kernel"]).sum()) == 0      # other kernel size: untouched
@@ -220,21 +226,21 @@ def test_masked_mobilenet_plan_covers_every_row_with_few_branches():
     row of the lookup table must land on a branch at least as wide as the child's layer,
     with traced groups wherever the child's conv is grouped."""
     import search_spaces
-    from supernet import plan as plan_lib
 
     space = search_spaces.get_space("mobilenet_edgetpu_v2")
     plan = make_plan(space, max_branches_per_layer=1)
-    assert sum(len(b.expand) + len(b.kxk) + len(b.project) for b in plan.blocks) < 300
-    for bp in plan.blocks:
-        rows = bp.lookup.table[bp.lookup.table[:, plan_lib.SKIP] == 0]
+    assert sum(len(b) for u in plan.blocks for b in u.branches) < 300
+    for unit in plan.blocks:
+        rows = unit.lookup.table[unit.lookup.table[:, unit.skip_column] == 0]
         for row in rows:
-            kxk = bp.kxk[row[plan_lib.KXK]]
-            project = bp.project[row[plan_lib.PROJECT]]
-            assert project.cout >= row[plan_lib.OUT_WIDTH]
-            if kxk is not None:
-                assert kxk.masked or len(bp.kxk) <= 1
-                assert kxk.cin >= row[plan_lib.KXK_IN] and kxk.cout >= row[plan_lib.KXK_OUT]
-                if kxk.family != "dw" and row[plan_lib.KXK_GROUPS] > 1:
-                    assert kxk.groups == 0
+            for r, branches in enumerate(unit.branches):
+                cfg = branches[row[r]]
+                cin_col, cout_col, groups_col = unit.config_columns(r)
+                if not isinstance(cfg, LayerConfig):
+                    continue
+                assert cfg.masked or len(branches) <= 1
+                assert cfg.cin >= row[cin_col] and cfg.cout >= row[cout_col]
+                if not cfg.depthwise and row[groups_col] > 1:
+                    assert cfg.groups == 0
     with pytest.raises(ValueError, match="max_branches_per_layer"):
         make_plan(space, max_branches_per_layer=0)

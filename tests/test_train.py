@@ -14,7 +14,8 @@ from flax import nnx
 
 import cost_models
 import supernet
-from search_spaces import Architecture, SpecError, describe, get_space
+from search_spaces import Architecture, SpecError, get_space
+from tasks import describe
 from tunas_jax import config_files, train, train_step
 from tunas_jax.checkpointing import SearchCheckpointer
 from tunas_jax.cli import UsageError

@@ -29,7 +29,8 @@ import ml_collections
 import numpy as np
 
 import controllers
-from cost_models import ArchitectureCoster, metric_offset_ms
+from cost_models import metric_offset_ms
+from cost_models.interface import SimulatorCostModel, Workload
 from search_spaces import (
     Architecture,
     SearchSpace,
@@ -64,13 +65,13 @@ def sample_in_band(space: SearchSpace, config: ml_collections.ConfigDict, num: i
     image size and latency_metric; `num_classes` outputs, default the space's) is in
     [lo_ms, hi_ms], as `tunas-jax train` will report it: (indices [num, D], latency_ms)."""
     image_size = int(config.dataset.image_size)
-    coster = ArchitectureCoster(space, config.target, image_size=image_size,
-                                num_classes=num_classes)
+    task = train.make_task(config, num_classes or space.default_num_classes)
+    costs = SimulatorCostModel(space, Workload(image_size, task))
     offset = metric_offset_ms(config.latency_metric, config.target, image_size,
-                              coster.num_classes)
+                              task.num_classes)
 
     def latency_ms(indices: np.ndarray) -> np.ndarray:
-        return coster.cost_batch(indices)["latency_ms"] - offset
+        return costs.cost(indices, [config.target])[config.target].latency_ms - offset
 
     try:
         return controllers.random_search(space, latency_ms, num=num, lo_ms=lo_ms, hi_ms=hi_ms,

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cost_models import simulate
-from search_spaces import atomic_write, describe
-from search_spaces.blocks import GROUPED_TYPES
+from search_spaces import atomic_write
+from search_spaces.ibn import GROUPED_TYPES
+from tasks import describe
 
 if TYPE_CHECKING:
     from tunas_jax.report import Collection, SearchRun

@@ -42,9 +42,11 @@ import numpy as np
 
 import controllers
 import supernet
-from cost_models import ArchitectureCoster, check_latency_metric, get_target
+from cost_models import check_latency_metric, get_target
+from cost_models.interface import RegressorCostModel, SimulatorCostModel, Workload
 from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
+from tasks import Task, get_task, task_names
 from tunas_jax import cost_model_training, search_step
 from tunas_jax.checkpointing import SearchCheckpointer
 from tunas_jax.cli import UsageError
@@ -88,6 +90,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
     _check_keys(config, base.get_config())
     get_space(config.space)  # SpecError naming unknown spaces
+    if config.task not in task_names():
+        raise UsageError(f"config.task: {config.task!r} is unknown; use one of {task_names()}")
     get_target(config.target)
     check_latency_metric(config.latency_metric, "config.latency_metric")
     controllers.check_target_latency_ms(config.target_latency_ms)
@@ -124,10 +128,16 @@ def _num_devices(config: ml_collections.ConfigDict) -> int:
     return num
 
 
-def make_plan(config: ml_collections.ConfigDict) -> supernet.SupernetPlan:
+def make_plan(config: ml_collections.ConfigDict, input_channels: int = 3
+              ) -> supernet.SupernetPlan:
     """The supernet plan of `config`'s space and `max_branches_per_layer`."""
     limit = int(config.max_branches_per_layer)
-    return supernet.make_plan(get_space(config.space), limit or None)
+    return supernet.make_plan(get_space(config.space), limit or None, input_channels)
+
+
+def make_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
+    """The config's task (`config.task`) for a dataset of `num_classes` classes."""
+    return get_task(config.task, num_classes=num_classes)
 
 
 def controller_config(config: ml_collections.ConfigDict) -> controllers.ReinforceConfig:
@@ -140,11 +150,11 @@ def abstract_state(config: ml_collections.ConfigDict, num_classes: int,
                    input_channels: int) -> search_step.SearchState:
     """The shapes and structure of `config`'s search state (nothing computed)."""
     space = get_space(config.space)
-    plan = make_plan(config)
+    plan = make_plan(config, input_channels)
     optimizer, _ = search_step.make_optimizer(config.optimizer, int(config.steps),
                                               int(config.batch_size))
     return jax.eval_shape(lambda: search_step.init_state(
-        space, plan, num_classes, input_channels, optimizer, controller_config(config),
+        space, plan, make_task(config, num_classes), optimizer, controller_config(config),
         int(config.seed)))
 
 
@@ -254,23 +264,27 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
     # Simulate at the resolution and class count the cost model was trained for (the
     # deployment's), not the search's possibly reduced image size.
     meta = predictor.metadata
-    coster = ArchitectureCoster(space, config.target, image_size=meta.get("image_size"),
-                                num_classes=meta.get("num_classes"))
+    workload = Workload(int(meta.get("image_size") or space.default_image_size),
+                        get_task(config.task, num_classes=int(
+                            meta.get("num_classes") or space.default_num_classes)))
+    simulator = SimulatorCostModel(space, workload)
     logits = np.asarray(state.controller.logits)
     best = [int(i) for i in np.asarray(controllers.argmax_architecture(state.controller))]
     top = top_networks(logits, space)
     candidates = np.asarray([best] + [idx for idx, _ in top], np.int32)
     offset = predictor.metric_offset_ms(config.latency_metric)
-    predicted = np.asarray(predictor(candidates), np.float64) - offset
-    simulated = coster.cost_batch(candidates)
-    simulated_ms = simulated["latency_ms"] - offset
+    target = get_target(config.target).name
+    predicted = RegressorCostModel({target: predictor}).cost(candidates, [target])[target]
+    predicted_ms = predicted.latency_ms - offset
+    simulated = simulator.cost(candidates, [target])[target]
+    simulated_ms = simulated.latency_ms - offset
     costs = {"latency_metric": config.latency_metric,
              "target_latency_ms": float(config.target_latency_ms),
-             "predicted_latency_ms": float(predicted[0]),
+             "predicted_latency_ms": float(predicted_ms[0]),
              "simulated_latency_ms": float(simulated_ms[0]),
-             "simulated_end_to_end_latency_ms": float(simulated["latency_ms"][0]),
-             "energy_mj": float(simulated["energy_mj"][0]),
-             "params": int(simulated["params"][0]), "macs": int(simulated["macs"][0])}
+             "simulated_end_to_end_latency_ms": float(simulated.latency_ms[0]),
+             **{k: v for k, v in simulated.item(0).items() if k != "latency_ms"},
+             "workload": workload.to_json()}
     arch = Architecture.from_indices(space, best, name=f"tunas_{space.name}_{config.target}")
     arch.save(os.path.join(workdir, ARCHITECTURE_FILE), extra=costs)
     summary = {
@@ -280,7 +294,7 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
         "steps": int(state.step), "argmax": {"indices": best, **costs},
         "top_architectures": [
             {"indices": idx, "indices_string": ":".join(map(str, idx)), "probability": p,
-             "predicted_latency_ms": float(predicted[i + 1]),
+             "predicted_latency_ms": float(predicted_ms[i + 1]),
              "simulated_latency_ms": float(simulated_ms[i + 1])}
             for i, (idx, p) in enumerate(top)],
         **(extra or {}),
@@ -318,7 +332,10 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     start = time.perf_counter()
     space = get_space(config.space)
     cm_dir = ensure_cost_model(config, workdir, log)
-    predictor = load_cost_model(cm_dir, space, get_target(config.target).name)
+    # The in-jit predictor of the reward, through the cost interface.
+    target_name = get_target(config.target).name
+    costs = RegressorCostModel({target_name: load_cost_model(cm_dir, space, target_name)})
+    predictor = costs.in_jit(target_name)
     times["cost_model_s"] = time.perf_counter() - start
 
     mesh = search_step.make_mesh(_num_devices(config))
@@ -327,11 +344,12 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     data = create_search_data(config.dataset, batch_size=batch_size,
                               valid_batch_size=valid_batch_size, seed=int(config.seed),
                               num_threads=int(config.data_threads))
-    plan = make_plan(config)
+    plan = make_plan(config, data.image_shape[-1])
+    task = make_task(config, data.num_classes)
     optimizer, lr_schedule = search_step.make_optimizer(config.optimizer, int(config.steps),
                                                         batch_size)
-    state = search_step.init_state(space, plan, data.num_classes, data.image_shape[-1],
-                                   optimizer, controller_config(config), int(config.seed))
+    state = search_step.init_state(space, plan, task, optimizer, controller_config(config),
+                                   int(config.seed))
     checkpointer = SearchCheckpointer(workdir, int(config.keep_checkpoints))
     resume_step = checkpointer.latest_step() or 0
     if resume_step:
@@ -342,7 +360,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     reward_params = search_step.RewardParams.create(
         float(config.target_latency_ms), float(config.reward_beta),
         predictor.metric_offset_ms(config.latency_metric))
-    step_fn = search_step.make_step(space, plan, optimizer, lr_schedule, predictor,
+    step_fn = search_step.make_step(space, plan, task, optimizer, lr_schedule, predictor,
                                     config.reward, reward_params,
                                     float(config.optimizer.label_smoothing), mesh, trace_counter)
     logger = MetricsLogger(workdir, space, resume_step)
@@ -363,7 +381,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                     scalars = jax.device_get(metrics)
                     logger.log(step, scalars, controllers.probabilities(state.controller.logits))
                     bar.set_postfix(loss=f"{scalars['loss']:.3f}",
-                                    acc=f"{scalars['valid_accuracy']:.2f}",
+                                    q=f"{scalars['valid_quality']:.2f}",
                                     lat=f"{scalars['predicted_latency_ms']:.4f}")
                 if step % int(config.checkpoint_every) == 0 or step == total:
                     checkpointer.save(step, state, data.get_state())

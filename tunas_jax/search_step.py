@@ -5,9 +5,11 @@ Per step and per device (TuNAS: one architecture per accelerator core):
    largest filter choices (filter warmup) and mark op decisions whose choices
    are all run and averaged (op warmup, `supernet.apply(..., op_warm=...)`);
 2. train the shared weights on the device's share of the training batch
-   (cross-entropy with label smoothing); gradients are averaged over devices;
+   (the task's loss, e.g. label-smoothed cross-entropy); gradients are
+   averaged over devices;
 3. evaluate THE SAME architecture (same indices, same op warmup) with the
-   UPDATED weights on the device's share of the validation batch: accuracy Q;
+   UPDATED weights on the device's share of the validation batch: the task's
+   quality Q (top-1 accuracy for classification);
 4. predict its latency T with the learned regressor (pure JAX, in the jit),
    minus `RewardParams.latency_offset_ms` (the fixed per-inference part when
    the config's `latency_metric` is `layers`, see `cost_models.latency_metric`);
@@ -40,6 +42,7 @@ import controllers
 import supernet
 from cost_models.regressor import LatencyPredictor
 from search_spaces import SearchSpace
+from tasks import Task
 
 AXIS = "devices"
 
@@ -100,17 +103,17 @@ def make_optimizer(opt_config: Any, steps: int, batch_size: int
     return optax.chain(optax.add_decayed_weights(float(opt_config.weight_decay)), core), schedule
 
 
-def init_state(space: SearchSpace, plan: supernet.SupernetPlan, num_classes: int,
-               input_channels: int, optimizer: optax.GradientTransformation,
+def init_state(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
+               optimizer: optax.GradientTransformation,
                controller_config: controllers.ReinforceConfig, seed: int) -> SearchState:
     init_key, rng = jax.random.split(jax.random.PRNGKey(seed))
-    params = supernet.init_params(plan, num_classes, init_key, input_channels)
+    params = supernet.init_params(plan, task, init_key)
     return SearchState(params=params, opt_state=optimizer.init(params),
                        controller=controllers.init(space, controller_config), rng=rng,
                        step=jnp.int32(0))
 
 
-def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
+def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
               optimizer: optax.GradientTransformation, lr_schedule: optax.Schedule,
               predictor: LatencyPredictor, reward: str, reward_params: RewardParams,
               label_smoothing: float, mesh: Mesh, trace_counter: list | None = None
@@ -138,21 +141,19 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
         # every op combination multiplies compile time (minutes on CPU for micro).
         op_warm = masks.all_ops[0] if schedule.op_warmup_steps > 0 else None
 
-        def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
-            logits = supernet.apply(plan, params, indices, train["image"], op_warm=op_warm)
-            labels = jax.nn.one_hot(train["label"], logits.shape[-1])
-            labels = optax.smooth_labels(labels, label_smoothing)
-            loss = optax.softmax_cross_entropy(logits, labels).mean()
-            accuracy = jnp.mean(jnp.argmax(logits, -1) == train["label"])
-            return loss, accuracy
+        def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
+            output, _ = supernet.apply(plan, task, params, indices, train[task.input_key],
+                                       op_warm=op_warm)
+            return task.loss(output, train, label_smoothing=label_smoothing)
 
-        (loss, train_acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (loss, train_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grads = jax.lax.pmean(grads, AXIS)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
 
-        valid_logits = supernet.apply(plan, params, indices, valid["image"], op_warm=op_warm)
-        quality = jnp.mean(jnp.argmax(valid_logits, -1) == valid["label"])
+        valid_output, _ = supernet.apply(plan, task, params, indices, valid[task.input_key],
+                                         op_warm=op_warm, train=False)
+        quality = task.quality(valid_output, valid)
         # Floor: with the 'layers' offset a regressor error could reach <= 0 ms, which the
         # mnas rewards' power would turn into NaN.
         latency_ms = jnp.maximum(predictor(indices[None])[0] - rp.latency_offset_ms, 1e-6)
@@ -165,8 +166,8 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan,
 
         metrics = {
             "loss": jax.lax.pmean(loss, AXIS),
-            "train_accuracy": jax.lax.pmean(train_acc, AXIS),
-            "valid_accuracy": jax.lax.pmean(quality, AXIS),
+            **{f"train_{k}": jax.lax.pmean(v, AXIS) for k, v in train_metrics.items()},
+            "valid_quality": jax.lax.pmean(quality, AXIS),
             "predicted_latency_ms": jax.lax.pmean(latency_ms, AXIS),
             "reward": cmetrics["reward"],
             "baseline": cmetrics["baseline"],

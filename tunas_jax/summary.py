@@ -16,11 +16,11 @@ from search_spaces import (
     SPACES,
     Architecture,
     SpecError,
-    describe,
     get_preset,
     get_space,
 )
 from search_spaces import load as load_architecture
+from tasks import describe
 
 
 def list_spaces() -> list[dict[str, Any]]:

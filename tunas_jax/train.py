@@ -39,9 +39,11 @@ import numpy as np
 from flax import nnx
 
 import supernet
-from cost_models import check_latency_metric, get_target, metric_offset_ms, simulate
-from search_spaces import Architecture, SpecError, describe, get_preset, write_json_atomic
+from cost_models import check_latency_metric, get_target, metric_offset_ms
+from cost_models.interface import SimulatorCostModel, Workload
+from search_spaces import Architecture, SpecError, get_preset, write_json_atomic
 from search_spaces import load as load_architecture
+from tasks import Task, describe, get_task
 from tunas_jax import train_step
 from tunas_jax.checkpointing import SearchCheckpointer
 from tunas_jax.cli import UsageError
@@ -150,9 +152,15 @@ def load_search_params(search_workdir: str, arch: Architecture, num_classes: int
     return jax.tree.map(np.asarray, state.params)
 
 
+def make_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
+    """The config's task (`config.task`) for a dataset of `num_classes` classes."""
+    return get_task(config.task, num_classes=num_classes)
+
+
 def _build_model(config: ml_collections.ConfigDict, arch: Architecture, num_classes: int,
                  input_channels: int) -> supernet.StandaloneModel:
-    return supernet.build_model(arch.spec, num_classes, rngs=nnx.Rngs(config.seed),
+    return supernet.build_model(arch.spec, make_task(config, num_classes),
+                                rngs=nnx.Rngs(config.seed),
                                 input_channels=input_channels,
                                 dropout_rate=config.dropout_rate)
 
@@ -163,16 +171,16 @@ def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_class
     """params, macs, simulated latency/energy on config.target, predicted latency (or why not)."""
     target = get_target(config.target)
     image_size = int(config.dataset.image_size)
-    network = describe(arch.spec, image_size, num_classes, name=arch.name or "network",
+    workload = Workload(image_size, make_task(config, num_classes), input_channels)
+    network = describe(arch.spec, image_size, workload.task, name=arch.name or "network",
                        input_channels=input_channels)
-    sim = simulate(network, target)
+    sim = SimulatorCostModel(arch.space, workload).cost([network], [target.name])[target.name]
     metric = config.latency_metric
     offset = metric_offset_ms(metric, target, image_size, num_classes, input_channels)
     report: dict[str, Any] = {
-        "params": int(network.params), "macs": int(network.macs),
-        "latency_metric": metric, "simulated_latency_ms": float(sim.latency_ms) - offset,
-        "simulated_end_to_end_latency_ms": float(sim.latency_ms),
-        "energy_mj": float(sim.energy_mj),
+        **{k: v for k, v in sim.item(0).items() if k != "latency_ms"},
+        "latency_metric": metric, "simulated_latency_ms": float(sim.latency_ms[0]) - offset,
+        "simulated_end_to_end_latency_ms": float(sim.latency_ms[0]),
         "target": target.name, "image_size": image_size, "num_classes": num_classes,
         "predicted_latency_ms": None}
     cm_dir = config.cost_model_workdir
@@ -264,7 +272,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
         with progress(total=num_steps, initial=step, desc="train", unit="step") as bar:
             while step < end:
                 batch = next(data["iterator"])
-                state, metrics = fns.train_step(state, batch["image"], batch["label"])
+                state, metrics = fns.train_step(state, batch)
                 step += 1
                 pending.append(metrics)
                 bar.update(1)

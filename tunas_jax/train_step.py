@@ -9,8 +9,9 @@ state is a plain dict pytree
 
 that one jitted function maps to the next state: it merges the training-mode
 graph (batch statistics, running averages updated, dropout on), computes the
-label-smoothed cross-entropy, applies the optax update and returns the
-updated running averages. Evaluation merges the eval-mode graph (running
+task's loss (`tasks.Task.loss`: label-smoothed cross-entropy for
+classification), applies the optax update and returns the updated running
+averages. Evaluation merges the eval-mode graph (running
 averages, no dropout) with the EMA weights when enabled. Dropout's key is
 `fold_in(seed, step)`, so a resumed run draws the same masks as an
 uninterrupted one.
@@ -127,7 +128,8 @@ class StepFunctions:
     tx: optax.GradientTransformation
     schedule: Callable[[jax.Array], jax.Array]
     use_ema: bool
-    train_step: Callable[[State, jax.Array, jax.Array], tuple[State, dict[str, jax.Array]]]
+    train_step: Callable[[State, dict[str, jax.Array]], tuple[State, dict[str, jax.Array]]]
+    task: Any
     eval_step: Callable[..., dict[str, jax.Array]]
 
     def eval_weights(self, state: State) -> tuple[Any, Any]:
@@ -151,7 +153,7 @@ def make_step_functions(model: StandaloneModel, config: ml_collections.ConfigDic
     schedule = make_schedule(config, steps_per_epoch, num_steps)
     tx = make_optimizer(config, schedule)
     use_ema = config.ema_decay > 0
-    num_classes = model.num_classes
+    task = model.task
     label_smoothing = float(config.label_smoothing)
     ema_decay = float(config.ema_decay)
     dropout_key = jax.random.key(config.seed + 1)
@@ -161,23 +163,22 @@ def make_step_functions(model: StandaloneModel, config: ml_collections.ConfigDic
     if use_ema:
         state["ema_params"] = jax.tree.map(jnp.copy, params)
 
-    def loss_fn(params, batch_stats, images, labels, key):
+    def loss_fn(params, batch_stats, batch, key):
         # Fresh Variables at this trace level: batch norm writes its running averages
         # into them, and nnx refuses writes into Variables created outside the trace.
         batch_stats = jax.tree.map(lambda x: x, batch_stats)
         model = nnx.merge(train_graphdef, params, batch_stats, rest)
         # The explicit key makes dropout a function of (seed, step), not of a stateful stream.
-        logits = model.logits(model.dropout(model.features(images), rngs=key))
-        targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
-        loss = optax.softmax_cross_entropy(logits, targets).mean()
-        return loss, (logits, nnx.state(model, nnx.BatchStat))
+        output, _ = model(batch[task.input_key], rngs=key)
+        loss, metrics = task.loss(output, batch, label_smoothing=label_smoothing)
+        return loss, (metrics, nnx.state(model, nnx.BatchStat))
 
     @jax.jit
-    def train_step(state: State, images: jax.Array, labels: jax.Array):
+    def train_step(state: State, batch: dict[str, jax.Array]):
         step = state["step"]
         key = jax.random.fold_in(dropout_key, step)
-        (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"], state["batch_stats"], images, labels, key)
+        (loss, (task_metrics, batch_stats)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(state["params"], state["batch_stats"], batch, key)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         new = {"step": step + 1, "params": params, "batch_stats": batch_stats,
@@ -187,34 +188,29 @@ def make_step_functions(model: StandaloneModel, config: ml_collections.ConfigDic
             decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
             new["ema_params"] = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p,
                                              state["ema_params"], params)
-        metrics = {"loss": loss,
-                   "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-                   "learning_rate": schedule(step)}
+        metrics = {"loss": loss, **task_metrics, "learning_rate": schedule(step)}
         return new, metrics
 
     @jax.jit
-    def eval_step(params, batch_stats, images, labels, mask):
+    def eval_step(params, batch_stats, batch, mask):
         model = nnx.merge(eval_graphdef, params, batch_stats, rest)
-        logits = model(images)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        correct = (jnp.argmax(logits, -1) == labels) & mask
-        return {"correct": correct.sum(), "loss_sum": jnp.where(mask, loss, 0.0).sum(),
-                "count": mask.sum()}
+        output, _ = model(batch[task.input_key])
+        return task.eval_sums(output, batch, mask)
 
     fns = StepFunctions(train_graphdef, eval_graphdef, rest, tx, schedule, use_ema,
-                        train_step, eval_step)
+                        train_step, eval_step, task)
     return fns, state
 
 
 def evaluate(fns: StepFunctions, state: State, eval_data: Any) -> dict[str, float]:
-    """top1 (0-1) and mean cross-entropy over one pass of `eval_data` (padded batches)."""
+    """The task's metrics over one pass of `eval_data` (padded batches; classification:
+    top1 (0-1), mean cross-entropy, num_examples)."""
     params, batch_stats = fns.eval_weights(state)
-    correct = loss_sum = count = 0.0
+    sums: dict[str, float] = {}
     for batch in eval_data:
-        out = jax.device_get(fns.eval_step(params, batch_stats, batch["image"], batch["label"],
-                                           batch["mask"]))
-        correct += float(out["correct"])
-        loss_sum += float(out["loss_sum"])
-        count += float(out["count"])
-    return {"top1": correct / max(count, 1.0), "loss": loss_sum / max(count, 1.0),
-            "num_examples": int(count)}
+        mask = batch["mask"]
+        inputs = {k: v for k, v in batch.items() if k != "mask"}
+        out = jax.device_get(fns.eval_step(params, batch_stats, inputs, mask))
+        for key, value in out.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+    return fns.task.finish_eval(sums)

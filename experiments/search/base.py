@@ -16,6 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # Search space (search_spaces.get_space name) and hardware target (cost_models.get_target).
     config.space = "micro"
+    # Task (tasks.get_task name): the head, loss, reward quality and metrics.
+    config.task = "classification"
     config.target = "pixel6_edgetpu"
 
     # Input data: shared weights train on dataset.train_split, the reward comes from

@@ -25,6 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
     # A search workdir whose supernet weights initialize the model (weight inheritance);
     # '' = train from scratch. Needs an architecture of the search's space.
     config.init_from = ""
+    # Task (tasks.get_task name): the head, loss and evaluation metrics.
+    config.task = "classification"
 
     # Input data: the `tunas_jax.data` section. Training reads all of `train_split`
     # (the search's held-out valid_split is not needed here) and evaluates on eval_split.

@@ -1,0 +1,122 @@
+"""The host-side strategy interface for multi-trial search: propose, then observe.
+
+A multi-trial strategy never sees a model or a gradient: it proposes
+architectures (index vectors of a space), something outside it builds, costs
+and scores them, and it observes the objectives (or the error of a failed
+trial). That is the whole protocol, so the same loop drives an in-tree random
+search, an evolution, or a client of an external service (e.g. Vizier):
+
+    strategy = get_strategy("random", space, seed=0)
+    for trial in strategy.propose(8):
+        strategy.observe(trial, {"latency_ms": ..., "quality": ...})
+
+Strategies are looked up by name (`register_strategy`, `get_strategy`) and
+save and restore their state as JSON-able dicts (`state_dict`,
+`load_state_dict`), so a study can resume. The one-shot search's
+REINFORCE controller (`controllers.reinforce`) is the in-jit counterpart: it
+updates inside the jitted step, where a host round trip per step would cost
+more than the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from search_spaces import SearchSpace, SpecError
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One proposed architecture: a study-wide id and its index vector."""
+
+    id: int
+    indices: tuple[int, ...]
+
+
+class Strategy(Protocol):
+    name: str
+
+    def propose(self, count: int) -> list[Trial]: ...
+
+    def observe(self, trial: Trial, objectives: Mapping[str, float] | None,
+                error: str | None = None) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class RandomStrategy:
+    """Uniform index vectors (every decision independently, inactive ones included, as
+    the space counts them); deterministic per seed. With `unique`, a network already
+    proposed (same active decisions) is not proposed again."""
+
+    name = "random"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, unique: bool = True) -> None:
+        self.space = space
+        self.seed = seed
+        self.unique = unique
+        self._rng = np.random.default_rng(seed)
+        self._next_id = 0
+        self._seen: set[bytes] = set()
+        self.observed: list[tuple[Trial, dict[str, float] | None, str | None]] = []
+
+    def _key(self, row: np.ndarray) -> bytes:
+        mask = self.space.active_mask(row[None])[0]
+        return np.where(mask, row, -1).astype(np.int64).tobytes()
+
+    def propose(self, count: int) -> list[Trial]:
+        if count <= 0:
+            raise SpecError(f"propose: count {count} must be positive")
+        out: list[Trial] = []
+        while len(out) < count:
+            batch = self.space.sample(self._rng, count - len(out))
+            for row in batch:
+                if self.unique:
+                    key = self._key(row)
+                    if key in self._seen:
+                        continue
+                    self._seen.add(key)
+                out.append(Trial(self._next_id, tuple(int(v) for v in row)))
+                self._next_id += 1
+        return out
+
+    def observe(self, trial: Trial, objectives: Mapping[str, float] | None,
+                error: str | None = None) -> None:
+        # Random search ignores what it sees; it keeps it for the caller's report.
+        self.observed.append((trial, None if objectives is None else dict(objectives), error))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "seed": self.seed, "next_id": self._next_id,
+                "rng": self._rng.bit_generator.state,
+                "seen": sorted(k.hex() for k in self._seen)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("name") != self.name:
+            raise SpecError(f"strategy state: of {state.get('name')!r}, not {self.name!r}")
+        self.seed, self._next_id = int(state["seed"]), int(state["next_id"])
+        self._rng.bit_generator.state = state["rng"]
+        self._seen = {bytes.fromhex(k) for k in state["seen"]}
+
+
+_STRATEGIES: dict[str, Callable[..., Strategy]] = {"random": RandomStrategy}
+
+
+def register_strategy(name: str, factory: Callable[..., Strategy], *,
+                      replace: bool = False) -> None:
+    """Make `get_strategy(name, space, **settings)` build `factory(space, **settings)`."""
+    if name in _STRATEGIES and not replace and _STRATEGIES[name] is not factory:
+        raise SpecError(f"strategy {name!r} is already registered; pick another name or "
+                        "pass replace=True")
+    _STRATEGIES[name] = factory
+
+
+def get_strategy(name: str, space: SearchSpace, **settings: Any) -> Strategy:
+    if name not in _STRATEGIES:
+        raise SpecError(f"strategy {name!r} is unknown; choose one of {sorted(_STRATEGIES)}")
+    return _STRATEGIES[name](space, **settings)

@@ -1,0 +1,108 @@
+"""The task interface: everything that depends on what the network is trained to do.
+
+A task owns the batch format, the head on top of the backbone's endpoints,
+the loss, the quality signal the search's reward uses, and the evaluation
+metrics. The search (`tunas_jax.search_step`), standalone training
+(`tunas_jax.train_step`), the random baseline and the report go through it
+and never mention labels, logits or top-1 themselves; the cost models take
+the head's layers from it (`head_layers`), so a network is costed with the
+head it is deployed with.
+
+The same head exists in two forms, as the backbone does: a pure function over
+a plain pytree for the supernet (`init_head` / `apply_head`, reading the
+zero-padded endpoints) and an nnx module for the standalone model
+(`build_head`); `inherit_head` cuts the first into the second's shapes.
+A new task is a subclass in its own module and one `register_task` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+from flax import nnx
+
+from search_spaces import Layer
+
+Batch = Mapping[str, jax.Array]
+Endpoints = Mapping[str, jax.Array]
+
+
+class Task:
+    """Base class; subclasses set `name` and implement the methods."""
+
+    name: str = ""
+    # The batch key of the network input, and the metric `evaluate` reports first.
+    input_key: str = "image"
+    primary_metric: str = ""
+
+    # ---- head -----------------------------------------------------------------------
+    def head_layers(self, features: str, features_shape: tuple[int, int, int]) -> list[Layer]:
+        """The head's network-description layers after the backbone output `features`."""
+        raise NotImplementedError
+
+    def init_head(self, key: jax.Array, endpoint_widths: Mapping[str, int]) -> Any:
+        """Supernet head weights for endpoints of (largest) widths `endpoint_widths`."""
+        raise NotImplementedError
+
+    def apply_head(self, params: Any, endpoints: Endpoints, *, train: bool) -> jax.Array:
+        """The output of the supernet head (endpoints zero-padded to their largest width)."""
+        raise NotImplementedError
+
+    def inherit_head(self, params: Any, endpoint_widths: Mapping[str, int]
+                     ) -> dict[str, dict[str, Any]]:
+        """{description layer name: its weights} of the child's head, cut from `params`."""
+        raise NotImplementedError
+
+    def build_head(self, endpoint_widths: Mapping[str, int], *, rngs: nnx.Rngs,
+                   dropout_rate: float = 0.0) -> nnx.Module:
+        """The standalone head: called as `head(endpoints, rngs=None)`; `named_layers()`
+        yields (description layer name, module) for its parametrized layers."""
+        raise NotImplementedError
+
+    # ---- objective ------------------------------------------------------------------
+    def loss(self, output: jax.Array, batch: Batch, *, label_smoothing: float = 0.0
+             ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """(scalar training loss, per-batch training metrics)."""
+        raise NotImplementedError
+
+    def quality(self, output: jax.Array, batch: Batch) -> jax.Array:
+        """The scalar the one-shot reward maximizes (validation batch)."""
+        raise NotImplementedError
+
+    def eval_sums(self, output: jax.Array, batch: Batch, mask: jax.Array
+                  ) -> dict[str, jax.Array]:
+        """Per-batch sums over the examples where `mask` (padding excluded)."""
+        raise NotImplementedError
+
+    def finish_eval(self, sums: Mapping[str, float]) -> dict[str, float]:
+        """Metrics of a whole evaluation pass from the added-up `eval_sums`."""
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+_TASKS: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str, factory: Callable[..., Task], *, replace: bool = False) -> None:
+    """Make `get_task(name, **settings)` build tasks with `factory(**settings)`."""
+    if name in _TASKS and not replace and _TASKS[name] is not factory:
+        raise ValueError(f"task {name!r} is already registered; pick another name or pass "
+                         "replace=True")
+    _TASKS[name] = factory
+
+
+def get_task(name: str, **settings: Any) -> Task:
+    """The task called `name` (e.g. `get_task('classification', num_classes=10)`)."""
+    if name not in _TASKS:
+        from search_spaces import SpecError
+
+        raise SpecError(f"task {name!r} is unknown; choose one of {task_names()}")
+    return _TASKS[name](**settings)
+
+
+def task_names() -> list[str]:
+    return sorted(_TASKS)
