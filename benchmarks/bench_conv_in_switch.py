@@ -8,7 +8,7 @@ fused- and GC-IBN-sized convs (batch 64), the conv in branch 0 of a switch
 whose index is a traced argument (as in the supernet):
 - `im2col`: stacked shifted slices + one einsum, autodiff'd (the supernet's
   form before `group_conv`);
-- `lax.conv`: autodiff of `lax.conv` with `feature_group_count` (NOTES §5);
+- `lax.conv`: autodiff of `lax.conv` with `feature_group_count`;
 - `group_conv`: per-group `lax.conv`, VJP written out in canonical forward
   convs (`ops.group_conv`);
 - `top level`: per-group `lax.conv` autodiff'd outside any switch (what the

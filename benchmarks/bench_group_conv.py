@@ -1,7 +1,8 @@
 """Forward+backward speed of grouped and depthwise convs in three forms, on this machine.
 
-Why: NOTES §5 measured XLA:CPU `feature_group_count` grouped convs as slow. The
-standalone model (`supernet/layers.py`) picks its conv form from these numbers.
+Why: earlier measurements on these machines found XLA:CPU `feature_group_count`
+grouped convs slow. The standalone model (`supernet/layers.py`) picks its conv form
+from these numbers.
 Each form computes the same conv (checked against form (a) before timing):
 
 - `grouped` (a): `lax.conv_general_dilated(..., feature_group_count=g)`.

@@ -8,7 +8,7 @@ TuNAS (google-research `tunas/mobile_architecture_search.py`):
   steps, so that the shared weights are trained on uniformly sampled
   architectures before the controller starts to commit.
 - After the delay it is `base_lr * batch_size / 256` times a multiplier that
-  rises 10x by the end of the search. NOTES says "rising 10x over the search";
+  rises 10x by the end of the search. The TuNAS paper says "rising 10x over the search";
   the TuNAS code (`use_exponential_rl_learning_rate_schedule`, default on)
   reads this as exponential: `10 ** progress`, progress going 0 -> 1 from the
   end of the delay to the last step. That is our default; `lr_increase_mode=

@@ -116,8 +116,13 @@ class ArchitectureCoster:
     # ---- planning -----------------------------------------------------------
     def _plan(self) -> list[_Segment]:
         segments, size = [], self.image_size
-        for unit in self.space.units:
+        units = self.space.units
+        for unit in units:
             positions = unit.positions
+            if unit.kind == "head":  # the task's head may read any endpoint's width
+                positions = tuple(dict.fromkeys(positions + tuple(
+                    units[i].output_width.position for i in self.space.endpoint_units.values()
+                    if units[i].output_width.position is not None)))
             radix, mult = [], 1
             for p in positions:
                 radix.append(mult)
@@ -139,7 +144,16 @@ class ArchitectureCoster:
         shapes = {source: (size, size, cin)}
         layers = node_layers(nodes, shapes)
         if unit.kind == "head":
-            layers += self.task.head_layers(layers[-1].name, layers[-1].output_shape)
+            endpoints, spatial = {"features": (layers[-1].name, layers[-1].output_shape)}, []
+            size = self.image_size
+            for u in self.space.units[:-1]:
+                size = math.ceil(size / u.stride)
+                spatial.append(size)
+            for name, i in self.space.endpoint_units.items():
+                if name != "features":
+                    width = self.space.units[i].output_width.value(row)
+                    endpoints[name] = (f"endpoint_{name}", (spatial[i], spatial[i], width))
+            layers += self.task.head_layers(endpoints)
         return layers
 
     def entry_layer_weights(self, entry: int) -> tuple[int, ...]:

@@ -4,7 +4,7 @@ The features are the concatenated one-hot encoding of the decisions, with the
 inactive decisions zeroed (`SearchSpace.active_mask`): the kernel of a skipped
 block cannot change latency, so two index vectors that decode to the same
 network get the same features. With `kronecker=True` they also hold
-Kronecker features after TuNAS (NOTES §1): one-hots of joint choices, per
+Kronecker features after TuNAS (Bender et al. 2020): one-hots of joint choices, per
 block (input filters x op choices) and (input filters x output filters x op
 x expansion), and for the head (last stage filters x head filters). Each
 layer's cost is a function of one of those tuples, so a linear model over

@@ -1,8 +1,8 @@
 """The learned latency regressor: Flax models, a pure JAX predictor, save and load.
 
-Two models read the feature slots of `cost_models.features` and predict
+Three models read the feature slots of `cost_models.features` and predict
 log(latency / scale), scale being the training set's geometric-mean latency:
-- `linear`: TuNAS's cost model (NOTES §1): latency is a sum of one weight
+- `linear`: TuNAS's cost model (Bender et al. 2020): latency is a sum of one weight
   per one-hot feature (with the Kronecker features, per-layer-group terms).
   Additive in milliseconds, not in log space: latencies of layers add up.
   The baseline.

@@ -13,7 +13,7 @@ from search_spaces.ibn import GROUPED_TYPES, BlockType
 from search_spaces.model_spec import ModelSpec
 from search_spaces.network import Layer, NetworkDescription
 from search_spaces.presets import PRESETS, get_preset
-from search_spaces.registry import DEFAULT_SPACE, SPACES, get_space
+from search_spaces.registry import DEFAULT_SPACE, SPACES, get_space, register_space
 from search_spaces.space import BlockSpec, SearchSpace, StageSpec, Unit
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "read_json",
     "realize_groups",
     "register_block_type",
+    "register_space",
     "round_filters",
     "write_json_atomic",
 ]

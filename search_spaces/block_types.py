@@ -13,7 +13,12 @@ any space (`BlockSpec.op` names it). It says:
 - `validate(block, fail)`: type-specific checks of a decoded or loaded block.
 - `lower(block)`: the block's layers (`search_spaces.graph.Node`, names
   relative to the block), the one description every model and cost model is
-  derived from. An empty lowering is the identity (a skipped block).
+  derived from. An empty lowering is the identity (a skipped block). Each
+  conv node names a `role`: nodes of different types at the same role share
+  one supernet switch (the IBN types use `expand`, `kxk`, `project`), so a
+  new type should put its strided kxk conv at role `kxk` (the supernet can
+  move a stride between roles only for 1x1 convs) and name its `weights` to
+  share with others (`fused_3`) or not (`mytype_3`).
 
 The built-in inverted-bottleneck types live in `search_spaces.ibn`; a new
 block type is a new module with a subclass of `BlockKind` and one call to

@@ -157,9 +157,10 @@ def node_layers(nodes: Sequence[Node], shapes: dict[str, tuple[int, int, int]]) 
 def describe_graph(graph: LayerGraph, image_size: int, head_layers: Any,
                    name: str = "network") -> NetworkDescription:
     """The flat network description: the graph's layers, then the task's head layers
-    (`head_layers(features_layer_name, features_shape) -> list[Layer]`)."""
+    (`head_layers({endpoint: (layer name, shape)}) -> list[Layer]`)."""
     shapes = {"input": (image_size, image_size, graph.input_channels)}
     layers = node_layers(graph.nodes, shapes)
-    layers.extend(head_layers(graph.output, shapes[graph.output]))
+    layers.extend(head_layers({name: (node, shapes[node])
+                               for name, node in graph.endpoints.items()}))
     return NetworkDescription(name, (image_size, image_size, graph.input_channels),
                               tuple(layers)).validate()

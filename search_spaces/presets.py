@@ -1,6 +1,7 @@
 """Named architectures: MobileNetEdgeTPU v1 and the MobileNetEdgeTPUv2 family.
 
-Written from the published block semantics (NOTES §3): v1 is the
+Written from the published block semantics (tensorflow/models
+`official/projects/edgetpu/vision/modeling`): v1 is the
 `mobilenet_edgetpu` default block list (width 1.0); v2 Tiny/XS/S/M/L are the
 v2 topology with each model's widths, stem and head; the v2 default
 `ModelConfig` block list (kernel 5 in the late groups) is
@@ -69,7 +70,8 @@ def mobilenet_edgetpu_v1() -> ModelSpec:
 
 def _v2_topology(filters: tuple[int, ...], gc_overrides: tuple[tuple[int, int], ...] = ()
                  ) -> tuple[list[Row], list[int]]:
-    """The v2 block-group topology (NOTES §3) with per-group widths."""
+    """The v2 block-group topology (`mobilenet_edgetpu_v2_model_blocks.py`), per-group
+    widths."""
     groups = [
         [(FUSED, 3, 1, 1)],
         [(FUSED, 3, 8, 2), (GC, 3, 4, 1)],

@@ -1,4 +1,4 @@
-"""Name -> search space lookup for the shipped spaces."""
+"""Name -> search space lookup: the shipped spaces, and any a user registers."""
 
 from __future__ import annotations
 
@@ -24,3 +24,13 @@ def get_space(name: str) -> SearchSpace:
     if name not in SPACES:
         raise SpecError(f"space {name!r} is unknown; choose one of {sorted(SPACES)}")
     return SPACES[name]()
+
+
+def register_space(name: str, factory: Callable[[], SearchSpace], *,
+                   replace: bool = False) -> None:
+    """Make `get_space(name)` return `factory()` (a new space is a new module and this call)."""
+    if name in SPACES and not replace and SPACES[name] is not factory:
+        raise SpecError(f"space {name!r} is already registered; pick another name or pass "
+                        "replace=True")
+    SPACES[name] = factory
+    get_space.cache_clear()

@@ -224,6 +224,17 @@ class SearchSpace:
                           self._slot("head.filters", self.head_filters)))
         return tuple(units)
 
+    @functools.cached_property
+    def endpoint_units(self) -> dict[str, int]:
+        """Endpoint name -> index of the unit whose output it is: `stride_S`, the last unit
+        at cumulative stride S, and `features`, the head (as `graph.lower` names them)."""
+        out, stride = {}, 1
+        for i, unit in enumerate(self.units[:-1]):
+            stride *= unit.stride
+            out[f"stride_{stride}"] = i
+        out["features"] = len(self.units) - 1
+        return out
+
     @property
     def block_units(self) -> tuple[Unit, ...]:
         return tuple(u for u in self.units if u.kind == "block")

@@ -1,4 +1,5 @@
-"""Flax models of architectures: the weight-sharing supernet and the standalone model.
+"""Models of architectures: the weight-sharing supernet (a pure JAX function over a
+plain pytree of shared weights) and the standalone nnx model of one architecture.
 
 - `make_plan(space, max_branches_per_layer, input_channels)`,
   `init_params(plan, task, key)`, `apply(plan, task, params, indices, images,

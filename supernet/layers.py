@@ -16,7 +16,7 @@ block diagonal of a full [k, k, Cin, Cout] kernel, and a depthwise kernel
 [k, k, 1, C] its diagonal.
 
 How a conv is computed does not change the parameters. On XLA:CPU
-`feature_group_count` convs are slow (NOTES §5; `benchmarks/bench_group_conv.py`
+`feature_group_count` convs are slow (`benchmarks/bench_group_conv.py`
 measured here, forward+backward: a grouped conv 7-176x slower than one full
 conv per group + concat, more so with more groups; a depthwise conv 3-4x
 slower than a sum of k*k shifted multiply-adds), so on CPU `conv2d` picks the

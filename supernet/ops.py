@@ -1,7 +1,8 @@
 """The convolutions the supernet runs inside `lax.switch` branches.
 
-NOTES §5: on XLA:CPU a convolution in a `lax.switch` branch is fast only as
-a forward conv in the canonical NHWC/HWIO layout; the convs autodiff makes
+Measured (`benchmarks/bench_conv_in_switch.py`, BENCHMARKS.md): on XLA:CPU a
+convolution in a `lax.switch` branch is fast only as a forward conv in the
+canonical NHWC/HWIO layout; the convs autodiff makes
 for the gradients ran 15-50x slower there than at top level, and grouped
 convolutions via `feature_group_count` are slow anywhere on CPU. `group_conv`
 writes its VJP out in canonical forward convs: one per group on CPU up to
@@ -48,7 +49,8 @@ def conv1x1(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def _per_group(conv, lhs: jax.Array, rhs: jax.Array, groups: int) -> jax.Array:
     """`conv(lhs_i, rhs_i)` per group (both split on their last axis) + concat.
 
-    XLA:CPU runs `feature_group_count` slowly (NOTES §5); g full convs don't.
+    XLA:CPU runs `feature_group_count` slowly (`benchmarks/bench_group_conv.py`); g full
+    convs don't.
     """
     if groups == 1:
         return conv(lhs, rhs)
@@ -63,10 +65,11 @@ def split_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax
         a, b, (stride, stride), "SAME", dimension_numbers=_DN), x, kernel, groups)
 
 
-# On XLA:CPU a conv with `feature_group_count` runs slowly (NOTES §5), so up to this many
-# groups a group conv runs as one conv per group. Beyond it the per-group convs make the
-# program too large to compile (mobilenet_edgetpu_v2 has up to 72 groups and ~80 group-conv
-# configurations per block), and on GPU/TPU the native grouped conv is the fast one.
+# On XLA:CPU a conv with `feature_group_count` runs slowly (`benchmarks/bench_group_conv.py`),
+# so up to this many groups a group conv runs as one conv per group. Beyond it the
+# per-group convs make the program too large to compile (mobilenet_edgetpu_v2 has up to
+# 72 groups and ~80 group-conv configurations per block), and on GPU/TPU the native
+# grouped conv is the fast one.
 CPU_SPLIT_MAX_GROUPS = 16
 
 
@@ -92,7 +95,7 @@ def group_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax
     Why: on XLA:CPU a convolution in a `lax.switch` branch is fast only in
     that canonical layout. At top level XLA rewrites the convs autodiff makes
     for the gradients into it; inside a branch it doesn't, and they ran
-    15-50x slower (NOTES §5; `benchmarks/bench_conv_in_switch.py`). So:
+    15-50x slower (`benchmarks/bench_conv_in_switch.py`). So:
     - forward: the grouped conv (`_grouped_conv`);
     - input gradient: the cotangent, dilated by the stride, convolved with
       each group's kernel flipped and transposed;

@@ -350,14 +350,8 @@ def make_plan(space: SearchSpace,
         raise ValueError(f"max_branches_per_layer: {max_branches_per_layer}; use at least 1, "
                          "or None for exact branches everywhere")
     units, width = [], input_channels
-    endpoints: dict[str, int] = {}
-    stride = 1
-    for i, unit in enumerate(space.units):
+    for unit in space.units:
         plan = _unit_plan(space, unit, max_branches_per_layer, input_channels, width)
         units.append(plan)
         width = plan.out_width
-        if unit.kind != "head":
-            stride *= unit.stride
-            endpoints[f"stride_{stride}"] = i
-    endpoints["features"] = len(units) - 1
-    return SupernetPlan(space.name, input_channels, tuple(units), endpoints)
+    return SupernetPlan(space.name, input_channels, tuple(units), dict(space.endpoint_units))

@@ -38,8 +38,10 @@ class Task:
     primary_metric: str = ""
 
     # ---- head -----------------------------------------------------------------------
-    def head_layers(self, features: str, features_shape: tuple[int, int, int]) -> list[Layer]:
-        """The head's network-description layers after the backbone output `features`."""
+    def head_layers(self, endpoints: Mapping[str, tuple[str, tuple[int, int, int]]]
+                    ) -> list[Layer]:
+        """The head's network-description layers, given each endpoint's (layer name,
+        shape [H, W, C])."""
         raise NotImplementedError
 
     def init_head(self, key: jax.Array, endpoint_widths: Mapping[str, int]) -> Any:

@@ -52,7 +52,9 @@ class Classification(Task):
             raise ValueError(f"num_classes={num_classes} must be >= 1")
         self.num_classes = int(num_classes)
 
-    def head_layers(self, features: str, features_shape: tuple[int, int, int]) -> list[Layer]:
+    def head_layers(self, endpoints: Mapping[str, tuple[str, tuple[int, int, int]]]
+                    ) -> list[Layer]:
+        features, features_shape = endpoints["features"]
         h, _, c = features_shape
         pool = Layer(name="pool", op="pool", inputs=(features,), input_shape=features_shape,
                      output_shape=(1, 1, c), kernel_size=h, stride=1, padding="valid",

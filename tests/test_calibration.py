@@ -12,7 +12,7 @@ from search_spaces import SpecError, get_preset
 def test_v1_width_variants():
     v1 = get_preset("mobilenet_edgetpu_v1")
     assert scale_width(v1, 1.0) == v1
-    assert reference_network("mobilenet_edgetpu_v1_w1.0").params == 4_092_713  # NOTES §3
+    assert reference_network("mobilenet_edgetpu_v1_w1.0").params == 4_092_713  # as tested upstream
     widths = [reference_network(f"mobilenet_edgetpu_v1_w{w}").params
               for w in ("1.0", "1.25", "1.5", "1.75")]
     assert widths == sorted(widths) and widths[-1] > 2.5 * widths[0]

@@ -13,7 +13,6 @@ import pytest
 import cost_models
 import search_spaces
 import tasks
-import tasks
 from search_spaces import FILTERS, BlockSpec, OneOf, SearchSpace, SpecError, StageSpec
 from search_spaces import registry as space_registry
 from tunas_jax import search
@@ -153,7 +152,7 @@ def test_search_writes_outputs_without_retracing(straight_run):
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
     rows = read_metrics(str(tmp_path))
     assert [r["step"] for r in rows] == [2, 4, 6, 8]
-    for key in ("loss", "train_accuracy", "valid_accuracy", "reward", "predicted_latency_ms",
+    for key in ("loss", "train_accuracy", "valid_quality", "reward", "predicted_latency_ms",
                 "entropy", "learning_rate", "controller_learning_rate"):
         assert np.isfinite(rows[-1][key]), key
     assert os.listdir(tmp_path / "tensorboard")

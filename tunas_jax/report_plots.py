@@ -94,10 +94,10 @@ def search_curves(search: SearchRun, path: str) -> None:
     rows = search.metrics
     steps = np.asarray([r["step"] for r in rows])
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
-    for key, label in (("valid_accuracy", "validation accuracy (Q)"), ("reward", "reward"),
+    for key, label in (("valid_quality", "validation quality (Q)"), ("reward", "reward"),
                        ("baseline", "reward baseline (EMA)")):
         top.plot(steps, [r[key] for r in rows], label=label, lw=1)
-    top.set_ylabel("accuracy / reward")
+    top.set_ylabel("quality / reward")
     top.legend(fontsize=8)
     top.grid(alpha=0.3)
     target = search.summary["target_latency_ms"]

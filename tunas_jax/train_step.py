@@ -129,8 +129,8 @@ class StepFunctions:
     schedule: Callable[[jax.Array], jax.Array]
     use_ema: bool
     train_step: Callable[[State, dict[str, jax.Array]], tuple[State, dict[str, jax.Array]]]
-    task: Any
     eval_step: Callable[..., dict[str, jax.Array]]
+    task: Any  # the model's tasks.Task: its eval sums and metrics
 
     def eval_weights(self, state: State) -> tuple[Any, Any]:
         """(params, batch_stats) to evaluate: the EMA weights when enabled."""

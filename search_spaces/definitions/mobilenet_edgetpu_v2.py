@@ -1,4 +1,6 @@
-"""`mobilenet_edgetpu_v2`: the Edge TPU NAS classification space (NOTES §2, §3).
+"""`mobilenet_edgetpu_v2`: the Edge TPU NAS classification space ("Searching for
+Efficient Neural Architectures for On-Device ML on Edge TPUs", 2022; the released
+models in tensorflow/models `official/projects/edgetpu`).
 
 Built around the MobileNetEdgeTPUv2 topology: a 5x5/2 stem of 64, seven block
 groups (1, 2, 4, 4, 4, 4, 1 blocks; stride 2 at the start of groups 1, 2, 3

@@ -1,4 +1,5 @@
-"""`proxylessnas`: TuNAS's reproduction of the ProxylessNAS space (NOTES §1).
+"""`proxylessnas`: TuNAS's reproduction of the ProxylessNAS space (Bender et al. 2020;
+google-research `tunas/proxylessnas_search_space.py`).
 
 Stem 3x3/2 of 32; a depthwise-separable conv of 16 with kernel {3, 5, 7};
 21 depthwise IBNs in six stages of widths 32, 40, 80, 96, 192, 320 (4, 4, 4,
