@@ -24,16 +24,18 @@ import optax
 
 import search_spaces
 import supernet
+from tasks import Classification
 
 
 def measure(space_name: str, limit: int, image_size: int, num_classes: int = 1000) -> dict:
     space = search_spaces.get_space(space_name)
     plan = supernet.make_plan(space, limit or None)
-    branches = sum(len(b.expand) + len(b.kxk) + len(b.project) for b in plan.blocks)
-    shapes = jax.eval_shape(lambda: supernet.init_params(plan, num_classes, jax.random.key(0)))
+    branches = sum(len(b) for unit in plan.blocks for b in unit.branches)
+    task = Classification(num_classes)
+    shapes = jax.eval_shape(lambda: supernet.init_params(plan, task, jax.random.key(0)))
 
     def loss(params, indices, images, labels):
-        logits = supernet.apply(plan, params, indices, images)
+        logits, _ = supernet.apply(plan, task, params, indices, images)
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
     start = time.perf_counter()

@@ -28,6 +28,7 @@ from flax import nnx
 
 from search_spaces import get_space
 from supernet import apply, build_model, init_params, make_plan
+from tasks import Classification
 
 
 def _loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -60,11 +61,12 @@ def run(space_name: str, num: int, batch: int, repeats: int, seed: int = 0) -> d
     opt = optax.sgd(0.01, momentum=0.9)
 
     plan = make_plan(space)
-    params = init_params(plan, classes, jax.random.key(0))
+    task = Classification(classes)
+    params = init_params(plan, task, jax.random.key(0))
     opt_state = opt.init(params)
 
     def supernet_step(params, opt_state, indices):
-        grads = jax.grad(lambda p: _loss(apply(plan, p, indices, images), labels))(params)
+        grads = jax.grad(lambda p: _loss(apply(plan, task, p, indices, images)[0], labels))(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, indices
 
@@ -86,7 +88,7 @@ def run(space_name: str, num: int, batch: int, repeats: int, seed: int = 0) -> d
                 # Fresh Variables at this trace level: batch norm writes its running
                 # averages into them (nnx refuses writes across trace levels).
                 model = nnx.merge(graphdef, model_params, jax.tree.map(lambda x: x, rest))
-                return _loss(model(images), labels), nnx.state(model, nnx.Not(nnx.Param))
+                return _loss(model(images)[0], labels), nnx.state(model, nnx.Not(nnx.Param))
             (_, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(model_params, rest)
             updates, opt_state = opt.update(grads, opt_state, model_params)
             return optax.apply_updates(model_params, updates), rest, opt_state
