@@ -1,0 +1,139 @@
+"""Model importers: ONNX and .tflite files built inside the tests import to the expected layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search_spaces import SpecError
+from search_spaces.network import NetworkDescription
+from tunas_jax.importers import import_model
+from tunas_jax.importers.graph import GraphBuilder
+
+onnx = pytest.importorskip("onnx")  # CI installs the extra (.ci/run): runs there
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def test_fusion_folds_bn_and_activation_into_single_consumer_producer():
+    b = GraphBuilder("g", "test")
+    b.set_input("x", (8, 8, 3))
+    b.add("conv", "c", ["x"], (8, 8, 16), op="conv2d", kernel_size=3)
+    b.add("bn", "n", ["c"], (8, 8, 16), op="batch_norm")
+    b.add("relu", "r", ["n"], (8, 8, 16), op="activation", activation="relu")
+    b.add("conv2", "c2", ["r"], (8, 8, 16), op="conv2d")
+    b.add("sum", "s", ["c2", "r"], (8, 8, 16), op="add")  # 'r' has two consumers
+    b.add("act", "a", ["r"], (8, 8, 16), op="activation", activation="sigmoid")
+    net = b.build()
+    assert [layer.name for layer in net.layers] == ["conv", "conv2", "sum", "act"]
+    conv = net.layers[0]
+    assert conv.batch_norm and conv.activation == "relu"
+    assert net.layers[2].inputs == ("conv2", "conv")
+    # conv has three consumers after fusion: the sigmoid stays standalone.
+    assert net.layers[3].op == "activation" and net.layers[3].inputs == ("conv",)
+
+
+# -- ONNX --------------------------------------------------------------------------------
+
+def _init(name: str, *dims: int) -> TensorProto:
+    return numpy_helper.from_array(np.zeros(dims, np.float32), name)
+
+
+def _onnx_model(path, unsupported: bool = False, dynamic: bool = False) -> None:
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "w1"], ["c1"], name="stem", kernel_shape=[3, 3], strides=[2, 2],
+          pads=[1, 1, 1, 1]),
+        n("BatchNormalization", ["c1", "g", "b", "m", "v"], ["n1"], name="stem_bn"),
+        n("Relu", ["n1"], ["r1"], name="stem_relu"),
+        n("Conv", ["r1", "wdw"], ["dw"], name="dw", group=16, auto_pad="SAME_UPPER",
+          kernel_shape=[3, 3]),
+        n("Clip", ["dw", "zero", "six"], ["dw6"], name="dw_relu6"),
+        n("Conv", ["dw6", "w17", "b17"], ["c17"], name="c1x7", pads=[0, 3, 0, 3]),
+        n("HardSwish", ["c17"], ["hs"], name="hswish"),
+        n("Add", ["hs", "r1"], ["sum"], name="residual"),
+        n("MaxPool", ["sum"], ["mp"], name="maxpool", kernel_shape=[2, 2], strides=[2, 2]),
+        n("Resize", ["mp", "", "scales"], ["up"], name="upsample", mode="linear"),
+        n("Concat", ["up", "sum"], ["cat"], name="cat", axis=1),
+        n("GlobalAveragePool", ["cat"], ["gap"], name="gap"),
+        n("Constant", [], ["newshape"], name="shape_const",
+          value=helper.make_tensor("s", TensorProto.INT64, [2], [1, 32])),
+        n("Reshape", ["gap", "newshape"], ["flat"], name="reshape"),
+        n("Gemm", ["flat", "wfc", "bfc"], ["logits"], name="fc", transB=1),
+        n("Softmax", ["logits"], ["probs"], name="softmax", axis=1),
+    ]
+    if unsupported:
+        nodes.insert(3, n("LpNormalization", ["r1"], ["r1n"], name="weird_norm"))
+    inits = [_init("w1", 16, 3, 3, 3), _init("g", 16), _init("b", 16), _init("m", 16),
+             _init("v", 16), _init("wdw", 16, 1, 3, 3), _init("w17", 16, 16, 1, 7),
+             _init("b17", 16), _init("wfc", 10, 32), _init("bfc", 10),
+             helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+             helper.make_tensor("six", TensorProto.FLOAT, [], [6.0]),
+             helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])]
+    dims = ["N", 3, "H", "W"] if dynamic else [1, 3, 32, 32]
+    graph = helper.make_graph(
+        nodes, "tiny_onnx", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+
+
+def test_onnx_import_maps_layers(tmp_path):
+    path = tmp_path / "m.onnx"
+    _onnx_model(path)
+    net = import_model(str(path))
+    by = {layer.name: layer for layer in net.layers}
+    assert list(by) == ["stem", "dw", "c1x7", "residual", "maxpool", "upsample", "cat", "gap",
+                        "fc", "softmax"]
+    assert net.input_shape == (32, 32, 3)
+    stem = by["stem"]
+    assert (stem.kernel_size, stem.stride, stem.padding) == (3, 2, (1, 1, 1, 1))
+    assert stem.batch_norm and stem.activation == "relu" and stem.output_shape == (16, 16, 16)
+    assert by["dw"].groups == 16 and by["dw"].padding == "same"
+    assert by["dw"].activation == "relu6"  # Clip(0, 6)
+    assert by["c1x7"].kernel_size == (1, 7) and by["c1x7"].padding == (0, 0, 3, 3)
+    assert by["c1x7"].use_bias and by["c1x7"].activation == "hard_swish"
+    assert by["residual"].inputs == ("c1x7", "stem")
+    assert by["upsample"].mode == "bilinear" and by["upsample"].output_shape == (16, 16, 16)
+    assert by["cat"].output_shape == (16, 16, 32)
+    assert by["gap"].global_pool and by["fc"].op == "fully_connected" and by["fc"].use_bias
+    assert net.params == (3 * 3 * 3 * 16 + 2 * 16) + 9 * 16 + (7 * 16 * 16 + 16) + 32 * 10 + 10
+    assert net.macs == 16 * 16 * (27 * 16 + 9 * 16 + 7 * 16 * 16) + 320
+    assert NetworkDescription.from_json(net.to_json()) == net
+
+
+def test_onnx_import_without_weight_data_and_with_input_shape(tmp_path):
+    path = tmp_path / "m.onnx"
+    _onnx_model(path, dynamic=True)
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = onnx.load(str(path))
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location="weights.bin",
+                                   size_threshold=0)
+    onnx.save(model, str(path))
+    (tmp_path / "weights.bin").unlink()  # shapes must come from dims alone
+    with pytest.raises(SpecError, match="--input-shape"):
+        import_model(str(path))
+    net = import_model(str(path), input_shape=(64, 48, 3))
+    assert net.input_shape == (64, 48, 3) and net.layers[0].output_shape == (32, 24, 16)
+
+
+def test_onnx_unsupported_op_is_named(tmp_path):
+    path = tmp_path / "m.onnx"
+    _onnx_model(path, unsupported=True)
+    with pytest.raises(SpecError, match=r"node 'weird_norm' \(op type LpNormalization\): "
+                                        "not supported"):
+        import_model(str(path))
+
+
+def test_import_command_writes_description(tmp_path, capsys):
+    from search_spaces.network import load
+    from tunas_jax.cli import main
+
+    path, out = tmp_path / "m.onnx", tmp_path / "net.json"
+    _onnx_model(path, dynamic=True)
+    assert main(["import", str(path), "--out", str(out), "--input-shape", "32,32,3"]) == 0
+    assert load(out) == import_model(str(path), input_shape=(32, 32, 3))
+    assert "10 layers" in capsys.readouterr().out
+    assert main(["import", str(path), "--out", str(out), "--input-shape", "32,32"]) == 2
+    assert "--input-shape" in capsys.readouterr().err
+

@@ -1,0 +1,113 @@
+"""The importers' shared graph builder: tensors -> layers of a network description.
+
+Every importer (ONNX, TFLite, jaxpr) walks its model's nodes in order and
+calls `GraphBuilder.add` with the node's activation inputs and the
+`search_spaces.network.Layer` fields it maps to; constants (weights, shape
+arithmetic) never become layers. `build` then applies the peephole fusions
+every Edge TPU compiler applies (a batch norm or an activation whose only
+input is a conv/dense layer consumed by nothing else becomes that layer's
+`batch_norm` / `activation`), so an imported network is costed the way it
+will run and compares layer for layer with the native descriptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from search_spaces.errors import SpecError
+from search_spaces.network import Layer, NetworkDescription, Shape
+
+# Producers a standalone batch norm / activation can fold into.
+_BN_HOSTS = ("conv2d", "conv2d_transpose", "fully_connected")
+_ACT_HOSTS = (*_BN_HOSTS, "add", "mul")
+
+
+class GraphBuilder:
+    """Tracks which layer produces each tensor of the imported model, and its shape."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name, self.kind = name, kind  # kind names the format in error messages
+        self.layers: list[Layer] = []
+        self.input_shape: Shape | None = None
+        self._tensors: dict[str, tuple[str, Shape]] = {}
+        self._names: set[str] = {"input"}
+
+    def set_input(self, tensor: str, shape: Shape) -> None:
+        if self.input_shape is not None:
+            raise SpecError(f"{self.kind} model: more than one input ({tensor!r}); the network "
+                            "description has one input image")
+        self.input_shape = shape
+        self._tensors[tensor] = ("input", shape)
+
+    def has(self, tensor: str) -> bool:
+        """Whether `tensor` is an activation (produced by the input or a layer)."""
+        return tensor in self._tensors
+
+    def shape(self, tensor: str) -> Shape:
+        return self._tensors[tensor][1]
+
+    def alias(self, out_tensor: str, in_tensor: str) -> None:
+        """`out_tensor` is `in_tensor` (identity, dropout, quantize, a no-op reshape)."""
+        self._tensors[out_tensor] = self._tensors[in_tensor]
+
+    def add(self, node: str, out_tensor: str, inputs: list[str], output_shape: Shape,
+            **fields) -> Layer:
+        """Append the layer `node` maps to; its inputs are activation tensors."""
+        sources = [self._tensors[t] for t in inputs]
+        layer = Layer(name=self._unique(node), inputs=tuple(s[0] for s in sources),
+                      input_shape=sources[0][1], output_shape=output_shape, **fields)
+        self.layers.append(layer)
+        self._tensors[out_tensor] = (layer.name, output_shape)
+        return layer
+
+    def _unique(self, wanted: str) -> str:
+        base = re.sub(r"\s+", "_", wanted) or "layer"
+        name, i = base, 1
+        while name in self._names:
+            i += 1
+            name = f"{base}_{i}"
+        self._names.add(name)
+        return name
+
+    def build(self, fuse: bool = True) -> NetworkDescription:
+        if self.input_shape is None:
+            raise SpecError(f"{self.kind} model: no input tensor found")
+        if not self.layers:
+            raise SpecError(f"{self.kind} model: no layers to import")
+        layers = fuse_layers(self.layers) if fuse else list(self.layers)
+        net = NetworkDescription(self.name, self.input_shape, tuple(layers))
+        try:
+            return net.validate()
+        except SpecError as err:  # an importer bug or an odd model: say which
+            raise SpecError(f"{self.kind} model imported to an invalid description: {err}"
+                            ) from None
+
+
+def fuse_layers(layers: list[Layer]) -> list[Layer]:
+    """Fold standalone batch norms and activations into their single producer."""
+    consumers: dict[str, int] = {}
+    for layer in layers:
+        for src in layer.inputs:
+            consumers[src] = consumers.get(src, 0) + 1
+    out: list[Layer] = []
+    index: dict[str, int] = {}  # layer name -> position in `out`
+    rename: dict[str, str] = {}
+    for layer in layers:
+        layer = dataclasses.replace(layer, inputs=tuple(rename.get(s, s) for s in layer.inputs))
+        host = out[index[layer.inputs[0]]] if layer.inputs[0] in index else None
+        if (host is not None and len(layer.inputs) == 1
+                and consumers.get(host.name, 0) == 1 and host.activation is None):
+            merged = None
+            if layer.op == "batch_norm" and host.op in _BN_HOSTS and not host.batch_norm:
+                merged = dataclasses.replace(host, batch_norm=True)
+            elif layer.op == "activation" and host.op in _ACT_HOSTS:
+                merged = dataclasses.replace(host, activation=layer.activation)
+            if merged is not None:
+                out[index[host.name]] = merged
+                rename[layer.name] = host.name
+                consumers[host.name] = consumers.get(layer.name, 0)
+                continue
+        index[layer.name] = len(out)
+        out.append(layer)
+    return out
