@@ -10,8 +10,12 @@ from search_spaces.network import NetworkDescription
 from tunas_jax.importers import import_model
 from tunas_jax.importers.graph import GraphBuilder
 
-onnx = pytest.importorskip("onnx")  # CI installs the extra (.ci/run): runs there
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+try:  # optional extras; CI installs both (.ci/run), so these tests run there
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:
+    onnx = None
+needs_onnx = pytest.mark.skipif(onnx is None, reason="needs the onnx extra")
 
 
 def test_fusion_folds_bn_and_activation_into_single_consumer_producer():
@@ -77,6 +81,7 @@ def _onnx_model(path, unsupported: bool = False, dynamic: bool = False) -> None:
     onnx.save(model, str(path))
 
 
+@needs_onnx
 def test_onnx_import_maps_layers(tmp_path):
     path = tmp_path / "m.onnx"
     _onnx_model(path)
@@ -101,6 +106,7 @@ def test_onnx_import_maps_layers(tmp_path):
     assert NetworkDescription.from_json(net.to_json()) == net
 
 
+@needs_onnx
 def test_onnx_import_without_weight_data_and_with_input_shape(tmp_path):
     path = tmp_path / "m.onnx"
     _onnx_model(path, dynamic=True)
@@ -117,6 +123,7 @@ def test_onnx_import_without_weight_data_and_with_input_shape(tmp_path):
     assert net.input_shape == (64, 48, 3) and net.layers[0].output_shape == (32, 24, 16)
 
 
+@needs_onnx
 def test_onnx_unsupported_op_is_named(tmp_path):
     path = tmp_path / "m.onnx"
     _onnx_model(path, unsupported=True)
@@ -125,6 +132,7 @@ def test_onnx_unsupported_op_is_named(tmp_path):
         import_model(str(path))
 
 
+@needs_onnx
 def test_import_command_writes_description(tmp_path, capsys):
     from search_spaces.network import load
     from tunas_jax.cli import main
@@ -137,3 +145,145 @@ def test_import_command_writes_description(tmp_path, capsys):
     assert main(["import", str(path), "--out", str(out), "--input-shape", "32,32"]) == 2
     assert "--input-shape" in capsys.readouterr().err
 
+
+
+# -- TFLite ------------------------------------------------------------------------------
+
+def _tflite_file(path, unsupported: bool = False) -> None:
+    """A small .tflite flatbuffer written with the tflite package's builder functions."""
+    tfl = pytest.importorskip("tflite")
+    import flatbuffers
+
+    ops = tfl.BuiltinOperator
+    opt = tfl.BuiltinOptions
+    b = flatbuffers.Builder(1024)
+    tensors = [  # (name, NHWC shape)
+        ("input", [1, 16, 16, 3]), ("w_conv", [8, 3, 3, 3]), ("b_conv", [8]),
+        ("stem", [1, 8, 8, 8]), ("w_dw", [1, 3, 3, 16]), ("dw", [1, 8, 8, 16]),
+        ("w_g", [16, 1, 7, 4]), ("gconv", [1, 8, 8, 16]), ("sum", [1, 8, 8, 16]),
+        ("pool", [1, 4, 4, 16]), ("up", [1, 8, 8, 16]), ("size", [2]),
+        ("cat", [1, 8, 8, 32]), ("axes", [2]), ("mean", [1, 32]), ("w_fc", [10, 32]),
+        ("fc", [1, 10]), ("softmax", [1, 10]), ("quant", [1, 10]), ("exp", [1, 8, 8, 16]),
+    ]
+    idx = {name: i for i, (name, _) in enumerate(tensors)}
+
+    def vec(start, values, prepend="PrependInt32"):
+        start(b, len(values))
+        for v in reversed(values):
+            getattr(b, prepend)(v)
+        return b.EndVector()
+
+    def options(kind, **fields):
+        getattr(tfl, f"{kind}Start")(b)
+        for field, value in fields.items():
+            getattr(tfl, f"{kind}Add{field}")(b, value)
+        return getattr(tfl, f"{kind}End")(b), getattr(opt, kind)
+
+    same, valid = tfl.Padding.SAME, tfl.Padding.VALID
+    layers = [  # (builtin op, inputs, outputs, options)
+        (ops.CONV_2D, ["input", "w_conv", "b_conv"], ["stem"],
+         ("Conv2DOptions", dict(Padding=same, StrideW=2, StrideH=2, DilationWFactor=1,
+                                DilationHFactor=1, FusedActivationFunction=3))),
+        (ops.DEPTHWISE_CONV_2D, ["stem", "w_dw", -1], ["dw"],
+         ("DepthwiseConv2DOptions", dict(Padding=same, StrideW=1, StrideH=1,
+                                         DepthMultiplier=2, DilationWFactor=1,
+                                         DilationHFactor=1))),
+        (ops.CONV_2D, ["dw", "w_g", -1], ["gconv"],
+         ("Conv2DOptions", dict(Padding=same, StrideW=1, StrideH=1, DilationWFactor=1,
+                                DilationHFactor=1))),
+        (ops.ADD, ["dw", "gconv"], ["sum"], ("AddOptions", dict(FusedActivationFunction=1))),
+        (ops.MAX_POOL_2D, ["sum"], ["pool"],
+         ("Pool2DOptions", dict(Padding=valid, StrideW=2, StrideH=2, FilterWidth=2,
+                                FilterHeight=2))),
+        (ops.RESIZE_BILINEAR, ["pool", "size"], ["up"], ("ResizeBilinearOptions", {})),
+        (ops.CONCATENATION, ["up", "sum"], ["cat"], ("ConcatenationOptions", dict(Axis=3))),
+        (ops.MEAN, ["cat", "axes"], ["mean"], ("ReducerOptions", dict(KeepDims=False))),
+        (ops.FULLY_CONNECTED, ["mean", "w_fc", -1], ["fc"], ("FullyConnectedOptions", {})),
+        (ops.SOFTMAX, ["fc"], ["softmax"], ("SoftmaxOptions", dict(Beta=1.0))),
+        (ops.QUANTIZE, ["softmax"], ["quant"], None),
+    ]
+    if unsupported:
+        layers.insert(4, (ops.EXP, ["sum"], ["exp"], None))
+    codes = sorted({op for op, *_ in layers})
+    op_offsets = []
+    for op, ins, outs, opts in layers:
+        made = options(opts[0], **opts[1]) if opts else None
+        ins_v = vec(tfl.OperatorStartInputsVector, [idx[t] if t != -1 else -1 for t in ins])
+        outs_v = vec(tfl.OperatorStartOutputsVector, [idx[t] for t in outs])
+        tfl.OperatorStart(b)
+        tfl.OperatorAddOpcodeIndex(b, codes.index(op))
+        tfl.OperatorAddInputs(b, ins_v)
+        tfl.OperatorAddOutputs(b, outs_v)
+        if made:
+            tfl.OperatorAddBuiltinOptionsType(b, made[1])
+            tfl.OperatorAddBuiltinOptions(b, made[0])
+        op_offsets.append(tfl.OperatorEnd(b))
+    tensor_offsets = []
+    for name, shape in tensors:
+        name_s, shape_v = b.CreateString(name), vec(tfl.TensorStartShapeVector, shape)
+        tfl.TensorStart(b)
+        tfl.TensorAddShape(b, shape_v)
+        tfl.TensorAddName(b, name_s)
+        tfl.TensorAddBuffer(b, 0)
+        tensor_offsets.append(tfl.TensorEnd(b))
+    tensors_v = vec(tfl.SubGraphStartTensorsVector, tensor_offsets, "PrependUOffsetTRelative")
+    ops_v = vec(tfl.SubGraphStartOperatorsVector, op_offsets, "PrependUOffsetTRelative")
+    in_v = vec(tfl.SubGraphStartInputsVector, [idx["input"]])
+    out_v = vec(tfl.SubGraphStartOutputsVector, [idx["quant"]])
+    tfl.SubGraphStart(b)
+    tfl.SubGraphAddTensors(b, tensors_v)
+    tfl.SubGraphAddOperators(b, ops_v)
+    tfl.SubGraphAddInputs(b, in_v)
+    tfl.SubGraphAddOutputs(b, out_v)
+    subgraph = tfl.SubGraphEnd(b)
+    code_offsets = []
+    for code in codes:
+        tfl.OperatorCodeStart(b)
+        tfl.OperatorCodeAddBuiltinCode(b, code)
+        tfl.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
+        tfl.OperatorCodeAddVersion(b, 1)
+        code_offsets.append(tfl.OperatorCodeEnd(b))
+    codes_v = vec(tfl.ModelStartOperatorCodesVector, code_offsets, "PrependUOffsetTRelative")
+    subgraphs_v = vec(tfl.ModelStartSubgraphsVector, [subgraph], "PrependUOffsetTRelative")
+    tfl.BufferStart(b)
+    buffer = tfl.BufferEnd(b)
+    buffers_v = vec(tfl.ModelStartBuffersVector, [buffer], "PrependUOffsetTRelative")
+    tfl.ModelStart(b)
+    tfl.ModelAddVersion(b, 3)
+    tfl.ModelAddOperatorCodes(b, codes_v)
+    tfl.ModelAddSubgraphs(b, subgraphs_v)
+    tfl.ModelAddBuffers(b, buffers_v)
+    b.Finish(tfl.ModelEnd(b), file_identifier=b"TFL3")
+    path.write_bytes(bytes(b.Output()))
+
+
+def test_tflite_import_maps_layers(tmp_path):
+    path = tmp_path / "m.tflite"
+    _tflite_file(path)
+    net = import_model(str(path))
+    by = {layer.name: layer for layer in net.layers}
+    assert list(by) == ["stem", "dw", "gconv", "sum", "pool", "up", "cat", "mean", "fc",
+                        "softmax"]
+    stem = by["stem"]
+    assert (stem.kernel_size, stem.stride, stem.padding, stem.groups) == (3, 2, "same", 1)
+    assert stem.use_bias and stem.activation == "relu6"
+    dw = by["dw"]  # depthwise with multiplier 2: groups = Cin = 8, Cout = 16
+    assert dw.groups == 8 and dw.output_shape == (8, 8, 16) and not dw.use_bias
+    assert by["gconv"].groups == 4 and by["gconv"].kernel_size == (1, 7)  # 16 / filter depth 4
+    assert by["sum"].activation == "relu" and by["sum"].inputs == ("dw", "gconv")
+    assert by["up"].mode == "bilinear" and by["cat"].output_shape == (8, 8, 32)
+    assert by["mean"].global_pool and by["fc"].op == "fully_connected"
+    assert net.params == (27 * 8 + 8) + 9 * 16 + 7 * 4 * 16 + 320
+    assert net.macs == 64 * (27 * 8 + 9 * 16 + 7 * 4 * 16) + 320
+    with pytest.raises(SpecError, match="fixes its input at"):
+        import_model(str(path), input_shape=(32, 32, 3))
+
+
+def test_tflite_unsupported_op_is_named(tmp_path):
+    path = tmp_path / "m.tflite"
+    _tflite_file(path, unsupported=True)
+    with pytest.raises(SpecError, match=r"TFLite op 4 \('exp', EXP\): not supported"):
+        import_model(str(path))
+    (tmp_path / "junk.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(SpecError, match=r"junk\.tflite"):
+        import_model(str(tmp_path / "junk.tflite"))
