@@ -287,3 +287,79 @@ def test_tflite_unsupported_op_is_named(tmp_path):
     (tmp_path / "junk.tflite").write_bytes(b"not a flatbuffer")
     with pytest.raises(SpecError, match=r"junk\.tflite"):
         import_model(str(tmp_path / "junk.tflite"))
+
+
+# -- JAX / Flax callables (jaxpr) ----------------------------------------------------------
+
+def _signature(net: NetworkDescription) -> list[tuple]:
+    """Every layer's fields, counts and producers by position (names differ by design)."""
+    index = {"input": -1, **{layer.name: i for i, layer in enumerate(net.layers)}}
+    return [(layer.op, layer.input_shape, layer.output_shape, layer.kernel_size, layer.stride,
+             layer.padding, layer.groups, layer.use_bias, layer.batch_norm, layer.activation,
+             layer.params, layer.macs, tuple(index[s] for s in layer.inputs))
+            for layer in net.layers]
+
+
+@pytest.mark.parametrize("preset", sorted(__import__("search_spaces").presets.PRESETS))
+def test_standalone_model_jaxpr_round_trip(preset):
+    from flax import nnx
+
+    from search_spaces import describe, get_preset
+    from supernet.standalone import abstract_model
+    from tunas_jax.importers.jaxpr_importer import import_function
+
+    spec = get_preset(preset)
+    # conv_impl 'xla': the model's native conv form (feature_group_count), which is
+    # what an accelerator runs; the CPU-only 'split'/'shift' forms are slices + convs.
+    model = abstract_model(spec, 1001, conv_impl="xla")
+    model.eval()
+    graphdef, state = nnx.split(model)
+    net = import_function(lambda x, s: nnx.merge(graphdef, s)(x), (224, 224, 3), state,
+                          name=preset)
+    native = describe(spec, 224, 1001)
+    assert _signature(net) == _signature(native)
+    assert (net.params, net.macs) == (native.params, native.macs)
+
+
+def test_jaxpr_import_of_a_plain_function_and_the_cli(tmp_path, monkeypatch, capsys):
+    module = tmp_path / "my_jax_model.py"
+    module.write_text('''
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+W17 = jnp.zeros((1, 7, 8, 16))
+W = jnp.zeros((16, 10))
+
+
+def forward(x):
+    y = lax.conv_general_dilated(x, W17, (1, 1), ((0, 0), (3, 3)),
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.nn.sigmoid(y)
+    p = lax.reduce_window(y, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    y = jnp.concatenate([p, p], axis=-1)
+    return jnp.mean(y, axis=(1, 2)) @ jnp.zeros((32, 10))
+
+
+def bad(x):
+    return jnp.sin(x)
+''')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    net = import_model("my_jax_model:forward", input_shape=(16, 16, 8))
+    ops = [(layer.op, layer.output_shape) for layer in net.layers]
+    assert ops == [("conv2d", (16, 16, 16)),  # the sigmoid fused into it
+                   ("pool", (8, 8, 16)), ("concat", (8, 8, 32)), ("pool", (1, 1, 32)),
+                   ("fully_connected", (1, 1, 10))]
+    conv = net.layers[0]
+    assert conv.kernel_size == (1, 7) and conv.padding == "same"  # (0,0),(3,3) is SAME here
+    assert conv.activation == "sigmoid"
+    assert net.layers[1].pool_type == "max" and net.layers[3].global_pool
+    with pytest.raises(SpecError, match=r"jaxpr equation 0 \(sin\): not supported"):
+        import_model("my_jax_model:bad", input_shape=(4, 4, 1))
+    from tunas_jax.cli import main
+
+    out = tmp_path / "n.json"
+    assert main(["import", "my_jax_model:forward", "--out", str(out), "--input-shape",
+                 "16,16,8"]) == 0
+    assert main(["import", "my_jax_model:forward", "--out", str(out)]) == 2
+    assert "needs --input-shape" in capsys.readouterr().err

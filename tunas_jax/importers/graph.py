@@ -47,6 +47,10 @@ class GraphBuilder:
     def shape(self, tensor: str) -> Shape:
         return self._tensors[tensor][1]
 
+    def producer(self, tensor: str) -> str:
+        """The layer (or 'input') that produces `tensor`."""
+        return self._tensors[tensor][0]
+
     def alias(self, out_tensor: str, in_tensor: str) -> None:
         """`out_tensor` is `in_tensor` (identity, dropout, quantize, a no-op reshape)."""
         self._tensors[out_tensor] = self._tensors[in_tensor]
