@@ -13,7 +13,9 @@ will run and compares layer for layer with the native descriptions.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
+from types import ModuleType
 
 from search_spaces.errors import SpecError
 from search_spaces.network import Layer, NetworkDescription, Shape
@@ -21,6 +23,49 @@ from search_spaces.network import Layer, NetworkDescription, Shape
 # Producers a standalone batch norm / activation can fold into.
 _BN_HOSTS = ("conv2d", "conv2d_transpose", "fully_connected")
 _ACT_HOSTS = (*_BN_HOSTS, "add", "mul")
+
+
+def optional_import(module: str, extra: str, what: str) -> ModuleType:
+    """Import an optional extra's package, or one error saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SpecError(f"{what} needs the {module} package: pip install "
+                        f"'tunas-jax[{extra}]'") from None
+
+
+def to_hwc(dims: list[int] | tuple[int, ...], where: str, channels_first: bool = False,
+           hint: str = "") -> Shape:
+    """A batch-1 tensor shape as [H, W, C].
+
+    [1, H, W, C] (or [1, C, H, W] when `channels_first`) -> (H, W, C);
+    [1, T, C] -> (1, T, C); [1, C] and [C] -> (1, 1, C).
+    """
+    dims = list(dims)
+    if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
+        raise SpecError(f"{where}: shape {dims} is not fully known{hint}")
+    if len(dims) == 4 and dims[0] == 1:
+        return (dims[2], dims[3], dims[1]) if channels_first else (dims[1], dims[2], dims[3])
+    if len(dims) == 3 and dims[0] == 1:
+        return (1, dims[1], dims[2])
+    if len(dims) == 2 and dims[0] == 1:
+        return (1, 1, dims[1])
+    if len(dims) == 1:
+        return (1, 1, dims[0])
+    raise SpecError(f"{where}: shape {dims} has no [height, width, channels] reading "
+                    "(batch 1, rank 1 to 4)")
+
+
+def hwc_axis(axis: int, rank: int, channels_first: bool = False) -> int | None:
+    """A tensor axis as the description's axis (0 = height, 1 = width, -1 = channels).
+
+    None for the batch axis."""
+    axis %= rank
+    if rank == 4:
+        return ({1: -1, 2: 0, 3: 1} if channels_first else {1: 0, 2: 1, 3: -1}).get(axis)
+    if rank == 3:
+        return {1: 1, 2: -1}.get(axis)
+    return -1 if axis == rank - 1 and axis > 0 else None
 
 
 class GraphBuilder:

@@ -34,7 +34,7 @@ from typing import Any
 
 from search_spaces.errors import SpecError
 from search_spaces.network import Shape
-from tunas_jax.importers.graph import GraphBuilder
+from tunas_jax.importers.graph import GraphBuilder, hwc_axis, to_hwc
 
 ELEMENTWISE = ("add", "sub", "mul", "div")
 PASS_THROUGH = ("convert_element_type", "copy", "copy_p", "reduce_precision",
@@ -42,18 +42,6 @@ PASS_THROUGH = ("convert_element_type", "copy", "copy_p", "reduce_precision",
 RESHAPES = ("reshape", "squeeze", "expand_dims", "broadcast_in_dim")
 NESTED_KEYS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 _COMPUTE = ("conv2d", "fully_connected")
-
-
-def to_hwc(shape: tuple[int, ...], where: str) -> Shape:
-    dims = [int(d) for d in shape]
-    if len(dims) == 4 and dims[0] == 1:
-        return (dims[1], dims[2], dims[3])
-    if len(dims) == 3 and dims[0] == 1:
-        return (1, dims[1], dims[2])
-    if len(dims) == 2 and dims[0] == 1:
-        return (1, 1, dims[1])
-    raise SpecError(f"{where}: activation shape {dims} has no [height, width, channels] "
-                    "reading (batch 1, rank 2 to 4, channels last)")
 
 
 def resolve(target: str) -> Callable:
@@ -154,7 +142,7 @@ class _Reader:
 
     def out(self, eqn: Any, where: str) -> tuple[str, Shape]:
         var = eqn.outvars[0]
-        return self.key(var), to_hwc(var.aval.shape, where)
+        return self.key(var), to_hwc([int(d) for d in var.aval.shape], where)
 
     def alias(self, eqn: Any, src: Any) -> None:
         self.g.alias(self.key(eqn.outvars[0]), self.key(src))
@@ -337,7 +325,7 @@ def _concat(r: _Reader, eqn: Any, acts: list, where: str) -> None:
     if len(acts) != len(eqn.invars):
         raise SpecError(f"{where}: concatenating a constant is not mapped")
     rank, dim = len(acts[0].aval.shape), int(eqn.params["dimension"])
-    axis = {4: {1: 0, 2: 1, 3: -1}, 3: {1: 1, 2: -1}, 2: {1: -1}}.get(rank, {}).get(dim)
+    axis = hwc_axis(dim, rank)
     if axis is None:
         raise SpecError(f"{where}.dimension: {dim} of a rank-{rank} activation")
     key, shape = r.out(eqn, where)

@@ -24,7 +24,8 @@ from typing import Any
 
 from search_spaces.errors import SpecError
 from search_spaces.network import Shape
-from tunas_jax.importers.graph import GraphBuilder
+from tunas_jax.importers.graph import GraphBuilder, hwc_axis, optional_import
+from tunas_jax.importers.graph import to_hwc as graph_to_hwc
 
 PASS_THROUGH = ("Identity", "Dropout", "QuantizeLinear", "DequantizeLinear")
 ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "HardSigmoid": "hard_sigmoid",
@@ -34,45 +35,15 @@ SUPPORTED = ("Conv", "ConvTranspose", "BatchNormalization", *ACTIVATIONS, "Clip"
              "Gemm", "MatMul", "Flatten", "Reshape", "Resize", "Softmax", *PASS_THROUGH)
 
 
-def _onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise SpecError("importing ONNX needs the onnx package: pip install "
-                        "'tunas-jax[onnx]'") from None
-    return onnx
-
-
 def to_hwc(dims: list[int], where: str) -> Shape:
-    """[1, C, H, W] -> (H, W, C); [1, C] -> (1, 1, C); [1, T, C] -> (1, T, C)."""
-    if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
-        raise SpecError(f"{where}: shape {dims} is not fully known; pass --input-shape H,W,C")
-    if len(dims) == 4 and dims[0] == 1:
-        return (dims[2], dims[3], dims[1])
-    if len(dims) == 3 and dims[0] == 1:
-        return (1, dims[1], dims[2])
-    if len(dims) == 2 and dims[0] == 1:
-        return (1, 1, dims[1])
-    if len(dims) == 1:
-        return (1, 1, dims[0])
-    raise SpecError(f"{where}: shape {dims} has no [height, width, channels] reading "
-                    "(batch must be 1, rank 1 to 4)")
-
-
-def hwc_axis(axis: int, rank: int) -> int:
-    """An ONNX axis of a rank-`rank` tensor as the description's axis (0, 1 or -1)."""
-    axis = axis % rank
-    if rank == 4:
-        return {1: -1, 2: 0, 3: 1}.get(axis, 99)
-    if rank == 3:
-        return {1: 1, 2: -1}.get(axis, 99)
-    return -1 if axis == rank - 1 else 99
+    """An NCHW (or lower-rank) ONNX shape as [H, W, C]."""
+    return graph_to_hwc(dims, where, channels_first=True, hint="; pass --input-shape H,W,C")
 
 
 def import_onnx(path: str | os.PathLike, input_shape: Shape | None = None,
                 name: str | None = None) -> Any:
     """The network description of the ONNX model at `path`."""
-    onnx = _onnx()
+    onnx = optional_import("onnx", "onnx", "importing ONNX")
     from onnx import helper, numpy_helper, shape_inference
 
     try:
@@ -211,8 +182,8 @@ def _map_node(b: GraphBuilder, node: Any, name: str, where: str, attrs: dict, da
         b.add(name, out, data, out_shape(), op=op.lower())
     elif op == "Concat":
         rank = len(known.get(x, [])) or 4
-        axis = hwc_axis(int(attrs["axis"]), rank)
-        if axis == 99:
+        axis = hwc_axis(int(attrs["axis"]), rank, channels_first=True)
+        if axis is None:
             raise SpecError(f"{where}.axis: {attrs['axis']} concatenates along the batch")
         b.add(name, out, data, out_shape(), op="concat", axis=axis)
     elif op in ("Gemm", "MatMul"):
@@ -233,8 +204,8 @@ def _map_node(b: GraphBuilder, node: Any, name: str, where: str, attrs: dict, da
               mode="bilinear" if mode == "linear" else "nearest")
     elif op == "Softmax":
         rank = len(known.get(x, [])) or 2
-        axis = hwc_axis(int(attrs.get("axis", -1)), rank)
-        if axis == 99:
+        axis = hwc_axis(int(attrs.get("axis", -1)), rank, channels_first=True)
+        if axis is None:
             raise SpecError(f"{where}.axis: {attrs.get('axis')} is the batch axis")
         b.add(name, out, [x], out_shape(), op="softmax", axis=axis)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from search_spaces.errors import SpecError
 from search_spaces.network import Shape
-from tunas_jax.importers.graph import GraphBuilder
+from tunas_jax.importers.graph import GraphBuilder, hwc_axis, optional_import, to_hwc
 
 # Standalone activation ops and fused activation functions (ActivationFunctionType).
 ACTIVATION_OPS = {"RELU": "relu", "RELU6": "relu6", "RELU_N1_TO_1": "relu_n1_to_1",
@@ -37,39 +37,6 @@ SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "AVERAGE_POOL_2D"
              "MAX_POOL_2D", "MEAN", "ADD", "MUL", "CONCATENATION", "FULLY_CONNECTED",
              "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SOFTMAX", "RESHAPE",
              *ACTIVATION_OPS, *PASS_THROUGH)
-
-
-def _tflite() -> Any:
-    try:
-        import tflite
-    except ImportError:
-        raise SpecError("importing .tflite needs the tflite package: pip install "
-                        "'tunas-jax[tflite]'") from None
-    return tflite
-
-
-def to_hwc(dims: list[int], where: str) -> Shape:
-    """[1, H, W, C] -> (H, W, C); [1, T, C] -> (1, T, C); [1, C] -> (1, 1, C)."""
-    if not dims or any(d < 1 for d in dims):
-        raise SpecError(f"{where}: shape {dims} is not static")
-    if len(dims) == 4 and dims[0] == 1:
-        return (dims[1], dims[2], dims[3])
-    if len(dims) == 3 and dims[0] == 1:
-        return (1, dims[1], dims[2])
-    if len(dims) == 2 and dims[0] == 1:
-        return (1, 1, dims[1])
-    if len(dims) == 1:
-        return (1, 1, dims[0])
-    raise SpecError(f"{where}: shape {dims} has no [height, width, channels] reading")
-
-
-def _axis(axis: int, rank: int) -> int | None:
-    axis %= rank
-    if rank == 4:
-        return {1: 0, 2: 1, 3: -1}.get(axis)
-    if rank == 3:
-        return {1: 1, 2: -1}.get(axis)
-    return -1 if axis == rank - 1 else None
 
 
 def _options(tflite: Any, op: Any, cls_name: str) -> Any:
@@ -84,7 +51,7 @@ def _options(tflite: Any, op: Any, cls_name: str) -> Any:
 def import_tflite(path: str | os.PathLike, input_shape: Shape | None = None,
                   name: str | None = None) -> Any:
     """The network description of the .tflite model at `path`."""
-    tflite = _tflite()
+    tflite = optional_import("tflite", "tflite", "importing .tflite")
     try:
         with open(path, "rb") as f:
             buf = f.read()
@@ -201,7 +168,7 @@ def _map_op(tflite: Any, b: GraphBuilder, op: Any, opname: str, node: str, where
         b.add(node, out, data, out_shape, op=opname.lower(), activation=fused(o))
     elif opname == "CONCATENATION":
         o = _options(tflite, op, "ConcatenationOptions")
-        axis = _axis(o.Axis(), len(dims(ins[0])))
+        axis = hwc_axis(o.Axis(), len(dims(ins[0])))
         if axis is None:
             raise SpecError(f"{where}.axis: {o.Axis()} concatenates along the batch")
         b.add(node, out, data, out_shape, op="concat", axis=axis)
