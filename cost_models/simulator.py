@@ -132,10 +132,10 @@ class SimulationResult:
     def table(self) -> str:
         """A per-layer text table."""
         rows = [f"{'layer':28s} {'op':15s} {'MMACs':>8s} {'cycles':>9s} {'comp_ms':>8s} "
-                f"{'mem_ms':>8s} {'bound':7s} {'util':>5s} {'cached':6s} {'lat_ms':>8s}"]
+                f"{'mem_ms':>8s} {'bound':9s} {'util':>5s} {'cached':6s} {'lat_ms':>8s}"]
         for c in self.layers:
             rows.append(f"{c.name[:28]:28s} {c.op:15s} {c.macs / 1e6:8.2f} {c.compute_cycles:9d} "
-                        f"{c.compute_ms:8.4f} {c.memory_ms:8.4f} {c.bound:7s} "
+                        f"{c.compute_ms:8.4f} {c.memory_ms:8.4f} {c.bound:9s} "
                         f"{c.utilization:5.2f} {('yes' if c.weights_cached else 'NO'):6s} "
                         f"{c.latency_ms:8.4f}")
         rows.append(f"total: {self.latency_ms:.4f} ms, {self.energy_mj:.4f} mJ, "

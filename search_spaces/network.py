@@ -231,7 +231,7 @@ class Layer:
         if self.op not in V1_OPS:
             return False
         if not (isinstance(self.kernel_size, int) and isinstance(self.stride, int)
-                and isinstance(self.padding, str)):
+                and isinstance(self.padding, str) and self.dilation == 1):
             return False
         # Broadcasting adds need the producers' shapes: NetworkDescription checks them.
         return not (self.op == "concat" and self.axis not in (-1, 2))
@@ -405,19 +405,30 @@ def _fits_v1(input_shape: Shape, layers: tuple[Layer, ...]) -> bool:
     return True
 
 
+_STRUCTURE = ("name", "op", "inputs", "input_shape", "output_shape")
+# Per op: the (field, default) pairs it does not use; and its window fields.
+_UNUSED = {op: tuple((f, d) for f, d in _DEFAULTS.items() if f not in _STRUCTURE + used)
+           for op, used in OP_FIELDS.items()}
+_WINDOW_LOW = {op: tuple((f, low) for f, low in (("kernel_size", 1), ("stride", 1),
+                                                  ("dilation", 1), ("output_padding", 0))
+                         if f in used)
+               for op, used in OP_FIELDS.items()}
+
+
 def _check_fields(layer: Layer, where: str) -> None:
     """Types and ranges of the fields, and that unused fields keep their defaults."""
     used = OP_FIELDS[layer.op]
-    for f, default in _DEFAULTS.items():
-        if f in ("name", "op", "inputs", "input_shape", "output_shape") or f in used:
-            continue
+    for f, default in _UNUSED[layer.op]:
         if getattr(layer, f) != default:
             raise SpecError(f"{where}.{'global' if f == 'global_pool' else f}: "
                             f"{getattr(layer, f)!r} but op {layer.op!r} does not use it; "
                             "remove it")
-    for f, low in (("kernel_size", 1), ("stride", 1), ("dilation", 1), ("output_padding", 0)):
-        if f in used and not all(_is_int(v, low) for v in _hw_any(getattr(layer, f))):
-            raise SpecError(f"{where}.{f}: {_to_jsonable(getattr(layer, f))!r}; use an int "
+    for f, low in _WINDOW_LOW[layer.op]:
+        value = getattr(layer, f)
+        if type(value) is int and value >= low:  # the common case, checked fast
+            continue
+        if not all(_is_int(v, low) for v in _hw_any(value)):
+            raise SpecError(f"{where}.{f}: {_to_jsonable(value)!r}; use an int "
                             f">= {low} or [height, width] of such ints")
     if "padding" in used:
         p = layer.padding

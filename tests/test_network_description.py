@@ -149,6 +149,9 @@ def test_v1_only_descriptions_still_write_version_1():
     with pytest.raises(SpecError, match="format_version: 1, but the layers use version 2"):
         NetworkDescription.from_json(doc)
     doc = _tiny()
+    doc["layers"][1]["dilation"] = 2  # a dilated conv is version 2 even with square sizes
+    net = NetworkDescription.from_json({**doc, "format_version": 2})
+    assert net.to_json()["format_version"] == 2
     doc["layers"][4]["dilation"] = 2
     with pytest.raises(SpecError, match="unknown key"):
         NetworkDescription.from_json(doc)
