@@ -440,7 +440,8 @@ def _check_fields(layer: Layer, where: str) -> None:
         raise SpecError(f"{where}.groups: {layer.groups!r}; use an int >= 1")
     for f in ("use_bias", "batch_norm", "global_pool", "transpose_b"):
         if not isinstance(getattr(layer, f), bool):
-            raise SpecError(f"{where}.{f}: {getattr(layer, f)!r}; use true or false")
+            key = "global" if f == "global_pool" else f  # the JSON key
+            raise SpecError(f"{where}.{key}: {getattr(layer, f)!r}; use true or false")
     if layer.op == "activation" and layer.activation is None:
         raise SpecError(f"{where}.activation: missing; an activation layer names its function "
                         f"({', '.join(ACTIVATIONS)})")
