@@ -42,11 +42,18 @@ def _init(name: str, *dims: int) -> TensorProto:
     return numpy_helper.from_array(np.zeros(dims, np.float32), name)
 
 
-def _onnx_model(path, unsupported: bool = False, dynamic: bool = False) -> None:
+def _onnx_model(path, unsupported: bool = False, dynamic: bool = False,
+                qdq: bool = False) -> None:
     n = helper.make_node
+    # qdq: an int8 model as quantizers export it: the input quantized and
+    # dequantized, the stem's weight an int8 initializer dequantized in the graph.
+    quant = [n("QuantizeLinear", ["x", "sc", "zp"], ["xq"], name="q_in"),
+             n("DequantizeLinear", ["xq", "sc", "zp"], ["xd"], name="dq_in"),
+             n("DequantizeLinear", ["w1q", "sc", "zp"], ["w1d"], name="dq_w1")] if qdq else []
     nodes = [
-        n("Conv", ["x", "w1"], ["c1"], name="stem", kernel_shape=[3, 3], strides=[2, 2],
-          pads=[1, 1, 1, 1]),
+        *quant,
+        n("Conv", ["xd" if qdq else "x", "w1d" if qdq else "w1"], ["c1"], name="stem",
+          kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
         n("BatchNormalization", ["c1", "g", "b", "m", "v"], ["n1"], name="stem_bn"),
         n("Relu", ["n1"], ["r1"], name="stem_relu"),
         n("Conv", ["r1", "wdw"], ["dw"], name="dw", group=16, auto_pad="SAME_UPPER",
@@ -73,6 +80,10 @@ def _onnx_model(path, unsupported: bool = False, dynamic: bool = False) -> None:
              helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
              helper.make_tensor("six", TensorProto.FLOAT, [], [6.0]),
              helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])]
+    if qdq:
+        inits += [numpy_helper.from_array(np.zeros((16, 3, 3, 3), np.int8), "w1q"),
+                  helper.make_tensor("sc", TensorProto.FLOAT, [], [0.1]),
+                  helper.make_tensor("zp", TensorProto.INT8, [], [0])]
     dims = ["N", 3, "H", "W"] if dynamic else [1, 3, 32, 32]
     graph = helper.make_graph(
         nodes, "tiny_onnx", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
@@ -104,6 +115,14 @@ def test_onnx_import_maps_layers(tmp_path):
     assert net.params == (3 * 3 * 3 * 16 + 2 * 16) + 9 * 16 + (7 * 16 * 16 + 16) + 32 * 10 + 10
     assert net.macs == 16 * 16 * (27 * 16 + 9 * 16 + 7 * 16 * 16) + 320
     assert NetworkDescription.from_json(net.to_json()) == net
+
+
+@needs_onnx
+def test_onnx_quantize_dequantize_pass_through(tmp_path):
+    plain, qdq = tmp_path / "plain.onnx", tmp_path / "qdq.onnx"
+    _onnx_model(plain)
+    _onnx_model(qdq, qdq=True)
+    assert import_model(str(qdq)).layers == import_model(str(plain)).layers
 
 
 @needs_onnx

@@ -107,6 +107,7 @@ def _v2():
             layer("am", "argmax", ["sm"], [1, 48, 48], [1, 48, 1]),
             layer("flat", "flatten", ["attn"], [1, 48, 40], [1, 1, 1920]),
             layer("fc", "fully_connected", ["flat"], [1, 1, 1920], [1, 1, 10], use_bias=True),
+            layer("res", "add", ["attn", "ln"], [1, 48, 40], [1, 48, 40], activation="relu"),
         ],
     }
 

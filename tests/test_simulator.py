@@ -261,3 +261,18 @@ def test_simulate_command_json(capsys):
     assert doc["layers"][0]["output_shape"] == [150, 150, 64]
     assert main(["simulate", "--network", path, "--target", "coral_edgetpu"]) == 0
     assert "streaming" in capsys.readouterr().out
+
+
+def test_simulator_costs_every_op():
+    from test_network_description import _v2
+
+    from search_spaces.network import OPS
+
+    net = NetworkDescription.from_json(_v2())
+    r = simulate(net, CORAL)
+    assert {layer.op for layer in net.layers} == set(OPS)  # the network holds every op
+    for layer, cost in zip(net.layers, r.layers, strict=True):
+        assert cost.latency_ps > 0 and cost.bound in ("compute", "memory", "streaming"), layer
+        assert (cost.compute_cycles > 0) == (layer.op in
+                                              ("conv2d", "conv2d_transpose", "fully_connected",
+                                               "matmul", "attention")), layer.name
