@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -161,6 +163,12 @@ def test_import_command_writes_description(tmp_path, capsys):
     assert main(["import", str(path), "--out", str(out), "--input-shape", "32,32,3"]) == 0
     assert load(out) == import_model(str(path), input_shape=(32, 32, 3))
     assert "10 layers" in capsys.readouterr().out
+    # ... and the simulator costs the imported description, layer by layer.
+    assert main(["simulate", "--network", str(out), "--target", "pixel6_edgetpu",
+                 "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["name"] for e in doc["layers"]] == [layer.name for layer in load(out).layers]
+    assert doc["layers"][-1]["bound"] == "memory" and doc["latency_ms"] > 0  # the softmax
     assert main(["import", str(path), "--out", str(out), "--input-shape", "32,32"]) == 2
     assert "--input-shape" in capsys.readouterr().err
 
