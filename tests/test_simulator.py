@@ -75,7 +75,7 @@ def test_streamed_weights_cost_at_least_host_transfer():
     (layer,) = result.layers
     assert not layer.weights_cached and result.streamed_weight_bytes == 4096 * 2560
     assert layer.latency_ms >= 4096 * 2560 / CORAL.offchip_bandwidth_bytes_per_s * 1e3
-    assert layer.bound == "memory"
+    assert layer.bound == "streaming"  # the weights over the host link dominate
     # The same layer with its weights cached is far faster.
     assert layer_cost(net.layers[0], CORAL, True).latency_ps < layer.latency_ps / 10
 
@@ -173,3 +173,107 @@ def test_coster_rejects_bad_indices():
     bad[1, 0] = 99
     with pytest.raises(SpecError, match="out of range"):
         coster.cost_batch(bad)
+
+
+# -- version-2 ops ---------------------------------------------------------------
+
+def _net(*layers: Layer, shape=(56, 56, 64)) -> NetworkDescription:
+    return NetworkDescription("n", shape, layers).validate()
+
+
+def test_memory_bound_ops_cost_the_bytes_they_move():
+    shape = (56, 56, 64)
+    n = 56 * 56 * 64
+    bw = IDEAL.onchip_bandwidth_bytes_per_s
+    for op, extra, moved in [
+        ("batch_norm", {}, 2 * n),
+        ("activation", {"activation": "hard_swish"}, 2 * n),
+        ("softmax", {}, 3 * n),      # statistics pass + normalization pass + write
+        ("layer_norm", {}, 3 * n),
+    ]:
+        layer = Layer(name=op, op=op, inputs=("input",), input_shape=shape,
+                      output_shape=shape, **extra)
+        cost = layer_cost(_net(layer).layers[0], IDEAL)
+        assert cost.compute_cycles == 0 and cost.macs == 0, op
+        assert cost.onchip_bytes == moved and cost.bound == "memory", op
+        assert cost.latency_ps == round(moved / bw * 1e12), op
+    up = Layer(name="up", op="resize", inputs=("input",), input_shape=shape,
+               output_shape=(112, 112, 64), mode="nearest")
+    assert layer_cost(up, IDEAL).onchip_bytes == n + 4 * n
+
+
+def test_rectangular_and_transposed_convs_on_the_array():
+    base = dict(inputs=("input",), input_shape=(17, 17, 128), padding="same")
+    c17 = Layer(name="a", op="conv2d", output_shape=(17, 17, 128), kernel_size=(1, 7), **base)
+    c71 = Layer(name="b", op="conv2d", output_shape=(17, 17, 128), kernel_size=(7, 1), **base)
+    c77 = Layer(name="c", op="conv2d", output_shape=(17, 17, 128), kernel_size=7, **base)
+    costs = [layer_cost(x, IDEAL) for x in (c17, c71, c77)]
+    assert costs[0].macs == costs[1].macs == costs[2].macs // 7
+    assert costs[0].compute_cycles == costs[1].compute_cycles < costs[2].compute_cycles
+    assert costs[0].op == "conv1x7" and costs[1].op == "conv7x1"
+    # A stride-2 transposed conv streams its 17x17 input pixels, each scattering
+    # a 3x3 kernel: the cycles of a 3x3 conv over a 17x17 output.
+    t = Layer(name="t", op="conv2d_transpose", output_shape=(34, 34, 128), kernel_size=3,
+              stride=2, **base)
+    c33 = Layer(name="d", op="conv2d", output_shape=(17, 17, 128), kernel_size=3, **base)
+    assert layer_cost(t, IDEAL).compute_cycles == layer_cost(c33, IDEAL).compute_cycles
+    assert t.macs == c33.macs
+
+
+def test_matmul_and_attention_use_the_array():
+    tokens = Layer(name="attn", op="attention", inputs=("input",), input_shape=(1, 196, 256),
+                   output_shape=(1, 196, 256), num_heads=4)
+    cost = layer_cost(tokens, IDEAL)
+    assert cost.compute_cycles > 0 and cost.weight_bytes == 4 * 256 * 256
+    assert 0 < cost.utilization <= 1
+    proj = Layer(name="p", op="conv2d", inputs=("input",), input_shape=(1, 196, 256),
+                 output_shape=(1, 196, 256))
+    # More than its four projections, less than four projections plus a generous margin.
+    assert 4 * layer_cost(proj, IDEAL).compute_cycles < cost.compute_cycles
+    mm = Layer(name="mm", op="matmul", inputs=("input", "input"), input_shape=(4, 64, 64),
+               output_shape=(4, 64, 64))
+    mm_cost = layer_cost(_net(mm, shape=(4, 64, 64)).layers[0], IDEAL)
+    assert mm_cost.macs == 4 * 64 * 64 * 64 and mm_cost.weight_bytes == 0
+    assert mm_cost.onchip_bytes == 3 * 4 * 64 * 64
+
+
+def test_every_layer_names_its_bound():
+    r = simulate(load(os.path.join(NETWORKS_DIR, "vgg16.json")), CORAL)
+    bounds = {c.name: c.bound for c in r.layers}
+    assert bounds["fc6"] == "streaming" and bounds["conv1_1"] == "compute"
+    assert bounds["pool1"] == "memory"
+    assert set(bounds.values()) == {"compute", "memory", "streaming"}
+    doc = r.to_json()
+    assert [entry["bound"] for entry in doc["layers"]] == list(bounds.values())
+    assert doc["latency_ms"] == r.latency_ms
+
+
+def test_simulate_command_json(capsys):
+    import json
+
+    from tunas_jax.cli import main
+
+    path = os.path.join(NETWORKS_DIR, "resnet50_v1.json")
+    assert main(["simulate", "--network", path, "--target", "coral_edgetpu",
+                 "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["latency_ms"] == simulate(load(path), CORAL).latency_ms
+    assert {"compute", "memory", "streaming"} >= {e["bound"] for e in doc["layers"]}
+    assert doc["layers"][0]["output_shape"] == [150, 150, 64]
+    assert main(["simulate", "--network", path, "--target", "coral_edgetpu"]) == 0
+    assert "streaming" in capsys.readouterr().out
+
+
+def test_simulator_costs_every_op():
+    from test_network_description import _v2
+
+    from search_spaces.network import OPS
+
+    net = NetworkDescription.from_json(_v2())
+    r = simulate(net, CORAL)
+    assert {layer.op for layer in net.layers} == set(OPS)  # the network holds every op
+    for layer, cost in zip(net.layers, r.layers, strict=True):
+        assert cost.latency_ps > 0 and cost.bound in ("compute", "memory", "streaming"), layer
+        assert (cost.compute_cycles > 0) == (layer.op in
+                                              ("conv2d", "conv2d_transpose", "fully_connected",
+                                               "matmul", "attention")), layer.name

@@ -21,6 +21,7 @@ COMMANDS = (
     "show",
     "simulate",
     "calibrate",
+    "import-model",  # registers `tunas-jax import`
     "analyze-blocks",
     "train-cost-model",
     "search",

@@ -2,12 +2,18 @@
 
     tunas-jax simulate --space mobilenet_edgetpu_v2 --target pixel6_edgetpu --num 20000 \
         --out /tmp/v2_pixel6.npz [--seed 0] [--workers 0]
-    tunas-jax simulate --network my_net.json --target coral_edgetpu
+    tunas-jax simulate --network my_net.json --target coral_edgetpu [--format json]
+
+With --network, each layer's row names what bounds it: `compute` (the
+array), `memory` (on-chip traffic, spilled activations) or `streaming`
+(its weights do not fit the parameter cache and cross the off-chip link
+every inference). `--format json` prints the same as one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -28,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", required=True, help=f"hardware target: {target_names()}")
     parser.add_argument("--network", help="a network-description JSON: print its per-layer "
                         "costs instead of writing a dataset")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="with --network: a text table (default) or JSON")
     parser.add_argument("--space", default=DEFAULT_SPACE, help="search space to sample")
     parser.add_argument("--num", type=int, help="architectures to simulate (presets included)")
     parser.add_argument("--out", help="dataset file to write (.npz)")
@@ -41,7 +49,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.network:
         network = network_lib.load(args.network)
-        print(network_report(simulate(network, get_target(args.target)), network))
+        result = simulate(network, get_target(args.target))
+        if args.format == "json":
+            doc = result.to_json()
+            shapes = {layer.name: list(layer.output_shape) for layer in network.layers}
+            for entry in doc["layers"]:
+                entry["output_shape"] = shapes[entry["name"]]
+            print(json.dumps(doc, indent=1))
+        else:
+            print(network_report(result, network))
         return 0
     if args.num is None or args.out is None:
         raise UsageError("--num and --out are required to write a dataset (or pass --network)")
@@ -75,12 +91,12 @@ def network_report(result: SimulationResult, network: network_lib.NetworkDescrip
     """Per-layer table (name, op, output shape, MACs, cycles, bound, utilization, latency)."""
     shapes = {layer.name: layer.output_shape for layer in network.layers} if network else {}
     header = (f"{'layer':28s} {'op':16s} {'shape':>14s} {'MACs':>12s} {'cycles':>9s} "
-              f"{'bound':7s} {'util':>6s} {'latency_ms':>10s}")
+              f"{'bound':9s} {'util':>6s} {'latency_ms':>10s}")
     rows = [f"{result.network} on {result.target}", header, "-" * len(header)]
     for c in result.layers:
         shape = "x".join(map(str, shapes[c.name])) if c.name in shapes else ""
         rows.append(f"{c.name[:28]:28s} {c.op[:16]:16s} {shape:>14s} {c.macs:12,d} "
-                    f"{c.compute_cycles:9d} {c.bound:7s} {100 * c.utilization:5.1f}% "
+                    f"{c.compute_cycles:9d} {c.bound:9s} {100 * c.utilization:5.1f}% "
                     f"{c.latency_ms:10.4f}")
     rows.append("-" * len(header))
     streamed = result.streamed_weight_bytes / 2**20
