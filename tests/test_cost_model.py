@@ -18,9 +18,9 @@ from cost_models.hardware import get_target
 from cost_models.regressor import load_cost_model
 from search_spaces import SpecError, describe, get_preset, get_space
 from tunas_jax import config_files, cost_model_training
-from tunas_jax.cli import UsageError
 from tunas_jax.commands import simulate as simulate_command
 from tunas_jax.commands import train_cost_model as train_command
+from tunas_jax.errors import UsageError
 
 CONFIG = "experiments/cost_models/micro_pixel6.py"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import pytest
 import cost_models
 from search_spaces import describe, get_space, load
 from tunas_jax import random_baseline, train
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICRO_DIGITS = os.path.join(REPO, "experiments", "train", "micro_digits.py")

@@ -15,7 +15,7 @@ import search_spaces
 from search_spaces import FILTERS, BlockSpec, OneOf, SearchSpace, SpecError, StageSpec
 from search_spaces import registry as space_registry
 from tunas_jax import search
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import read_metrics
 
 jax.config.update("jax_disable_most_optimizations", True)

@@ -17,7 +17,7 @@ import supernet
 from search_spaces import Architecture, SpecError, describe, get_space
 from tunas_jax import config_files, train, train_step
 from tunas_jax.checkpointing import SearchCheckpointer
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 
 jax.config.update("jax_disable_most_optimizations", True)
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from search_spaces.errors import SpecError
+from tunas_jax.errors import UsageError
 
 # Subcommand modules under tunas_jax.commands, in the order `--help` lists them.
 COMMANDS = (
@@ -29,10 +30,6 @@ COMMANDS = (
     "random-baseline",
     "report",
 )
-
-
-class UsageError(ValueError):
-    """Bad CLI/config input that is not about an architecture or space."""
 
 
 def build_parser() -> argparse.ArgumentParser:

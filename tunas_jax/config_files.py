@@ -19,7 +19,7 @@ from typing import Any
 
 import ml_collections
 
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 
 OVERRIDE_PREFIX = "config."
 FREE_FORM_SECTION = "overrides"

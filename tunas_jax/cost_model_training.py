@@ -35,7 +35,7 @@ from cost_models.features import encoder_for
 from cost_models.hardware import HardwareTarget, get_target
 from search_spaces import SearchSpace, get_space
 from search_spaces.fileio import atomic_write
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 from tunas_jax.progress import progress
 
 DATASET_FILE = "dataset.npz"

@@ -39,7 +39,7 @@ from search_spaces import (
     write_json_atomic,
 )
 from tunas_jax import train
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 
 BASELINE_FILE = "baseline.json"
 FORMAT = "tunas_jax.random_baseline"

@@ -28,7 +28,7 @@ import numpy as np
 from search_spaces import Architecture, atomic_write, read_json
 from search_spaces import load as load_architecture
 from tunas_jax import report_plots
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import METRICS_FILE, PROBABILITIES_FILE, read_metrics
 from tunas_jax.random_baseline import BASELINE_FILE, summarize
 from tunas_jax.search import ARCHITECTURE_FILE, SUMMARY_FILE

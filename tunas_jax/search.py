@@ -47,8 +47,8 @@ from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tunas_jax import cost_model_training, search_step
 from tunas_jax.checkpointing import SearchCheckpointer
-from tunas_jax.cli import UsageError
 from tunas_jax.config_files import load_config
+from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import MetricsLogger
 from tunas_jax.progress import progress
 

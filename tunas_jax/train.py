@@ -44,8 +44,8 @@ from search_spaces import Architecture, SpecError, describe, get_preset, write_j
 from search_spaces import load as load_architecture
 from tunas_jax import train_step
 from tunas_jax.checkpointing import SearchCheckpointer
-from tunas_jax.cli import UsageError
 from tunas_jax.config_files import load_config
+from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import MetricsLogger
 from tunas_jax.progress import progress
 
