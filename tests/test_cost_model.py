@@ -18,6 +18,7 @@ from cost_models.hardware import get_target
 from cost_models.regressor import load_cost_model
 from search_spaces import SpecError, describe, get_preset, get_space
 from tunas_jax import config_files, cost_model_training
+from tunas_jax.cli import parse_command_line
 from tunas_jax.commands import simulate as simulate_command
 from tunas_jax.commands import train_cost_model as train_command
 from tunas_jax.errors import UsageError
@@ -40,7 +41,7 @@ def _run_cli(*argv: str) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     simulate_command.add_parser(subparsers)
     train_command.add_parser(subparsers)
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     return args.func(args)
 
 

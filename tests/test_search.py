@@ -358,18 +358,26 @@ def test_one_architecture_per_device_on_four_cpu_devices(cost_model_dir, tmp_pat
 def test_command_parses_nested_overrides_and_formats_help():
     import argparse
 
+    from tunas_jax.cli import parse_command_line
     from tunas_jax.commands import search as command
+    from tunas_jax.config_files import config_from_args
 
     parser = argparse.ArgumentParser(prog="tunas-jax")
     command.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["search", "--config", MICRO_CONFIG, "--workdir", "/nonexistent",
-                              "--config.controller.delay_fraction=0.5",
-                              "--config.target_latency_ms=-1"])
-    assert getattr(args, "config.controller.delay_fraction") == "0.5"
+    args = parse_command_line(parser, [
+        "search", "--config", MICRO_CONFIG, "--workdir", "/nonexistent",
+        "--config.controller.delay_fraction=0.5", "--config.target_latency_ms=-1",
+        "--config.cost_model.overrides.model=linear"])
+    config = config_from_args(args)
+    assert config.controller.delay_fraction == 0.5
+    # The cost-model section keeps the config file's values and takes new ones, typed.
+    assert config.cost_model.overrides.model == "linear"
+    assert config.cost_model.overrides.num_steps == 2000
     with pytest.raises(SpecError, match="target_latency_ms"):
         command.run(args)
-    assert "--config.dataset.image_size" in parser.format_help() + str(
-        parser._subparsers._group_actions[0].choices["search"].format_help())
+    text = parser._subparsers._group_actions[0].choices["search"].format_help()
+    assert "--config.dataset.image_size=32" in text
+    assert "--config.cost_model.overrides.FIELD=VALUE" in text
 
 
 # ---- random baseline and report (end to end, through the CLI) ---------------------------

@@ -47,6 +47,7 @@ from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tunas_jax import cost_model_training, search_step
 from tunas_jax.checkpointing import SearchCheckpointer
+from tunas_jax.config_defaults import search_defaults, set_overrides
 from tunas_jax.config_files import load_config
 from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import MetricsLogger
@@ -75,18 +76,16 @@ def _check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Con
         name = prefix + key
         if key not in reference:
             raise UsageError(f"config.{name}: unknown field; known: {sorted(reference)} "
-                             "(see experiments/search/base.py)")
-        if isinstance(reference[key], ml_collections.ConfigDict) and key != "overrides":
+                             "(see tunas_jax/config_defaults.py)")
+        if isinstance(reference[key], ml_collections.ConfigDict):
             if not isinstance(config[key], ml_collections.ConfigDict):
-                raise UsageError(f"config.{name}: must be a section like base.py's")
+                raise UsageError(f"config.{name}: must be a section like the defaults'")
             _check_keys(config[key], reference[key], name + ".")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """One clear error (naming the field and the fix) for the first problem found."""
-    from experiments.search import base
-
-    _check_keys(config, base.get_config())
+    _check_keys(config, search_defaults())
     get_space(config.space)  # SpecError naming unknown spaces
     get_target(config.target)
     check_latency_metric(config.latency_metric, "config.latency_metric")
@@ -183,7 +182,7 @@ def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
     config_path = config.cost_model.config
     if not os.path.isabs(config_path) and not os.path.exists(config_path):
         config_path = os.path.join(REPO_ROOT, config_path)
-    overrides = {k: str(v) for k, v in config.cost_model.overrides.items()}
+    overrides = set_overrides(config.cost_model.overrides)
     cm_config = load_config(config_path, overrides)
     if cm_config.space != config.space or cm_config.target != config.target:
         raise UsageError(
