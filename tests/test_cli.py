@@ -96,3 +96,19 @@ def test_help_lists_the_config_fields(capsys):
         main(["train-cost-model", "--help"])
     out = capsys.readouterr().out
     assert "--config.hidden_sizes=(128, 128)" in out and "--config FILE.py" in out
+
+
+@pytest.mark.parametrize("command", [
+    ["search", "--config", "experiments/search/micro_digits.py"],
+    ["train", "--config", TRAIN_CONFIG, "--config.architecture=preset:mobilenet_edgetpu_v1"],
+    ["train-cost-model", "--config", "experiments/cost_models/micro_pixel6.py"],
+])
+def test_workdir_that_is_a_file_is_one_line_exit_2(command, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for workdir in (blocker, blocker / "sub"):
+        assert main([*command, "--workdir", str(workdir)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"--workdir {workdir}: a file is in the way" in err
+    assert blocker.read_text() == "not a folder"

@@ -157,6 +157,60 @@ def test_search_writes_outputs_without_retracing(straight_run):
     assert os.listdir(tmp_path / "tensorboard")
 
 
+def test_corrupted_newest_checkpoint_resumes_from_the_previous_one(
+        straight_run, cost_model_dir, tmp_path, capfd, corrupt_checkpoint):
+    import shutil
+
+    summary, straight_dir, _ = straight_run
+    workdir = tmp_path / "w"
+    shutil.copytree(straight_dir, workdir)
+    checkpoints = str(workdir / "checkpoints")
+    assert sorted(os.listdir(checkpoints), key=int) == ["6", "8"]
+    corrupt_checkpoint(checkpoints, 8)
+    capfd.readouterr()
+    logs: list[str] = []
+    resumed = search.run_search(tiny_config(cost_model_dir), str(workdir), log=logs.append)
+    bad = [line for line in logs if line.startswith("checkpoint step")]
+    assert len(bad) == 1 and "step 8 in" in bad[0] and "unreadable (" in bad[0], logs
+    assert any(line.startswith("resuming from step 6") for line in logs), logs
+    # orbax's reads still in flight after the failure used to print ~280 lines.
+    out = capfd.readouterr()
+    assert "Event loop is closed" not in out.err + out.out
+    assert "Traceback" not in out.err + out.out
+    # Steps 7-8 rerun from step 6: the same controller and architecture as without damage.
+    assert resumed["final_logits"] == summary["final_logits"]
+    assert resumed["argmax"]["indices"] == summary["argmax"]["indices"]
+    assert sorted(os.listdir(checkpoints), key=int) == ["6", "8"]  # step 8 saved anew
+    assert os.listdir(workdir / "checkpoints_unreadable") == ["8"]
+    assert any(line.startswith("moved the unreadable checkpoint step 8") for line in logs)
+
+
+def test_no_readable_checkpoint_says_how_to_start_over(
+        straight_run, cost_model_dir, tmp_path, capsys, corrupt_checkpoint):
+    import shutil
+
+    from tunas_jax import cli
+
+    _, straight_dir, _ = straight_run
+    workdir = tmp_path / "w"
+    shutil.copytree(straight_dir, workdir)
+    for step in (6, 8):
+        corrupt_checkpoint(str(workdir / "checkpoints"), step)
+    overrides = dict(TINY_OVERRIDES, **{"cost_model.workdir": cost_model_dir,
+                                        "cost_model.overrides.space": "tiny_search"})
+    capsys.readouterr()
+    assert cli.main(["search", "--config", MICRO_CONFIG, "--workdir", str(workdir),
+                     *[f"--config.{k}={v}" for k, v in overrides.items()]]) == 2
+    out = capsys.readouterr()
+    bad = [line for line in out.out.splitlines() if "unreadable" in line]
+    assert [line.split(" in ")[0] for line in bad] == ["checkpoint step 8", "checkpoint step 6"]
+    assert out.err.count("\n") == 1 and "no checkpoint reads back" in out.err
+    assert "delete" in out.err and "--workdir" in out.err
+    # Nothing was moved: the same command fails the same way until the user decides.
+    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["6", "8"]
+    assert not (workdir / "checkpoints_unreadable").exists()
+
+
 def test_top_networks_match_brute_force_on_a_small_space():
     space = tiny_search_space()  # 192 index vectors: every network's probability exactly
     rng = np.random.default_rng(0)

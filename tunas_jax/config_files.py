@@ -193,8 +193,8 @@ def add_config_option(parser: argparse.ArgumentParser,
     parser.add_argument(f"--{FLAG}", required=True, metavar="FILE.py",
                         help=f"config file, e.g. {example}; override its fields with "
                              f"--{FLAG}.FIELD=VALUE (listed below)")
-    lines = [f"config fields (--{FLAG}.FIELD=VALUE, nested with dots; the value is parsed "
-             "as the field's type; shown with the defaults the config files start from):"]
+    lines = [f"config fields: --{FLAG}.FIELD=VALUE, nested with dots, the value parsed as "
+             "the field's type\n(shown with the defaults the config files start from):"]
     for field, value in flat_fields(defaults()):
         if field.endswith(f".{OVERRIDES_SECTION}"):
             lines.append(f"  --{FLAG}.{field}.FIELD=VALUE  (any field of that config file)")

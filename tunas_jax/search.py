@@ -46,7 +46,7 @@ from cost_models import ArchitectureCoster, check_latency_metric, get_target
 from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tunas_jax import cost_model_training, search_step
-from tunas_jax.checkpointing import SearchCheckpointer
+from tunas_jax.checkpointing import SearchCheckpointer, make_workdir
 from tunas_jax.config_defaults import search_defaults, set_overrides
 from tunas_jax.config_files import load_config
 from tunas_jax.errors import UsageError
@@ -309,8 +309,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     from tunas_jax.data import create_search_data  # deferred: TFDS import is slow
 
     validate_config(config)
-    workdir = os.path.abspath(os.fspath(workdir))
-    os.makedirs(workdir, exist_ok=True)
+    workdir = make_workdir(workdir)
     enable_compilation_cache(config.compilation_cache_dir)
     write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
     times: dict[str, float] = {}
@@ -332,9 +331,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     state = search_step.init_state(space, plan, data.num_classes, data.image_shape[-1],
                                    optimizer, controller_config(config), int(config.seed))
     checkpointer = SearchCheckpointer(workdir, int(config.keep_checkpoints))
-    resume_step = checkpointer.latest_step() or 0
+    resume_step, state, saved = checkpointer.restore_newest_readable(state, log)
     if resume_step:
-        state, saved = checkpointer.restore(resume_step, state)
         data.set_state(saved["iterators"])
         log(f"resuming from step {resume_step} ({checkpointer.directory})")
     state = search_step.replicate(state, mesh)

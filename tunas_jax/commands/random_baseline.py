@@ -1,4 +1,4 @@
-"""`tunas-jax random-baseline`: K random architectures in a latency band, each trained.
+r"""`tunas-jax random-baseline`: K random architectures in a latency band, each trained.
 
     tunas-jax random-baseline --config experiments/train/micro_digits.py \
         --num 10 --latency-band 0.0167,0.0185 --workdir /tmp/random_micro

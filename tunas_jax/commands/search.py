@@ -1,4 +1,4 @@
-"""`tunas-jax search`: the TuNAS one-shot architecture search.
+r"""`tunas-jax search`: the TuNAS one-shot architecture search.
 
     tunas-jax search --config experiments/search/micro_digits.py --workdir /tmp/search_micro \
         [--config.steps=500 --config.dataset.image_size=16 \

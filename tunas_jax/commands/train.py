@@ -1,4 +1,4 @@
-"""`tunas-jax train`: train the standalone model of one architecture and report its costs.
+r"""`tunas-jax train`: train the standalone model of one architecture and report its costs.
 
     tunas-jax train --config experiments/train/micro_digits.py \
         --config.architecture=ARCH.json --workdir /tmp/train_micro_digits

@@ -1,4 +1,4 @@
-"""`tunas-jax train-cost-model`: fit the learned latency regressor for a space and target.
+r"""`tunas-jax train-cost-model`: fit the learned latency regressor for a space and target.
 
     tunas-jax train-cost-model --config experiments/cost_models/mobilenet_edgetpu_v2_pixel6.py \
         --workdir /tmp/cost_model_v2_pixel6 [--config.num_steps=2000 --config.model=linear]
