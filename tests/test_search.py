@@ -158,7 +158,9 @@ def test_search_writes_outputs_without_retracing(straight_run):
 
 
 def test_corrupted_newest_checkpoint_resumes_from_the_previous_one(
-        straight_run, cost_model_dir, tmp_path, capfd, corrupt_checkpoint):
+        straight_run, cost_model_dir, tmp_path, capfd, monkeypatch, corrupt_checkpoint):
+    unraisable: list = []  # where tensorstore's "Event loop is closed" errors went
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     import shutil
 
     summary, straight_dir, _ = straight_run
@@ -177,6 +179,7 @@ def test_corrupted_newest_checkpoint_resumes_from_the_previous_one(
     out = capfd.readouterr()
     assert "Event loop is closed" not in out.err + out.out
     assert "Traceback" not in out.err + out.out
+    assert unraisable == []
     # Steps 7-8 rerun from step 6: the same controller and architecture as without damage.
     assert resumed["final_logits"] == summary["final_logits"]
     assert resumed["argmax"]["indices"] == summary["argmax"]["indices"]

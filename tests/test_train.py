@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import jax
 import numpy as np
@@ -117,7 +118,10 @@ def test_resume_is_bit_exact(finished_run, arch_path, tmp_path):
 
 
 def test_corrupted_checkpoint_resumes_from_the_previous_one(finished_run, arch_path, tmp_path,
-                                                           capfd, corrupt_checkpoint):
+                                                           capfd, monkeypatch,
+                                                           corrupt_checkpoint):
+    unraisable: list = []  # where tensorstore's "Event loop is closed" errors went
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     _, result = finished_run
     workdir = str(tmp_path / "w")
     config = tiny_config(arch_path, checkpoint_every_steps="2")  # keeps steps 2 and 4
@@ -134,6 +138,7 @@ def test_corrupted_checkpoint_resumes_from_the_previous_one(finished_run, arch_p
     out = capfd.readouterr()
     assert "Event loop is closed" not in out.err + out.out
     assert "Traceback" not in out.err + out.out
+    assert unraisable == []
     # Steps 3-4 retrained from step 2: the same weights as the undamaged run.
     assert resumed["steps"] == 4 and resumed["top1"] == result["top1"]
 
