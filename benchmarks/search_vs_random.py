@@ -62,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     log: list[str] = []
-    search_sets = ["--set", f"cost_model.workdir={out}/cost_model"]
-    for item in args.search_override:
-        search_sets += ["--set", item]
+    search_sets = [f"--config.cost_model.workdir={out}/cost_model"]
+    search_sets += [f"--config.{item}" for item in args.search_override]
     train_sets = [f"--config.{item}" for item in args.train_override]
 
     trained = []

@@ -19,9 +19,10 @@ from cost_models.regressor import load_cost_model
 from search_spaces import SpecError, get_preset, get_space
 from tasks import describe
 from tunas_jax import config_files, cost_model_training
-from tunas_jax.cli import UsageError
+from tunas_jax.cli import parse_command_line
 from tunas_jax.commands import simulate as simulate_command
 from tunas_jax.commands import train_cost_model as train_command
+from tunas_jax.errors import UsageError
 
 CONFIG = "experiments/cost_models/micro_pixel6.py"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +42,7 @@ def _run_cli(*argv: str) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     simulate_command.add_parser(subparsers)
     train_command.add_parser(subparsers)
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     return args.func(args)
 
 

@@ -13,8 +13,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from tunas_jax.cli import UsageError
 from tunas_jax.data import digits, image_ops, pipeline, sources
+from tunas_jax.errors import UsageError
 
 
 def _digits_config(data_dir):

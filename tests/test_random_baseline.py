@@ -9,7 +9,7 @@ import cost_models
 from search_spaces import get_space, load
 from tasks import describe
 from tunas_jax import random_baseline, train
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICRO_DIGITS = os.path.join(REPO, "experiments", "train", "micro_digits.py")

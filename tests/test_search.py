@@ -16,7 +16,7 @@ import tasks
 from search_spaces import FILTERS, BlockSpec, OneOf, SearchSpace, SpecError, StageSpec
 from search_spaces import registry as space_registry
 from tunas_jax import search
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import read_metrics
 
 jax.config.update("jax_disable_most_optimizations", True)
@@ -156,6 +156,63 @@ def test_search_writes_outputs_without_retracing(straight_run):
                 "entropy", "learning_rate", "controller_learning_rate"):
         assert np.isfinite(rows[-1][key]), key
     assert os.listdir(tmp_path / "tensorboard")
+
+
+def test_corrupted_newest_checkpoint_resumes_from_the_previous_one(
+        straight_run, cost_model_dir, tmp_path, capfd, monkeypatch, corrupt_checkpoint):
+    unraisable: list = []  # where tensorstore's "Event loop is closed" errors went
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    import shutil
+
+    summary, straight_dir, _ = straight_run
+    workdir = tmp_path / "w"
+    shutil.copytree(straight_dir, workdir)
+    checkpoints = str(workdir / "checkpoints")
+    assert sorted(os.listdir(checkpoints), key=int) == ["6", "8"]
+    corrupt_checkpoint(checkpoints, 8)
+    capfd.readouterr()
+    logs: list[str] = []
+    resumed = search.run_search(tiny_config(cost_model_dir), str(workdir), log=logs.append)
+    bad = [line for line in logs if line.startswith("checkpoint step")]
+    assert len(bad) == 1 and "step 8 in" in bad[0] and "unreadable (" in bad[0], logs
+    assert any(line.startswith("resuming from step 6") for line in logs), logs
+    # orbax's reads still in flight after the failure used to print ~280 lines.
+    out = capfd.readouterr()
+    assert "Event loop is closed" not in out.err + out.out
+    assert "Traceback" not in out.err + out.out
+    assert unraisable == []
+    # Steps 7-8 rerun from step 6: the same controller and architecture as without damage.
+    assert resumed["final_logits"] == summary["final_logits"]
+    assert resumed["argmax"]["indices"] == summary["argmax"]["indices"]
+    assert sorted(os.listdir(checkpoints), key=int) == ["6", "8"]  # step 8 saved anew
+    assert os.listdir(workdir / "checkpoints_unreadable") == ["8"]
+    assert any(line.startswith("moved the unreadable checkpoint step 8") for line in logs)
+
+
+def test_no_readable_checkpoint_says_how_to_start_over(
+        straight_run, cost_model_dir, tmp_path, capsys, corrupt_checkpoint):
+    import shutil
+
+    from tunas_jax import cli
+
+    _, straight_dir, _ = straight_run
+    workdir = tmp_path / "w"
+    shutil.copytree(straight_dir, workdir)
+    for step in (6, 8):
+        corrupt_checkpoint(str(workdir / "checkpoints"), step)
+    overrides = dict(TINY_OVERRIDES, **{"cost_model.workdir": cost_model_dir,
+                                        "cost_model.overrides.space": "tiny_search"})
+    capsys.readouterr()
+    assert cli.main(["search", "--config", MICRO_CONFIG, "--workdir", str(workdir),
+                     *[f"--config.{k}={v}" for k, v in overrides.items()]]) == 2
+    out = capsys.readouterr()
+    bad = [line for line in out.out.splitlines() if "unreadable" in line]
+    assert [line.split(" in ")[0] for line in bad] == ["checkpoint step 8", "checkpoint step 6"]
+    assert out.err.count("\n") == 1 and "no checkpoint reads back" in out.err
+    assert "delete" in out.err and "--workdir" in out.err
+    # Nothing was moved: the same command fails the same way until the user decides.
+    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == ["6", "8"]
+    assert not (workdir / "checkpoints_unreadable").exists()
 
 
 def test_top_networks_match_brute_force_on_a_small_space():
@@ -359,18 +416,26 @@ def test_one_architecture_per_device_on_four_cpu_devices(cost_model_dir, tmp_pat
 def test_command_parses_nested_overrides_and_formats_help():
     import argparse
 
+    from tunas_jax.cli import parse_command_line
     from tunas_jax.commands import search as command
+    from tunas_jax.config_files import config_from_args
 
     parser = argparse.ArgumentParser(prog="tunas-jax")
     command.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["search", "--config", MICRO_CONFIG, "--workdir", "/nonexistent",
-                              "--config.controller.delay_fraction=0.5",
-                              "--config.target_latency_ms=-1"])
-    assert getattr(args, "config.controller.delay_fraction") == "0.5"
+    args = parse_command_line(parser, [
+        "search", "--config", MICRO_CONFIG, "--workdir", "/nonexistent",
+        "--config.controller.delay_fraction=0.5", "--config.target_latency_ms=-1",
+        "--config.cost_model.overrides.model=linear"])
+    config = config_from_args(args)
+    assert config.controller.delay_fraction == 0.5
+    # The cost-model section keeps the config file's values and takes new ones, typed.
+    assert config.cost_model.overrides.model == "linear"
+    assert config.cost_model.overrides.num_steps == 2000
     with pytest.raises(SpecError, match="target_latency_ms"):
         command.run(args)
-    assert "--config.dataset.image_size" in parser.format_help() + str(
-        parser._subparsers._group_actions[0].choices["search"].format_help())
+    text = parser._subparsers._group_actions[0].choices["search"].format_help()
+    assert "--config.dataset.image_size=32" in text
+    assert "--config.cost_model.overrides.FIELD=VALUE" in text
 
 
 # ---- random baseline and report (end to end, through the CLI) ---------------------------

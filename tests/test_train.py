@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import jax
 import numpy as np
@@ -18,7 +19,7 @@ from search_spaces import Architecture, SpecError, get_space
 from tasks import describe
 from tunas_jax import config_files, train, train_step
 from tunas_jax.checkpointing import SearchCheckpointer
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -115,6 +116,38 @@ def test_resume_is_bit_exact(finished_run, arch_path, tmp_path):
     with open(os.path.join(interrupted, "metrics.jsonl")) as f:
         steps = [json.loads(line)["step"] for line in f if "train/loss" in line]
     assert steps == [2, 4]
+
+
+def test_corrupted_checkpoint_resumes_from_the_previous_one(finished_run, arch_path, tmp_path,
+                                                           capfd, monkeypatch,
+                                                           corrupt_checkpoint):
+    unraisable: list = []  # where tensorstore's "Event loop is closed" errors went
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    _, result = finished_run
+    workdir = str(tmp_path / "w")
+    config = tiny_config(arch_path, checkpoint_every_steps="2")  # keeps steps 2 and 4
+    train.run_training(config, workdir, log=lambda _: None)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    assert sorted(os.listdir(checkpoints)) == ["2", "4"]
+    corrupt_checkpoint(checkpoints, 4)
+    capfd.readouterr()
+    logs: list[str] = []
+    resumed = train.run_training(config, workdir, log=logs.append)
+    bad = [line for line in logs if "unreadable" in line and "moved" not in line]
+    assert len(bad) == 1 and bad[0].startswith("checkpoint step 4 in "), logs
+    assert any(line.startswith("resuming from step 2 of 4") for line in logs), logs
+    out = capfd.readouterr()
+    assert "Event loop is closed" not in out.err + out.out
+    assert "Traceback" not in out.err + out.out
+    assert unraisable == []
+    # Steps 3-4 retrained from step 2: the same weights as the undamaged run.
+    assert resumed["steps"] == 4 and resumed["top1"] == result["top1"]
+
+    for step in (2, 4):  # now nothing reads back: one error, saying how to start over
+        corrupt_checkpoint(checkpoints, step)
+    with pytest.raises(UsageError, match=r"no checkpoint reads back.*delete") as info:
+        train.run_training(config, workdir, log=lambda _: None)
+    assert "\n" not in str(info.value)
 
 
 def test_batch_stats_update_in_training_and_are_used_in_eval(finished_run, arch_path):

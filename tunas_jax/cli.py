@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from search_spaces.errors import SpecError
+from tunas_jax.errors import UsageError
 
 # Subcommand modules under tunas_jax.commands, in the order `--help` lists them.
 COMMANDS = (
@@ -32,10 +33,6 @@ COMMANDS = (
 )
 
 
-class UsageError(ValueError):
-    """Bad CLI/config input that is not about an architecture or space."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunas-jax",
@@ -48,9 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command_line(parser: argparse.ArgumentParser,
+                       argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """`parser.parse_args`, except that a command with a config file gets the arguments
+    argparse leaves over as `args.config_args`: its `--config.FIELD=VALUE` overrides,
+    parsed by ml_collections.config_flags (`tunas_jax.config_files`). Elsewhere an
+    unknown argument is argparse's usage error."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and not hasattr(args, "config_args"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.config_args = extra
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
     try:
         result = args.func(args)
     except (SpecError, UsageError, FileNotFoundError) as err:

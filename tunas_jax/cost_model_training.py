@@ -35,7 +35,8 @@ from cost_models.features import encoder_for
 from cost_models.hardware import HardwareTarget, get_target
 from search_spaces import SearchSpace, get_space
 from search_spaces.fileio import atomic_write
-from tunas_jax.cli import UsageError
+from tunas_jax.checkpointing import make_workdir
+from tunas_jax.errors import UsageError
 from tunas_jax.progress import progress
 
 DATASET_FILE = "dataset.npz"
@@ -117,8 +118,7 @@ def train_cost_model(config: ml_collections.ConfigDict, workdir: str | os.PathLi
     Returns the metadata written to `cost_model.json`.
     """
     start = time.perf_counter()
-    workdir = os.path.abspath(os.fspath(workdir))
-    os.makedirs(workdir, exist_ok=True)
+    workdir = make_workdir(workdir)
     space = get_space(config.space)
     target = get_target(config.target)
     target_name = target.name

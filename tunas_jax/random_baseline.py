@@ -40,7 +40,8 @@ from search_spaces import (
     write_json_atomic,
 )
 from tunas_jax import train
-from tunas_jax.cli import UsageError
+from tunas_jax.checkpointing import make_workdir
+from tunas_jax.errors import UsageError
 
 BASELINE_FILE = "baseline.json"
 FORMAT = "tunas_jax.random_baseline"
@@ -137,8 +138,7 @@ def run_random_baseline(config: ml_collections.ConfigDict, workdir: str | os.Pat
         raise UsageError(f"--num: {num}; need at least one architecture")
     space = get_space(space_name)
     train.check_train_config(config)
-    workdir = os.path.abspath(os.fspath(workdir))
-    os.makedirs(workdir, exist_ok=True)
+    workdir = make_workdir(workdir)
     # Cost with the dataset's class count, as each training's result.json will.
     from tunas_jax.data import load_source, num_classes  # deferred: TFDS import is slow
 

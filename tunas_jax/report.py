@@ -28,7 +28,8 @@ import numpy as np
 from search_spaces import Architecture, atomic_write, read_json
 from search_spaces import load as load_architecture
 from tunas_jax import report_plots
-from tunas_jax.cli import UsageError
+from tunas_jax.checkpointing import make_workdir
+from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import METRICS_FILE, PROBABILITIES_FILE, read_metrics
 from tunas_jax.random_baseline import BASELINE_FILE, summarize
 from tunas_jax.search import ARCHITECTURE_FILE, SUMMARY_FILE
@@ -226,7 +227,7 @@ def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
 def write_report(workdirs: Sequence[str], out_dir: str) -> dict[str, Any]:
     """Collect, plot and write DIR/report.html; returns {'html', 'images', 'comparison'}."""
     collection = collect(workdirs)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = make_workdir(out_dir, "--out")
     images = report_plots.draw_all(collection, out_dir)
     path = os.path.join(out_dir, REPORT_FILE)
     with atomic_write(path, "w", ".html") as f:

@@ -48,9 +48,10 @@ from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tasks import Task, get_task, task_names
 from tunas_jax import cost_model_training, search_step
-from tunas_jax.checkpointing import SearchCheckpointer
-from tunas_jax.cli import UsageError
+from tunas_jax.checkpointing import SearchCheckpointer, make_workdir
+from tunas_jax.config_defaults import search_defaults, set_overrides
 from tunas_jax.config_files import load_config
+from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import MetricsLogger
 from tunas_jax.progress import progress
 
@@ -77,18 +78,16 @@ def _check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Con
         name = prefix + key
         if key not in reference:
             raise UsageError(f"config.{name}: unknown field; known: {sorted(reference)} "
-                             "(see experiments/search/base.py)")
-        if isinstance(reference[key], ml_collections.ConfigDict) and key != "overrides":
+                             "(see tunas_jax/config_defaults.py)")
+        if isinstance(reference[key], ml_collections.ConfigDict):
             if not isinstance(config[key], ml_collections.ConfigDict):
-                raise UsageError(f"config.{name}: must be a section like base.py's")
+                raise UsageError(f"config.{name}: must be a section like the defaults'")
             _check_keys(config[key], reference[key], name + ".")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """One clear error (naming the field and the fix) for the first problem found."""
-    from experiments.search import base
-
-    _check_keys(config, base.get_config())
+    _check_keys(config, search_defaults())
     get_space(config.space)  # SpecError naming unknown spaces
     if config.task not in task_names():
         raise UsageError(f"config.task: {config.task!r} is unknown; use one of {task_names()}")
@@ -193,7 +192,7 @@ def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
     config_path = config.cost_model.config
     if not os.path.isabs(config_path) and not os.path.exists(config_path):
         config_path = os.path.join(REPO_ROOT, config_path)
-    overrides = {k: str(v) for k, v in config.cost_model.overrides.items()}
+    overrides = set_overrides(config.cost_model.overrides)
     cm_config = load_config(config_path, overrides)
     if cm_config.space != config.space or cm_config.target != config.target:
         raise UsageError(
@@ -324,8 +323,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     from tunas_jax.data import create_search_data  # deferred: TFDS import is slow
 
     validate_config(config)
-    workdir = os.path.abspath(os.fspath(workdir))
-    os.makedirs(workdir, exist_ok=True)
+    workdir = make_workdir(workdir)
     enable_compilation_cache(config.compilation_cache_dir)
     write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
     times: dict[str, float] = {}
@@ -351,9 +349,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     state = search_step.init_state(space, plan, task, optimizer, controller_config(config),
                                    int(config.seed))
     checkpointer = SearchCheckpointer(workdir, int(config.keep_checkpoints))
-    resume_step = checkpointer.latest_step() or 0
+    resume_step, state, saved = checkpointer.restore_newest_readable(state, log)
     if resume_step:
-        state, saved = checkpointer.restore(resume_step, state)
         data.set_state(saved["iterators"])
         log(f"resuming from step {resume_step} ({checkpointer.directory})")
     state = search_step.replicate(state, mesh)

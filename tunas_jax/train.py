@@ -45,9 +45,9 @@ from search_spaces import Architecture, SpecError, get_preset, write_json_atomic
 from search_spaces import load as load_architecture
 from tasks import Task, describe, get_task
 from tunas_jax import train_step
-from tunas_jax.checkpointing import SearchCheckpointer
-from tunas_jax.cli import UsageError
+from tunas_jax.checkpointing import SearchCheckpointer, make_workdir
 from tunas_jax.config_files import load_config
+from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import MetricsLogger
 from tunas_jax.progress import progress
 
@@ -233,8 +233,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
     if config.init_from and arch.space is None:
         raise UsageError("config.init_from: needs an architecture of the search's space, not "
                          "a preset")
-    workdir = os.path.abspath(os.fspath(workdir))
-    os.makedirs(workdir, exist_ok=True)
+    workdir = make_workdir(workdir)
     data = _train_data(config)
     num_classes, channels = data["num_classes"], data["input_channels"]
     steps_per_epoch = data["steps_per_epoch"]
@@ -259,7 +258,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
     fns, state = train_step.make_step_functions(model, config, steps_per_epoch, num_steps)
     del model
     if step:
-        state, saved = checkpointer.restore(step, state)
+        step, state, saved = checkpointer.restore_newest_readable(state, log)
         data["iterator"].set_state(saved["iterators"])
         log(f"resuming from step {step} of {num_steps} ({checkpointer.directory})")
     eval_data = _eval_data(config)

@@ -31,7 +31,7 @@ import optax
 from flax import nnx
 
 from supernet.standalone import StandaloneModel
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 
 OPTIMIZERS = ("rmsprop", "sgd", "adam")
 SCHEDULES = ("cosine", "exponential")

@@ -51,8 +51,8 @@ def get_config() -> ml_collections.ConfigDict:
     # 25% delay; op and filter warmup over the first 25%.
     # Every layer of more than one configuration runs masked, as TuNAS: this space
     # asks for 6,165 exact layer configurations (kxk layers of 229-313), which do not
-    # compile in reasonable time; masked, 253 branches (the CPU grad step lowers and
-    # compiles in 75 s at 32 px). A step then costs the widest choices, not the child's.
+    # compile in reasonable time; masked, 253 branches (compile times measured in
+    # BENCHMARKS.md). A step then costs the widest choices, not the child's.
     config.max_branches_per_layer = 1
     config.log_every = 100
     config.checkpoint_every = 1000

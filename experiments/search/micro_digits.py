@@ -1,8 +1,8 @@
 """The default search: the `micro` space on the built-in digits, Pixel 6 Edge TPU latency.
 
-Runs on 2 CPU cores in about 6 minutes (6m07s measured, cold compilation cache),
-cost-model build and the ~2 min compile included (a rerun or resume skips the
-compile via the persistent compilation cache).
+Sized to run on 2 CPU cores in minutes, cost-model build and compile included
+(a rerun or resume skips the compile via the persistent compilation cache);
+the measured wall times are in EXPERIMENTS.md ("The default search").
 
 Run:
     tunas-jax search --config experiments/search/micro_digits.py --workdir /tmp/search_micro
@@ -21,10 +21,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.dataset.image_size = 32
     config.cost_model.config = "experiments/cost_models/micro_pixel6.py"
     # 5k simulated architectures and 2k steps fit micro's cost model exactly (held-out
-    # MAPE < 0.1%) in ~10 s; the full 50k/10k default takes minutes. One process:
+    # MAPE < 0.1%) at a fraction of the full 50k/10k default's time. One process:
     # no worker spawn once JAX is running.
-    config.cost_model.overrides = ml_collections.ConfigDict(
-        {"num_architectures": 5000, "num_steps": 2000, "workers": 1})
+    config.cost_model.overrides.num_architectures = 5000
+    config.cost_model.overrides.num_steps = 2000
+    config.cost_model.overrides.workers = 1
     # micro computes in 0.003-0.029 ms on Pixel 6 but every inference also pays the
     # target's fixed 0.40 ms (driver overhead, image and logits I/O): end to end the
     # whole space spans 0.404-0.430 ms, too little for a relative reward. So the
@@ -37,8 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
     # worth 0.5 points, below the ~2.5-point noise of a 256-image validation batch.
     config.reward_beta = -1.0
 
-    # 800 steps keep the whole run near 6 minutes on 2 cores (compile ~2 min, then
-    # ~0.26 s/step); about 40 epochs of the digits' 1298 training images.
+    # 800 steps keep the whole run within minutes on 2 cores (EXPERIMENTS.md has the
+    # measured split: compile, then the steps); about 40 epochs of the digits' 1298
+    # training images.
     config.steps = 800
     config.batch_size = 64
     config.valid_batch_size = 256  # TuNAS: 4x the training batch
@@ -57,8 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
     # within 1% (0.0177 vs 0.0176 ms).
     config.controller.base_lr = 0.1
     # No op warmup on CPU: averaging all op choices traces a scan over every op
-    # combination of each block, which took the micro step's compile from ~4 to over
-    # 8 minutes and made warmup steps ~5x slower. Filter warmup (free) stays on.
+    # combination of each block, which multiplied the micro step's compile time and
+    # made warmup steps several times slower. Filter warmup (free) stays on.
     config.controller.op_warmup_fraction = 0.0
     config.log_every = 10
     config.checkpoint_every = 100

@@ -1,4 +1,4 @@
-"""`tunas-jax random-baseline`: K random architectures in a latency band, each trained.
+r"""`tunas-jax random-baseline`: K random architectures in a latency band, each trained.
 
     tunas-jax random-baseline --config experiments/train/micro_digits.py \
         --num 10 --latency-band 0.0167,0.0185 --workdir /tmp/random_micro
@@ -16,30 +16,29 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.train import base
-from tunas_jax import random_baseline, train
-from tunas_jax.config_files import add_override_options, overrides_from_args
+from tunas_jax import random_baseline
+from tunas_jax.config_defaults import train_defaults
+from tunas_jax.config_files import add_config_option, config_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "random-baseline", help="train K random architectures of a latency band (TuNAS baseline)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True,
-                        help="train config (the recipe), e.g. experiments/train/micro_digits.py")
+    add_config_option(parser, train_defaults,
+                      "experiments/train/micro_digits.py (the training recipe)")
     parser.add_argument("--workdir", required=True, help="output folder; resumes")
     parser.add_argument("--space", default="micro", help="search space to sample (default micro)")
     parser.add_argument("--num", type=int, required=True, help="number of architectures K")
     parser.add_argument("--latency-band", required=True, metavar="LO,HI",
                         help="simulated latency band in ms (config.latency_metric)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    add_override_options(parser, base.get_config())
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     band = random_baseline.parse_band(args.latency_band)
-    config = train.load_train_config(args.config, overrides_from_args(args))
+    config = config_from_args(args)
     plan = random_baseline.run_random_baseline(config, args.workdir, space_name=args.space,
                                                num=args.num, band=band, seed=args.seed)
     if "stopped_at" in plan:

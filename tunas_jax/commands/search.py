@@ -1,7 +1,8 @@
-"""`tunas-jax search`: the TuNAS one-shot architecture search.
+r"""`tunas-jax search`: the TuNAS one-shot architecture search.
 
     tunas-jax search --config experiments/search/micro_digits.py --workdir /tmp/search_micro \
-        [--config.steps=500 --config.dataset.image_size=16 ...]
+        [--config.steps=500 --config.dataset.image_size=16 \
+         --config.cost_model.overrides.num_steps=500 ...]
 
 Trains the latency regressor first if `config.cost_model.workdir` holds none,
 then searches, writing `architecture.json`, `search_summary.json`,
@@ -13,32 +14,23 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.search import base
 from tunas_jax import search
-from tunas_jax.config_files import add_override_options, overrides_from_args
+from tunas_jax.config_defaults import search_defaults
+from tunas_jax.config_files import add_config_option, config_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "search", help="one-shot hardware-aware architecture search (TuNAS)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True,
-                        help="config file, e.g. experiments/search/micro_digits.py")
+    add_config_option(parser, search_defaults, "experiments/search/micro_digits.py")
     parser.add_argument("--workdir", required=True,
                         help="output folder (architecture.json, metrics, checkpoints)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override any field, also ones not listed below (e.g. "
-                             "cost_model.overrides.num_steps=500)")
-    add_override_options(parser, base.get_config())
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = overrides_from_args(args)
-    for item in args.set:
-        field, _, value = item.partition("=")
-        overrides[field] = value
-    config = search.load_search_config(args.config, overrides)
+    config = config_from_args(args)
     summary = search.run_search(config, args.workdir)
     best = summary["argmax"]
     print(f"architecture {':'.join(map(str, best['indices']))}: simulated "

@@ -23,7 +23,7 @@ from cost_models.hardware import get_target, target_names
 from cost_models.simulator import SimulationResult, simulate
 from search_spaces import DEFAULT_SPACE, get_space
 from search_spaces import network as network_lib
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 from tunas_jax.progress import progress
 
 

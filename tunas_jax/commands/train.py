@@ -1,4 +1,4 @@
-"""`tunas-jax train`: train the standalone model of one architecture and report its costs.
+r"""`tunas-jax train`: train the standalone model of one architecture and report its costs.
 
     tunas-jax train --config experiments/train/micro_digits.py \
         --config.architecture=ARCH.json --workdir /tmp/train_micro_digits
@@ -21,26 +21,23 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.train import base
 from tunas_jax import train
-from tunas_jax.config_files import add_override_options, overrides_from_args
+from tunas_jax.config_defaults import train_defaults
+from tunas_jax.config_files import add_config_option, config_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train the standalone model of an architecture (or preset), report costs",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True,
-                        help="config file, e.g. experiments/train/micro_digits.py")
+    add_config_option(parser, train_defaults, "experiments/train/micro_digits.py")
     parser.add_argument("--workdir", required=True,
                         help="output folder (checkpoints, metrics, result.json); resumes")
-    add_override_options(parser, base.get_config())
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = overrides_from_args(args)
-    config = train.load_train_config(args.config, overrides)
+    config = config_from_args(args)
     result = train.run_training(config, args.workdir)
     if "stopped_at" in result:
         print(f"stopped at step {result['stopped_at']} (config.stop_after_steps); rerun the "

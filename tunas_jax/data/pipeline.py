@@ -25,8 +25,8 @@ import grain
 import ml_collections
 import numpy as np
 
-from tunas_jax.cli import UsageError
 from tunas_jax.data import image_ops, sources
+from tunas_jax.errors import UsageError
 
 AUGMENT_MODES = ("pad_crop", "inception", "none")
 # Images whose longer side exceeds this get 'inception' preprocessing under 'auto'.

@@ -23,8 +23,8 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tunas_jax.cli import UsageError
 from tunas_jax.data import digits
+from tunas_jax.errors import UsageError
 
 DIGITS_ALIASES = ("digits", digits.DIGITS_NAME)
 

@@ -1,0 +1,275 @@
+"""The schema and defaults of every config `tunas-jax` reads: search, train, cost model.
+
+The library owns them so that it can validate a config and list its fields in
+`--help` without importing config files; the files under `experiments/` are
+variants that start from these functions (`experiments/*/base.py`) and change
+values, never add fields: an unknown field in a loaded config is a typo. Every
+field is commented here, once.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+from tunas_jax.data import default_dataset_config
+
+
+def search_defaults() -> ml_collections.ConfigDict:
+    """Every field of a `tunas-jax search` config, with its default."""
+    config = ml_collections.ConfigDict()
+    # Search space (search_spaces.get_space name) and hardware target (cost_models.get_target).
+    config.space = "micro"
+    # Task (tasks.get_task name): the head, loss, reward quality and metrics.
+    config.task = "classification"
+    config.target = "pixel6_edgetpu"
+
+    # Input data: shared weights train on dataset.train_split, the reward comes from
+    # dataset.valid_split (held out of the training split). See tunas_jax.data.
+    config.dataset = default_dataset_config()
+
+    # Learned latency regressor (cost_models.regressor) evaluated inside the jitted step.
+    config.cost_model = ml_collections.ConfigDict()
+    # Its workdir ('' = <search workdir>/cost_model). Point several searches at one
+    # shared folder to train it once.
+    config.cost_model.workdir = ""
+    # Config file used to train it when the workdir holds none (relative paths are
+    # tried from the current directory, then from the repository root).
+    config.cost_model.config = "experiments/cost_models/micro_pixel6.py"
+    # Fields of that config to override for the build (e.g. fewer architectures):
+    # every cost-model field, typed, None = keep the config file's value.
+    config.cost_model.overrides = cost_model_overrides()
+
+    # Which latency the reward and the target use: 'end_to_end' (one whole inference) or
+    # 'layers' (minus the fixed per-inference overhead and I/O, which are the same for
+    # every architecture; for spaces so small that the fixed part dominates). See
+    # cost_models/latency_metric.py.
+    config.latency_metric = "end_to_end"
+    # Latency target T0 of the reward, in ms of latency_metric on the target (> 0).
+    config.target_latency_ms = 0.41
+    # Reward: 'abs' (TuNAS default: Q + beta |T/T0 - 1|), 'mnas', 'mnas_hard'.
+    config.reward = "abs"
+    # Reward beta; negative so that missing the target costs reward (TuNAS: -0.10).
+    config.reward_beta = -0.10
+
+    # Supernet execution: a layer of at most this many configurations runs the child's
+    # exact shapes (one lax.switch branch each, cost follows the child); a layer of more
+    # is masked as TuNAS (the widest branch per op and kernel size, the child's widths
+    # traced), which bounds compile time. 0 = exact everywhere. See supernet/plan.py.
+    config.max_branches_per_layer = 64
+
+    # Number of search steps (one supernet + one controller update each).
+    config.steps = 1000
+    # Training batch (all devices together; each device trains its own architecture
+    # on batch_size / num_devices examples).
+    config.batch_size = 64
+    # Validation (reward) batch; 0 = 4 x batch_size (TuNAS).
+    config.valid_batch_size = 0
+
+    # Shared-weight optimizer.
+    config.optimizer = ml_collections.ConfigDict()
+    # 'rmsprop' (TuNAS ImageNet), 'momentum' (SGD with Nesterov-free momentum) or 'adam'.
+    config.optimizer.name = "rmsprop"
+    # Peak learning rate at batch 256; scaled by batch_size / 256 (TuNAS: 0.165).
+    config.optimizer.base_learning_rate = 0.165
+    # Fraction of the steps warming the learning rate up linearly from 0 (then cosine to 0).
+    config.optimizer.warmup_fraction = 0.025
+    # RMSProp decay, momentum (also SGD's momentum) and epsilon (TuNAS: 0.9, 0.9, 1.0).
+    config.optimizer.decay = 0.9
+    config.optimizer.momentum = 0.9
+    config.optimizer.epsilon = 1.0
+    # L2 weight decay added to the gradient (TuNAS: 4e-5).
+    config.optimizer.weight_decay = 4e-5
+    # Label smoothing of the training cross-entropy (TuNAS: 0.1).
+    config.optimizer.label_smoothing = 0.1
+
+    # Controller: controllers.ReinforceConfig and controllers.Schedule fields
+    # (total_steps and batch_size are filled in from steps and batch_size).
+    config.controller = ml_collections.ConfigDict()
+    # Controller LR at batch 256 before the 10x rise (TuNAS: 0.0003).
+    config.controller.base_lr = 3e-4
+    # Fraction of steps with controller LR 0 while the shared weights warm up.
+    config.controller.delay_fraction = 0.25
+    # LR multiplier reached at the last step, and how it rises ('exponential' | 'linear').
+    config.controller.lr_increase = 10.0
+    config.controller.lr_increase_mode = "exponential"
+    # Op / filter warmup: p goes 1 -> 0 over this fraction of steps (<= delay_fraction).
+    config.controller.op_warmup_fraction = 0.25
+    config.controller.filter_warmup_fraction = 0.25
+    # EMA momentum of the reward baseline (TuNAS: 0.95).
+    config.controller.baseline_momentum = 0.95
+    # Adam moments of the controller (TuNAS: b1 = 0, b2 = 0.999).
+    config.controller.adam_b1 = 0.0
+    config.controller.adam_b2 = 0.999
+    # Weight of the active-path entropy bonus (TuNAS: 0).
+    config.controller.entropy_weight = 0.0
+
+    # Seed of the weights, the architecture samples and the data order.
+    config.seed = 0
+    # Steps between metrics lines (metrics.jsonl, TensorBoard) and between checkpoints.
+    config.log_every = 10
+    config.checkpoint_every = 200
+    # Checkpoints kept (the newest ones).
+    config.keep_checkpoints = 2
+    # Devices to search on (one architecture per device); 0 = all local devices.
+    config.num_devices = 0
+    # JAX persistent compilation cache: '' = ~/.cache/tunas_jax/jax_cache, 'none' = off.
+    # A rerun of the same search then skips the compile (minutes for big spaces).
+    config.compilation_cache_dir = ""
+    # Grain threads preparing batches.
+    config.data_threads = 2
+    return config
+
+
+def train_defaults() -> ml_collections.ConfigDict:
+    """Every field of a `tunas-jax train` / `random-baseline` config, with its default.
+
+    `architecture` is what to train: an architecture JSON file (`search_spaces.load`,
+    e.g. the `architecture.json` a search writes) or `preset:<name>` for a named
+    network of `search_spaces.PRESETS` (e.g. `preset:mobilenet_edgetpu_v2_s`). It
+    may stay empty when `init_from` names a search workdir: the search's
+    architecture is used.
+    """
+    config = ml_collections.ConfigDict()
+    # What to train: an architecture JSON path or 'preset:<name>' (see the module docstring).
+    # No default: a training run of "some" network is never what was meant.
+    config.architecture = ""
+    # A search workdir whose supernet weights initialize the model (weight inheritance);
+    # '' = train from scratch. Needs an architecture of the search's space.
+    config.init_from = ""
+    # Task (tasks.get_task name): the head, loss and evaluation metrics.
+    config.task = "classification"
+
+    # Input data: the `tunas_jax.data` section. Training reads all of `train_split`
+    # (the search's held-out valid_split is not needed here) and evaluates on eval_split.
+    config.dataset = default_dataset_config()
+    config.dataset.train_split = "train"
+    # Data loading threads (grain), for training and evaluation.
+    config.num_threads = 2
+
+    # Length: epochs of train_split; num_steps > 0 overrides it (smoke tests).
+    config.num_epochs = 30
+    config.num_steps = 0
+    config.batch_size = 128
+    # Evaluation batch size (the last batch is padded and masked).
+    config.eval_batch_size = 256
+    # Evaluate on eval_split every this many epochs, and at the end.
+    config.eval_every_epochs = 1.0
+    # Checkpoint every this many steps (0 = at each evaluation only) and at the end.
+    config.checkpoint_every_steps = 0
+    # Checkpoints kept (orbax max_to_keep).
+    config.keep_checkpoints = 2
+    # Train-loss logging period in steps (TensorBoard, metrics.jsonl, progress bar).
+    config.log_every_steps = 20
+    # Preemption drill: stop after this global step as if killed (checkpoint first);
+    # rerunning the same command continues. 0 = off.
+    config.stop_after_steps = 0
+
+    # Optimizer: 'rmsprop' (TF1 RMSProp: mean square starts at 1, eps inside the sqrt,
+    # as the MobileNetEdgeTPU/EfficientNet TPU recipes), 'sgd' or 'adam'.
+    config.optimizer = "rmsprop"
+    # Peak learning rate per `lr_batch_base` examples; the peak is scaled linearly
+    # with batch_size / lr_batch_base.
+    config.learning_rate = 0.008
+    config.lr_batch_base = 128
+    # Momentum of rmsprop and sgd (adam's beta1).
+    config.momentum = 0.9
+    # RMSProp decay of the mean square (rho).
+    config.rmsprop_decay = 0.9
+    # Epsilon of rmsprop and adam.
+    config.epsilon = 0.001
+    # Nesterov momentum (sgd only).
+    config.nesterov = True
+    # Schedule after the warmup: 'cosine' (to 0 at the end) or 'exponential'
+    # (staircase: x decay_rate every decay_epochs, the published MobileNetEdgeTPU schedule).
+    config.schedule = "cosine"
+    config.decay_epochs = 2.4
+    config.decay_rate = 0.97
+    # Linear warmup from 0 to the peak learning rate, in epochs.
+    config.warmup_epochs = 1.0
+    # L2 regularization of conv and dense kernels (not batch norm, not biases), added to
+    # the gradient as weight_decay * w (= a loss of weight_decay / 2 * |w|^2).
+    config.weight_decay = 1e-5
+    # Label smoothing of the cross-entropy (0 = one-hot targets).
+    config.label_smoothing = 0.1
+    # Dropout before the classifier.
+    config.dropout_rate = 0.0
+    # Exponential moving average of the weights, with TF's warmup
+    # min(ema_decay, (1 + step) / (10 + step)); evaluation and result.json use the
+    # averaged weights. 0 = off.
+    config.ema_decay = 0.0
+    # Seed of the initialization, the data order/augmentation and dropout.
+    config.seed = 0
+
+    # Cost report in result.json: the simulated hardware target, and a trained latency
+    # regressor workdir (`tunas-jax train-cost-model`) for predicted_latency_ms ('' = none).
+    config.target = "pixel6_edgetpu"
+    config.cost_model_workdir = ""
+    # Latency reported as simulated_latency_ms / predicted_latency_ms: 'end_to_end' or
+    # 'layers' (without the fixed per-inference part; cost_models/latency_metric.py).
+    # Use the metric of the search whose architectures you compare.
+    config.latency_metric = "end_to_end"
+    return config
+
+
+def cost_model_defaults() -> ml_collections.ConfigDict:
+    """Every field of a `tunas-jax train-cost-model` config (the learned latency regressor)."""
+    config = ml_collections.ConfigDict()
+    # Search space (search_spaces.get_space name) and hardware target (cost_models.hardware).
+    config.space = "micro"
+    config.target = "pixel6_edgetpu"
+    # Input resolution and classes to cost the networks at; None = the space's defaults.
+    config.image_size = config_dict.placeholder(int)
+    config.num_classes = config_dict.placeholder(int)
+
+    # Dataset: simulated when the file is missing; None = <workdir>/dataset.npz.
+    config.dataset_path = config_dict.placeholder(str)
+    # Architectures to simulate (the space's presets first, then uniform samples).
+    config.num_architectures = 50_000
+    # Seed of the architecture sampling (the dataset is a function of it).
+    config.dataset_seed = 0
+    # Simulation processes; 0 = all cores.
+    config.workers = 0
+    # Fraction of the dataset held out for the reported metrics (never trained on).
+    config.heldout_fraction = 0.1
+
+    # Model: 'linear' (TuNAS's additive cost model, the baseline), 'mlp' (additive x
+    # exp(MLP)) or 'cache_aware' (additive costs switched by a learned weight-cache model).
+    config.model = "cache_aware"
+    # Hidden widths of the MLP (the first is the embedding-sum layer); 'mlp' only.
+    config.hidden_sizes = (128, 128)
+    # Weight of the cache-aware model's auxiliary loss (learned weight bytes vs the
+    # architecture's parameter count, in units of the target's cache size).
+    config.weight_loss_scale = 1.0
+    # Add TuNAS's per-block Kronecker features (in filters x out filters x op choices).
+    config.kronecker_features = True
+
+    # Optimization: AdamW on the squared error of the log-latency (a relative error).
+    config.num_steps = 10_000
+    config.batch_size = 512
+    # Peak learning rate of the warmup + cosine schedule.
+    config.learning_rate = 2e-3
+    # Fraction of the steps spent warming the learning rate up from 0.
+    config.warmup_fraction = 0.02
+    # Decoupled weight decay (keeps rarely seen Kronecker slots near zero).
+    config.weight_decay = 1e-5
+    # Seed of the split, the initialization and the batches.
+    config.seed = 0
+    return config
+
+
+def cost_model_overrides() -> ml_collections.ConfigDict:
+    """The search's `cost_model.overrides` section: each cost-model field, typed, set to None.
+
+    A typed placeholder per field (not a free-form mapping) lets
+    `--config.cost_model.overrides.num_steps=500` be parsed and checked like any other
+    field; None means "keep the value of the cost-model config file".
+    """
+    defaults = cost_model_defaults()
+    return ml_collections.ConfigDict(
+        {name: config_dict.placeholder(defaults.get_type(name)) for name in defaults})
+
+
+def set_overrides(section: ml_collections.ConfigDict) -> dict[str, object]:
+    """The fields of a `cost_model.overrides` section that are set (not None)."""
+    return {name: value for name, value in section.items() if value is not None}
