@@ -33,6 +33,7 @@ from cost_models.hardware import HardwareTarget, get_target
 from cost_models.simulator import LayerCost, finish, io_terms, layer_cost
 from search_spaces import Layer, SearchSpace, Unit
 from search_spaces.graph import node_layers
+from search_spaces.schema import mixed_radix
 from tasks import Classification, Task
 
 
@@ -123,10 +124,7 @@ class ArchitectureCoster:
                 positions = tuple(dict.fromkeys(positions + tuple(
                     units[i].output_width.position for i in self.space.endpoint_units.values()
                     if units[i].output_width.position is not None)))
-            radix, mult = [], 1
-            for p in positions:
-                radix.append(mult)
-                mult *= self.space.num_choices[p]
+            radix = mixed_radix([self.space.num_choices[p] for p in positions])
             segments.append(_Segment(unit, positions, np.asarray(radix, dtype=np.int64), size))
             size = math.ceil(size / unit.stride)
         return segments

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from search_spaces import SearchSpace
+from search_spaces.schema import mixed_radix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +98,8 @@ class FeatureEncoder:
         radix = np.zeros((space.num_decisions, len(fields)), np.float32)
         for i, f in enumerate(fields):
             sizes = [n[p] + 1 if m else n[p] for p, m in zip(f.positions, f.masked, strict=True)]
-            for j, p in enumerate(f.positions):
-                radix[p, i] = float(np.prod(sizes[j + 1:], dtype=np.int64))
+            for p, r in zip(f.positions, mixed_radix(sizes), strict=True):
+                radix[p, i] = float(r)
         # Codes stay below 2**24, so float32 (fast on every backend) is exact.
         assert max(len(t) for t in tables) < 2**24
         self._radix = radix
@@ -201,8 +202,7 @@ def _joint_field(space: SearchSpace, name: str, positions: Sequence[int],
     values = np.where(np.array(masked), np.where(active, combos + 1, 0), combos)
     sizes = [num_choices[p] + 1 if m else num_choices[p] for p, m in zip(positions, masked,
                                                                           strict=True)]
-    radix = np.array([int(np.prod(sizes[j + 1:], dtype=np.int64)) for j in range(len(sizes))])
-    codes = values @ radix
+    codes = values @ np.asarray(mixed_radix(sizes), np.int64)
     reachable = np.unique(codes)
     table = np.full(int(np.prod(sizes, dtype=np.int64)), -1, np.int32)
     table[reachable] = np.arange(len(reachable), dtype=np.int32)

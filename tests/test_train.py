@@ -153,7 +153,7 @@ def test_corrupted_checkpoint_resumes_from_the_previous_one(finished_run, arch_p
 def test_batch_stats_update_in_training_and_are_used_in_eval(finished_run, arch_path):
     workdir, _ = finished_run
     config = tiny_config(arch_path)
-    arch = train.resolve_architecture(config)
+    arch = train.config_architecture(config)
     model = supernet.build_model(arch.spec, 10, rngs=nnx.Rngs(0), dropout_rate=0.2)
     fns, initial = train_step.make_step_functions(model, config, steps_per_epoch=45,
                                                   num_steps=4)
@@ -248,7 +248,7 @@ def test_init_from_reads_the_search_checkpoint(arch_path, tmp_path):
         train.load_search_params(str(tmp_path), None, 10, 3)
     search_config.steps, search_config.batch_size, search_config.seed = 10, 8, 3
     (tmp_path / "config.json").write_text(json.dumps(search_config.to_dict()))
-    arch = train.resolve_architecture(train.load_train_config(
+    arch = train.config_architecture(train.load_train_config(
         MICRO_DIGITS, {"architecture": arch_path}))
     params = train.load_search_params(str(tmp_path), arch, 10, 3)
     jax.tree.map(np.testing.assert_array_equal, params, jax.tree.map(np.asarray, state.params))
@@ -268,7 +268,7 @@ def test_predicted_latency_from_a_trained_regressor(arch_path, tmp_path):
         {"num_architectures": "200", "num_steps": "100", "workers": "1"})
     cost_model_training.train_cost_model(cm_config, str(tmp_path), log=lambda _: None)
     config = tiny_config(arch_path, cost_model_workdir=str(tmp_path))
-    arch = train.resolve_architecture(config)
+    arch = train.config_architecture(config)
     report = train.cost_report(config, arch, 10, 3, log=lambda _: None)
     assert report["predicted_latency_ms"] > 0 and "predicted_latency_reason" not in report
     config.latency_metric = "end_to_end"  # the regressor's own metric, at its 32 px
@@ -279,6 +279,6 @@ def test_predicted_latency_from_a_trained_regressor(arch_path, tmp_path):
     report = train.cost_report(config, arch, 10, 3, log=lambda _: None)
     assert report["predicted_latency_ms"] is None
     assert "trained for target 'pixel6_edgetpu'" in report["predicted_latency_reason"]
-    preset = train.resolve_architecture(tiny_config("preset:mobilenet_edgetpu_v2_tiny"))
+    preset = train.config_architecture(tiny_config("preset:mobilenet_edgetpu_v2_tiny"))
     report = train.cost_report(config, preset, 10, 3, log=lambda _: None)
     assert "no search space" in report["predicted_latency_reason"]

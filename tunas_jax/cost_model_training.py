@@ -101,13 +101,24 @@ def ensure_dataset(config: ml_collections.ConfigDict, workdir: str, space: Searc
         return dataset_lib.read_dataset(path, space, target), path
     log(f"dataset: simulating {config.num_architectures} architectures of {space.name} on "
         f"{target.name} -> {path}")
-    with progress(total=config.num_architectures, desc="simulate", unit="arch") as bar:
-        data = dataset_lib.simulate_dataset(
-            space, target, config.num_architectures, seed=config.dataset_seed,
-            image_size=config.image_size, num_classes=config.num_classes,
-            workers=config.workers or None, on_progress=bar.update)
-    dataset_lib.write_dataset(path, data)
+    data = simulate_to_file(space, target, config.num_architectures, path,
+                            seed=config.dataset_seed, image_size=config.image_size,
+                            num_classes=config.num_classes, workers=config.workers or None)
     return data, path
+
+
+def simulate_to_file(space: SearchSpace, target: HardwareTarget, num: int, path: str,
+                     seed: int = 0, image_size: int | None = None,
+                     num_classes: int | None = None, workers: int | None = None
+                     ) -> dataset_lib.SimulatorDataset:
+    """Sample and simulate `num` architectures (all cores, with a progress bar) and write
+    the dataset file atomically."""
+    with progress(total=num, desc="simulate", unit="arch") as bar:
+        data = dataset_lib.simulate_dataset(space, target, num, seed=seed,
+                                            image_size=image_size, num_classes=num_classes,
+                                            workers=workers, on_progress=bar.update)
+    dataset_lib.write_dataset(path, data)
+    return data
 
 
 # ---- training -----------------------------------------------------------------

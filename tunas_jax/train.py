@@ -55,7 +55,6 @@ PRESET_PREFIX = "preset:"
 RUN_FILE = "run.json"
 RESULT_FILE = "result.json"
 ARCHITECTURE_FILE = "architecture.json"
-CHECKPOINT_DIR = "checkpoints"
 
 
 # ---- config --------------------------------------------------------------------------
@@ -72,7 +71,7 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     check_latency_metric(config.latency_metric, "config.latency_metric")
 
 
-def resolve_architecture(config: ml_collections.ConfigDict) -> Architecture:
+def config_architecture(config: ml_collections.ConfigDict) -> Architecture:
     """The architecture to train: config.architecture, else the init_from search's."""
     text = config.architecture.strip()
     if not text and config.init_from:
@@ -229,7 +228,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
     """
     start = time.perf_counter()
     check_train_config(config)
-    arch = resolve_architecture(config)
+    arch = config_architecture(config)
     if config.init_from and arch.space is None:
         raise UsageError("config.init_from: needs an architecture of the search's space, not "
                          "a preset")

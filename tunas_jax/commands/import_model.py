@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from search_spaces.fileio import write_json_atomic
-from tunas_jax.cli import UsageError
+from tunas_jax.errors import UsageError
 from tunas_jax.importers import import_model
 
 

@@ -23,8 +23,8 @@ from cost_models.hardware import get_target, target_names
 from cost_models.simulator import SimulationResult, simulate
 from search_spaces import DEFAULT_SPACE, get_space
 from search_spaces import network as network_lib
+from tunas_jax import cost_model_training
 from tunas_jax.errors import UsageError
-from tunas_jax.progress import progress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -73,11 +73,9 @@ def simulate_to_file(space_name: str, target_name: str, num: int, out: str, seed
     """Sample, simulate (all cores, with a progress bar) and write a dataset file."""
     space, target = get_space(space_name), get_target(target_name)
     start = time.perf_counter()
-    with progress(total=num, desc="simulate", unit="arch") as bar:
-        data = dataset_lib.simulate_dataset(space, target, num, seed=seed,
-                                            image_size=image_size, num_classes=num_classes,
-                                            workers=workers, on_progress=bar.update)
-    dataset_lib.write_dataset(out, data)
+    data = cost_model_training.simulate_to_file(space, target, num, out, seed=seed,
+                                                image_size=image_size,
+                                                num_classes=num_classes, workers=workers)
     seconds = time.perf_counter() - start
     lat = data.latency_ms
     print(f"wrote {out}: {len(data)} architectures of {space.name} on {target.name} "
