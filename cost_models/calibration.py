@@ -2,11 +2,12 @@
 
 Least squares on log latency (`scipy.optimize.least_squares`, parameters
 searched in log space within bounds, from a few starts) over the published
-rows of the target's device (NOTES; `PUBLISHED` below is a copy of
-`published_latency.csv`). `tunas-jax calibrate --target T` prints, per model,
-published vs simulated latency and error, plus Pearson (of latencies) and
-Spearman (rank) correlation, and the fitted values to paste into
-`cost_models/targets/T.py` (the shipped files hold them).
+rows of the target's device (the Coral benchmark page and the Edge TPU NAS
+paper's tables; `PUBLISHED` below is a copy of `published_latency.csv`).
+`tunas-jax calibrate --target T` prints, per model, published vs simulated
+latency and error, plus Pearson (of latencies) and Spearman (rank)
+correlation, and the fitted values to paste into `cost_models/targets/T.py`
+(the shipped files hold them).
 
 Reference networks: MobileNetEdgeTPU v2 tiny..l from `search_spaces.presets`;
 v1 at width w scales every filter count of the v1 preset (stem, blocks,

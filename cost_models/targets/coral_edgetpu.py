@@ -1,4 +1,5 @@
-"""Coral USB Accelerator Edge TPU, from public facts (NOTES §4), calibrated on the Coral rows.
+"""Coral USB Accelerator Edge TPU, from public facts (coral.ai datasheet and benchmarks),
+calibrated on the Coral rows.
 
 Public: 4 TOPS int8 at about 2 TOPS/W; a 64x64 PE systolic array (so one MAC
 lane per PE at 480 MHz gives 3.93 TOPS); about 8 MiB of on-chip memory that

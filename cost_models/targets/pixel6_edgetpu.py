@@ -1,6 +1,6 @@
 """Pixel 6 (Google Tensor) Edge TPU: an assumed microarchitecture fitted to nine latencies.
 
-The microarchitecture is not public (NOTES §4): only model-level latencies of
+The microarchitecture is not public: only model-level latencies of
 MobileNetEdgeTPU v1 (w1.0..w1.75) and v2 (tiny..l) are. The array shape
 (64 rows x 16 columns of 4-lane SIMD PEs: SIMD that needs at least 4
 output channels per group to fill, the paper's reason for a minimum group size),

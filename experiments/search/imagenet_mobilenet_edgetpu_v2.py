@@ -1,9 +1,11 @@
 """TuNAS on ImageNet in the MobileNetEdgeTPUv2 space (Pixel 6 Edge TPU latency, 224 px).
 
-TuNAS's ImageNet hyperparameters (NOTES §1): 90 epochs at batch 4096, RMSProp
-(decay 0.9, momentum 0.9, eps 1.0), peak LR 0.165 * batch/256 cosine with 2.5%
-warmup, label smoothing 0.1, weight decay 4e-5; validation batches 4x larger
-held out of the training split. Needs imagenet2012 in ArrayRecord format.
+TuNAS's ImageNet hyperparameters (Bender et al. 2020; google-research
+`tunas/mobile_architecture_search.py`): 90 epochs at batch 4096, RMSProp
+(decay 0.9, momentum 0.9, eps 1.0), peak LR 0.165 * batch/256 cosine with
+2.5% warmup, label smoothing 0.1, weight decay 4e-5; validation batches 4x
+larger held out of the training split. Needs imagenet2012 in ArrayRecord
+format.
 
 Run:
     tunas-jax search --config experiments/search/imagenet_mobilenet_edgetpu_v2.py \
