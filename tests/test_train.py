@@ -275,7 +275,7 @@ def test_predicted_latency_from_a_trained_regressor(arch_path, tmp_path):
     whole = train.cost_report(config, arch, 10, 3, log=lambda _: None)
     assert whole["predicted_latency_ms"] - report["predicted_latency_ms"] == pytest.approx(
         cost_models.fixed_latency_ms("pixel6_edgetpu", 32, 10), rel=1e-5)
-    config.target = "coral_edgetpu"  # the regressor was trained for pixel6: refused, with why
+    config.targets = ("coral_edgetpu",)  # the regressor was trained for pixel6: refused, with why
     report = train.cost_report(config, arch, 10, 3, log=lambda _: None)
     assert report["predicted_latency_ms"] is None
     assert "trained for target 'pixel6_edgetpu'" in report["predicted_latency_reason"]

@@ -18,11 +18,14 @@ from tunas_jax.data import default_dataset_config
 def search_defaults() -> ml_collections.ConfigDict:
     """Every field of a `tunas-jax search` config, with its default."""
     config = ml_collections.ConfigDict()
-    # Search space (search_spaces.get_space name) and hardware target (cost_models.get_target).
+    # Search space (search_spaces.get_space name).
     config.space = "micro"
     # Task (tasks.get_task name): the head, loss, reward quality and metrics.
     config.task = "classification"
-    config.target = "pixel6_edgetpu"
+    # Hardware targets (cost_models.get_target names), a list: one target = a list of one.
+    # The one-shot reward takes one latency: searching several devices at once needs a
+    # combined latency metric (the multi-hardware search), so a search names one.
+    config.targets = ("pixel6_edgetpu",)
 
     # Input data: shared weights train on dataset.train_split, the reward comes from
     # dataset.valid_split (held out of the training split). See tunas_jax.data.
@@ -201,9 +204,11 @@ def train_defaults() -> ml_collections.ConfigDict:
     # Seed of the initialization, the data order/augmentation and dropout.
     config.seed = 0
 
-    # Cost report in result.json: the simulated hardware target, and a trained latency
-    # regressor workdir (`tunas-jax train-cost-model`) for predicted_latency_ms ('' = none).
-    config.target = "pixel6_edgetpu"
+    # Cost report in result.json: the simulated hardware targets (a list; the first one's
+    # latency is `simulated_latency_ms`, every one's in `simulated_latency_ms_by_target`),
+    # and a trained latency regressor workdir (`tunas-jax train-cost-model`) of the first
+    # target for predicted_latency_ms ('' = none).
+    config.targets = ("pixel6_edgetpu",)
     config.cost_model_workdir = ""
     # Latency reported as simulated_latency_ms / predicted_latency_ms: 'end_to_end' or
     # 'layers' (without the fixed per-inference part; cost_models/latency_metric.py).

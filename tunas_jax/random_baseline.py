@@ -5,7 +5,7 @@
 
 `run_random_baseline` draws index vectors of the space uniformly
 (`controllers.random_search`), keeps the first `num` distinct ones whose
-simulated latency on `config.target`, in `config.latency_metric`, lies in
+simulated latency on the first of `config.targets`, in `config.latency_metric`, lies in
 [lo_ms, hi_ms], and trains each with `tunas_jax.train.run_training` under the
 same config: the same recipe a searched architecture gets with that config.
 Writes into W:
@@ -30,7 +30,7 @@ import numpy as np
 
 import controllers
 from cost_models import metric_offset_ms
-from cost_models.interface import SimulatorCostModel, Workload
+from cost_models.interface import SimulatorCostModel, Workload, check_targets
 from search_spaces import (
     Architecture,
     SearchSpace,
@@ -66,20 +66,21 @@ def sample_in_band(space: SearchSpace, config: ml_collections.ConfigDict, num: i
     image size and latency_metric; `num_classes` outputs, default the space's) is in
     [lo_ms, hi_ms], as `tunas-jax train` will report it: (indices [num, D], latency_ms)."""
     image_size = int(config.dataset.image_size)
+    target = check_targets(config.targets, "config.targets")[0]
     task = train.make_task(config, num_classes or space.default_num_classes)
     costs = SimulatorCostModel(space, Workload(image_size, task))
-    offset = metric_offset_ms(config.latency_metric, config.target, image_size,
+    offset = metric_offset_ms(config.latency_metric, target, image_size,
                               task.num_classes)
 
     def latency_ms(indices: np.ndarray) -> np.ndarray:
-        return costs.cost(indices, [config.target])[config.target].latency_ms - offset
+        return costs.cost(indices, [target])[target].latency_ms - offset
 
     try:
         return controllers.random_search(space, latency_ms, num=num, lo_ms=lo_ms, hi_ms=hi_ms,
                                          seed=seed, max_tries=max_tries, batch_size=4096)
     except SpecError as err:
         raise UsageError(f"--latency-band {lo_ms},{hi_ms} ({config.latency_metric} ms at "
-                         f"{image_size} px on {config.target}): {err}; widen or move the band"
+                         f"{image_size} px on {target}): {err}; widen or move the band"
                          ) from None
 
 
@@ -96,7 +97,7 @@ def _plan(workdir: str, space: SearchSpace, config: ml_collections.ConfigDict, n
     """baseline.json's plan: read back when it matches this command, else drawn and written."""
     path = os.path.join(workdir, BASELINE_FILE)
     request = {"space": space.name, "space_fingerprint": space.fingerprint,
-               "target": config.target, "latency_metric": config.latency_metric,
+               "target": config.targets[0], "latency_metric": config.latency_metric,
                "latency_band_ms": list(band), "num": num, "seed": seed,
                "recipe": recipe(config)}
     if os.path.exists(path):

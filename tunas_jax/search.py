@@ -43,7 +43,12 @@ import numpy as np
 import controllers
 import supernet
 from cost_models import check_latency_metric, get_target
-from cost_models.interface import RegressorCostModel, SimulatorCostModel, Workload
+from cost_models.interface import (
+    RegressorCostModel,
+    SimulatorCostModel,
+    Workload,
+    check_targets,
+)
 from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tasks import Task, get_task, task_names
@@ -91,7 +96,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     get_space(config.space)  # SpecError naming unknown spaces
     if config.task not in task_names():
         raise UsageError(f"config.task: {config.task!r} is unknown; use one of {task_names()}")
-    get_target(config.target)
+    search_target(config)
     check_latency_metric(config.latency_metric, "config.latency_metric")
     controllers.check_target_latency_ms(config.target_latency_ms)
     controllers.make_reward_fn(config.reward, target_latency_ms=config.target_latency_ms,
@@ -117,6 +122,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         if value % num:
             raise UsageError(f"config.{name}: {value} is not divisible by the {num} devices; "
                              "pick a multiple or set config.num_devices")
+
+
+def search_target(config: ml_collections.ConfigDict) -> str:
+    """The one hardware target of a search's reward (`config.targets`, a list of one)."""
+    targets = check_targets(config.targets, "config.targets")
+    if len(targets) != 1:
+        raise UsageError(f"config.targets: {list(targets)}; the one-shot reward takes one "
+                         "device's latency: name one target (several at once need a combined "
+                         "latency metric, the multi-hardware search)")
+    return get_target(targets[0]).name
 
 
 def _num_devices(config: ml_collections.ConfigDict) -> int:
@@ -194,11 +209,12 @@ def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
         config_path = os.path.join(REPO_ROOT, config_path)
     overrides = set_overrides(config.cost_model.overrides)
     cm_config = load_config(config_path, overrides)
-    if cm_config.space != config.space or cm_config.target != config.target:
+    target = search_target(config)
+    if cm_config.space != config.space or cm_config.target != target:
         raise UsageError(
             f"config.cost_model.config: {config.cost_model.config} trains for "
             f"{cm_config.space}/{cm_config.target}, the search is {config.space}/"
-            f"{config.target}; point it at a cost-model config for this space and target")
+            f"{target}; point it at a cost-model config for this space and target")
     log(f"cost model: none in {path}; training one from {config.cost_model.config} first")
     cost_model_training.train_cost_model(cm_config, path, log=log)
     return path
@@ -272,7 +288,7 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
     top = top_networks(logits, space)
     candidates = np.asarray([best] + [idx for idx, _ in top], np.int32)
     offset = predictor.metric_offset_ms(config.latency_metric)
-    target = get_target(config.target).name
+    target = search_target(config)
     predicted = RegressorCostModel({target: predictor}).cost(candidates, [target])[target]
     predicted_ms = predicted.latency_ms - offset
     simulated = simulator.cost(candidates, [target])[target]
@@ -284,10 +300,10 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
              "simulated_end_to_end_latency_ms": float(simulated.latency_ms[0]),
              **{k: v for k, v in simulated.item(0).items() if k != "latency_ms"},
              "workload": workload.to_json()}
-    arch = Architecture.from_indices(space, best, name=f"tunas_{space.name}_{config.target}")
-    arch.save(os.path.join(workdir, ARCHITECTURE_FILE), extra=costs)
+    arch = Architecture.from_indices(space, best, name=f"tunas_{space.name}_{target}")
+    arch.save(os.path.join(workdir, ARCHITECTURE_FILE), extra={"target": target, **costs})
     summary = {
-        "space": space.name, "target": config.target,
+        "space": space.name, "target": target,
         "latency_metric": config.latency_metric,
         "target_latency_ms": float(config.target_latency_ms),
         "steps": int(state.step), "argmax": {"indices": best, **costs},
@@ -331,7 +347,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     space = get_space(config.space)
     cm_dir = ensure_cost_model(config, workdir, log)
     # The in-jit predictor of the reward, through the cost interface.
-    target_name = get_target(config.target).name
+    target_name = search_target(config)
     costs = RegressorCostModel({target_name: load_cost_model(cm_dir, space, target_name)})
     predictor = costs.in_jit(target_name)
     times["cost_model_s"] = time.perf_counter() - start

@@ -16,7 +16,7 @@
 - `metrics.jsonl` and `tensorboard/` (train loss/accuracy/learning rate every
   `log_every_steps`, `eval/top1` and `eval/loss` at each evaluation);
 - `result.json` (atomic): top1 (0-1, eval split), params, macs, the simulated
-  `simulated_latency_ms`/`energy_mj` on `config.target` and
+  `simulated_latency_ms`/`energy_mj` on the first of `config.targets` and
   `predicted_latency_ms` from the learned regressor (null with
   `predicted_latency_reason` when there is none). Both latencies are in
   `config.latency_metric` (named in the file, see `cost_models.latency_metric`);
@@ -40,7 +40,7 @@ from flax import nnx
 
 import supernet
 from cost_models import check_latency_metric, get_target, metric_offset_ms
-from cost_models.interface import SimulatorCostModel, Workload
+from cost_models.interface import SimulatorCostModel, Workload, check_targets
 from search_spaces import Architecture, SpecError, get_preset, write_json_atomic
 from search_spaces import load as load_architecture
 from tasks import Task, describe, get_task
@@ -67,7 +67,7 @@ def load_train_config(path: str | os.PathLike, overrides: Mapping[str, str] | No
 def check_train_config(config: ml_collections.ConfigDict) -> None:
     """One clear error per bad recipe or cost field, before any data is read."""
     train_step.check_config(config)
-    get_target(config.target)
+    check_targets(config.targets, "config.targets")
     check_latency_metric(config.latency_metric, "config.latency_metric")
 
 
@@ -167,13 +167,16 @@ def _build_model(config: ml_collections.ConfigDict, arch: Architecture, num_clas
 # ---- costs and result -------------------------------------------------------------------------
 def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_classes: int,
                 input_channels: int, log: Callable[[str], Any] = print) -> dict[str, Any]:
-    """params, macs, simulated latency/energy on config.target, predicted latency (or why not)."""
-    target = get_target(config.target)
+    """params, macs, simulated latency/energy on each of config.targets (the first one's
+    as the scalar fields), predicted latency (or why not) on the first."""
+    targets = check_targets(config.targets, "config.targets")
+    target = get_target(targets[0])
     image_size = int(config.dataset.image_size)
     workload = Workload(image_size, make_task(config, num_classes), input_channels)
     network = describe(arch.spec, image_size, workload.task, name=arch.name or "network",
                        input_channels=input_channels)
-    sim = SimulatorCostModel(arch.space, workload).cost([network], [target.name])[target.name]
+    by_target = SimulatorCostModel(arch.space, workload).cost([network], targets)
+    sim = by_target[target.name]
     metric = config.latency_metric
     offset = metric_offset_ms(metric, target, image_size, num_classes, input_channels)
     report: dict[str, Any] = {
@@ -181,6 +184,10 @@ def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_class
         "latency_metric": metric, "simulated_latency_ms": float(sim.latency_ms[0]) - offset,
         "simulated_end_to_end_latency_ms": float(sim.latency_ms[0]),
         "target": target.name, "image_size": image_size, "num_classes": num_classes,
+        "simulated_latency_ms_by_target": {
+            name: float(batch.latency_ms[0]) - metric_offset_ms(
+                metric, name, image_size, num_classes, input_channels)
+            for name, batch in by_target.items()},
         "predicted_latency_ms": None}
     cm_dir = config.cost_model_workdir
     if arch.space is None:

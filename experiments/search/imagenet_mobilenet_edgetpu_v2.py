@@ -23,7 +23,7 @@ IMAGENET_TRAIN_EXAMPLES = 1_281_167
 def get_config() -> ml_collections.ConfigDict:
     config = base.get_config()
     config.space = "mobilenet_edgetpu_v2"
-    config.target = "pixel6_edgetpu"
+    config.targets = ("pixel6_edgetpu",)
     config.dataset.name = "imagenet2012"
     config.dataset.image_size = 224
     # TuNAS: reward batches held out of the training split (~5% here).

@@ -16,7 +16,7 @@ from experiments.search import base
 def get_config() -> ml_collections.ConfigDict:
     config = base.get_config()
     config.space = "micro"
-    config.target = "pixel6_edgetpu"
+    config.targets = ("pixel6_edgetpu",)
     config.dataset.name = "digits"
     config.dataset.image_size = 32
     config.cost_model.config = "experiments/cost_models/micro_pixel6.py"

@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
     # 11 steps per epoch: a short horizon EMA (effective ~50 steps).
     config.ema_decay = 0.98
     config.log_every_steps = 11
-    config.target = "pixel6_edgetpu"
+    config.targets = ("pixel6_edgetpu",)
     # The metric of the default search (experiments/search/micro_digits.py).
     config.latency_metric = "layers"
     return config

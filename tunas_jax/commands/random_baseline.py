@@ -4,7 +4,7 @@ r"""`tunas-jax random-baseline`: K random architectures in a latency band, each 
         --num 10 --latency-band 0.0167,0.0185 --workdir /tmp/random_micro
 
 The baseline TuNAS compares against: architectures of `--space` drawn
-uniformly and kept when their simulated latency (on `config.target`, in
+uniformly and kept when their simulated latency (on the first of `config.targets`, in
 `config.latency_metric`, ms) lies in LO..HI, each trained with the train
 config's recipe, i.e. the recipe a searched architecture gets with the same
 config. Writes W/baseline.json (the architectures, then their top1 and the
