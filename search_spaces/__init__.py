@@ -2,6 +2,7 @@
 network to a layer graph, the architecture format, and the flat network
 description the cost models read. Imports none of the other tunas-jax packages."""
 
+from search_spaces import schema
 from search_spaces.architecture import Architecture, load
 from search_spaces.block_types import BlockKind, get_block_type, register_block_type
 from search_spaces.blocks import Block, realize_groups, round_filters
@@ -50,5 +51,6 @@ __all__ = [
     "register_block_type",
     "register_space",
     "round_filters",
+    "schema",
     "write_json_atomic",
 ]

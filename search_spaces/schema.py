@@ -28,6 +28,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from search_spaces.errors import SpecError
 
 OP = "op"
@@ -57,14 +59,14 @@ class OneOf:
         object.__setattr__(self, "choices", tuple(self.choices))
         if not self.choices:
             raise SpecError("OneOf.choices is empty: give at least one choice")
-        if len(set(map(_freeze, self.choices))) != len(self.choices):
-            raise SpecError(f"OneOf.choices {self.choices} has duplicates: list each choice once")
-        if self.tag not in TAGS:
-            raise SpecError(f"OneOf.tag {self.tag!r} is unknown: use one of {TAGS}")
         for choice in self.choices:
             if not (isinstance(choice, (int, float, str, bool)) or _is_tree(choice)):
                 raise SpecError(f"OneOf choice {choice!r} is neither a JSON scalar nor a spec "
                                 "tree: use int, float, str, bool or a (frozen) dataclass")
+        if len(set(map(_freeze, self.choices))) != len(self.choices):
+            raise SpecError(f"OneOf.choices {self.choices} has duplicates: list each choice once")
+        if self.tag not in TAGS:
+            raise SpecError(f"OneOf.tag {self.tag!r} is unknown: use one of {TAGS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +161,19 @@ def prune(tree: Any, indices: Sequence[int]) -> Any:
         return node
 
     return build(tree)
+
+
+def nested_active(decisions: Sequence[Decision], indices: Any, active: list[Any],
+                  xp: Any = np) -> list[Any]:
+    """`active` (one boolean column [...] per decision) with every nested decision ANDed
+    with its parent being active and choosing the branch that holds it."""
+    active = list(active)
+    for d in decisions:  # parents come first in walk order
+        if d.parent is not None:
+            parent, choice = d.parent
+            active[d.position] = active[d.position] & active[parent] & (
+                xp.asarray(indices)[..., parent] == choice)
+    return active
 
 
 def _contains_decision(node: Any) -> bool:

@@ -113,8 +113,9 @@ class Slot:
     choices: tuple[Any, ...]
 
     def value(self, indices: Any) -> Any:
-        return self.choices[0] if self.position is None else self.choices[int(indices[
-            self.position])]
+        if self.position is None:
+            return self.choices[0]
+        return self.choices[int(indices[self.position])]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,11 +361,7 @@ class SearchSpace:
             for j, p in enumerate(positions):
                 if not table[:, j].all():
                     columns[p] = active[..., j]
-        for d in self.decisions:  # nested decisions: active only under their parent's choice
-            if d.parent is not None:
-                parent, choice = d.parent
-                columns[d.position] = columns[d.position] & columns[parent] & (
-                    indices[..., parent] == choice)
+        columns = schema.nested_active(self.decisions, indices, columns, xp)
         return xp.stack(columns, axis=-1)
 
     @functools.cached_property
