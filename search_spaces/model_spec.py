@@ -1,10 +1,11 @@
 """`ModelSpec`: the concrete network an architecture decodes to.
 
-Stem (kxk conv, stride, ReLU) -> blocks -> head (1x1 conv, ReLU) -> global
-average pool -> fully connected with bias. Every search space decodes to one
-of these, and hand-written presets (MobileNetEdgeTPU v1/v2) are written as
-one directly. Models (`supernet/`) and network descriptions
-(`search_spaces.network`) are built from it.
+The IBN backbone family: stem (kxk conv, stride, ReLU) -> blocks -> head
+(1x1 conv, ReLU); the task's head (e.g. classification's pool and logits)
+comes on top (`tasks`). Every space of the family decodes to one of these,
+and hand-written presets (MobileNetEdgeTPU v1/v2) are written as one
+directly. It is lowered once to a layer graph (`search_spaces.graph.lower`),
+from which the models (`supernet/`) and network descriptions are built.
 """
 
 from __future__ import annotations
