@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cost_models import simulate
+from cost_models.interface import SimulatorCostModel, Workload
 from search_spaces import atomic_write
 from search_spaces.ibn import GROUPED_TYPES
-from tasks import describe
+from tasks import describe, get_task
 
 if TYPE_CHECKING:
     from tunas_jax.report import Collection, SearchRun
@@ -147,13 +147,19 @@ def architecture_diagram(search: SearchRun, path: str) -> None:
     arch = search.architecture
     spec, space = arch.spec, arch.space
     target = search.summary["target"]
-    sim = simulate(describe(spec, space.default_image_size, space.default_num_classes), target)
+    # Costed for the workload the search wrote (older searches: the space's defaults).
+    saved = search.summary.get("argmax", {}).get("workload")
+    workload = (Workload(saved["image_size"], get_task(**saved["task"]),
+                         saved.get("input_channels", 3)) if saved else Workload.default(space))
+    network = describe(spec, workload.image_size, workload.task,
+                       input_channels=workload.input_channels)
+    costs = SimulatorCostModel(space, workload).cost([network], [target], per_layer=True)
     share: dict[str, float] = {}
-    for layer in sim.layers:
-        parts = layer.name.split(".")
+    for layer in costs[target].layers[0]:
+        parts = layer["name"].split(".")
         key = ".".join(parts[:2]) if parts[0] == "blocks" else (
             "stem" if parts[0] == "stem" else "head")
-        share[key] = share.get(key, 0.0) + layer.latency_ms
+        share[key] = share.get(key, 0.0) + layer["latency_ps"] / 1e9
     layers_total = sum(share.values())
     boxes = [("stem", f"stem\n{spec.stem_kernel_size}x{spec.stem_kernel_size}/"
                       f"{spec.stem_stride}\n{spec.stem_filters} ch")]
@@ -161,7 +167,7 @@ def architecture_diagram(search: SearchRun, path: str) -> None:
         if block.skipped:
             boxes.append((f"blocks.{i}", "skip"))
             continue
-        text = f"{block.block_type.value}\nk{block.kernel_size} e{block.expansion_ratio}"
+        text = f"{block.block_type}\nk{block.kernel_size} e{block.expansion_ratio}"
         if block.block_type in GROUPED_TYPES:
             text += f" g{block.groups}"
         boxes.append((f"blocks.{i}", f"{text}\n{block.output_filters} ch /{block.stride}"))
@@ -180,7 +186,7 @@ def architecture_diagram(search: SearchRun, path: str) -> None:
     ax.set_xlim(0, len(boxes))
     ax.set_ylim(-0.15, 1)
     ax.axis("off")
-    fixed = sim.io_ms
+    fixed = float(costs[target].latency_ms[0]) - layers_total  # overhead and I/O
     ax.set_title(f"{search.name}: {arch.indices_string} on {target}: layers {layers_total:.4f} ms "
                  f"(shares below boxes) + fixed {fixed:.4f} ms", fontsize=8)
     _save(fig, path)
