@@ -483,7 +483,7 @@ def test_pareto_front_and_comparison():
     latency = np.asarray([1.0, 2.0, 2.0, 3.0, 0.5])
     top1 = np.asarray([0.8, 0.7, 0.9, 0.85, 0.6])
     assert report_plots.pareto_front(latency, top1).tolist() == [4, 0, 2]
-    points = [report.TrainedPoint(f"p{i}", kind, acc, ms, 1.0, "layers", None, "")
+    points = [report.TrainedPoint(f"p{i}", kind, acc, "top1", ms, 1.0, "layers", None, "")
               for i, (kind, acc, ms) in enumerate([
                   ("searched", 0.9, 1.0), ("searched", 0.8, 1.02), ("searched", 0.99, 2.0),
                   ("random", 0.7, 0.97), ("random", 0.95, 1.0), ("random", 0.84, 1.04)])]
@@ -491,8 +491,9 @@ def test_pareto_front_and_comparison():
     band = {"latency_metric": "layers", "latency_band_ms": [0.95, 1.05]}
     verdict = report.comparison(report.Collection([], points, [band]))
     assert verdict["searched_n"] == 2 and verdict["excluded_outside_band"] == 1
-    assert verdict["searched_mean_top1"] == pytest.approx(0.85)
-    assert verdict["random_median_top1"] == pytest.approx(0.84)
+    assert verdict["quality_metric"] == "top1"
+    assert verdict["searched_mean"] == pytest.approx(0.85)
+    assert verdict["random_median"] == pytest.approx(0.84)
     assert verdict["searched_mean_above_random_median"]
     other_metric = {"latency_metric": "end_to_end", "latency_band_ms": [0.95, 1.05]}
     assert report.comparison(report.Collection([], points, [other_metric])) is None

@@ -125,10 +125,18 @@ def _plan(workdir: str, space: SearchSpace, config: ml_collections.ConfigDict, n
     return plan
 
 
-def summarize(top1: list[float]) -> dict[str, float]:
-    values = np.asarray(top1, np.float64)
-    return {"mean_top1": float(values.mean()), "median_top1": float(np.median(values)),
-            "min_top1": float(values.min()), "max_top1": float(values.max())}
+def summarize(values: list[float], metric: str) -> dict[str, float]:
+    """Mean, median, min and max of the trained architectures' `metric` (the task's
+    quality, e.g. top1), keyed `<stat>_<metric>`."""
+    values = np.asarray(values, np.float64)
+    return {f"mean_{metric}": float(values.mean()), f"median_{metric}": float(np.median(values)),
+            f"min_{metric}": float(values.min()), f"max_{metric}": float(values.max())}
+
+
+def _quality(result: dict[str, Any]) -> dict[str, Any]:
+    """What a baseline entry keeps of a training result: its quality, under its name."""
+    metric = result.get("quality_metric", "top1")
+    return {"quality_metric": metric, metric: result[metric]}
 
 
 def run_random_baseline(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
@@ -150,7 +158,7 @@ def run_random_baseline(config: ml_collections.ConfigDict, workdir: str | os.Pat
         run_dir = os.path.join(workdir, entry["name"])
         result_path = os.path.join(run_dir, train.RESULT_FILE)
         if os.path.exists(result_path):
-            entry["top1"] = read_json(result_path, "training result")["top1"]
+            entry.update(_quality(read_json(result_path, "training result")))
             continue
         log(f"random baseline: training {entry['name']} ({i + 1}/{num}), simulated "
             f"{entry['simulated_latency_ms']:.4f} ms ({config.latency_metric})")
@@ -159,8 +167,9 @@ def run_random_baseline(config: ml_collections.ConfigDict, workdir: str | os.Pat
         result = train.run_training(run_config, run_dir, log=log)
         if "stopped_at" in result:  # config.stop_after_steps: a drill, continue on rerun
             return {**plan, "stopped_at": {"architecture": entry["name"], **result}}
-        entry["top1"] = result["top1"]
+        entry.update(_quality(result))
         write_json_atomic(os.path.join(workdir, BASELINE_FILE), plan)
-    plan["summary"] = summarize([entry["top1"] for entry in plan["architectures"]])
+    metric = plan["architectures"][0]["quality_metric"]
+    plan["summary"] = summarize([entry[metric] for entry in plan["architectures"]], metric)
     write_json_atomic(os.path.join(workdir, BASELINE_FILE), plan)
     return plan

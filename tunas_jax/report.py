@@ -10,7 +10,8 @@ Reads any mix of workdirs:
 
 Writes into DIR (atomically, file by file) the PNG plots of
 `tunas_jax.report_plots` and `report.html`, a self-contained page (plots
-inlined) with the tables: searched vs random top1 at matched latency, each
+inlined) with the tables: searched vs random quality (the task's metric, top1
+for classification) at matched latency, each
 search's landing against its target.
 """
 
@@ -40,11 +41,13 @@ REPORT_FILE = "report.html"
 
 @dataclasses.dataclass
 class TrainedPoint:
-    """One trained architecture: top1 against its simulated latency."""
+    """One trained architecture: its quality (the task's metric) against its simulated
+    latency."""
 
     name: str
     kind: str  # 'searched', 'random', 'preset' or 'trained'
-    top1: float
+    quality: float
+    quality_metric: str  # e.g. 'top1
     latency_ms: float  # in latency_metric
     end_to_end_ms: float
     latency_metric: str
@@ -60,7 +63,7 @@ class SearchRun:
     architecture: Architecture
     metrics: list[dict[str, Any]]
     probabilities: list[dict[str, Any]]
-    trained_top1: float | None = None  # from a train workdir of the same architecture
+    trained_quality: float | None = None  # from a train workdir of the same architecture
 
 
 @dataclasses.dataclass
@@ -76,6 +79,15 @@ class Collection:
             s.summary.get("latency_metric", "end_to_end") for s in self.searches}
         return metrics.pop() if len(metrics) == 1 else "end_to_end"
 
+    @property
+    def quality_metric(self) -> str:
+        """The quality metric of the trained points (the task's, e.g. top1)."""
+        names = sorted({p.quality_metric for p in self.points})
+        if len(names) > 1:
+            raise UsageError(f"workdirs: trained with different quality metrics {names}; "
+                             "report runs of one task together")
+        return names[0] if names else "quality"
+
 
 def _point(workdir: str, kind: str | None = None) -> TrainedPoint:
     result = read_json(os.path.join(workdir, RESULT_FILE), "training result")
@@ -88,8 +100,9 @@ def _point(workdir: str, kind: str | None = None) -> TrainedPoint:
         kind = ("preset" if source.startswith("preset:") else
                 "searched" if name.startswith("tunas_") else "trained")
     end_to_end = result.get("simulated_end_to_end_latency_ms", result["simulated_latency_ms"])
+    metric = result.get("quality_metric", "top1")  # results written before tasks: top1
     return TrainedPoint(name=os.path.basename(workdir.rstrip("/")), kind=kind,
-                        top1=float(result["top1"]),
+                        quality=float(result[metric]), quality_metric=metric,
                         latency_ms=float(result["simulated_latency_ms"]),
                         end_to_end_ms=float(end_to_end),
                         latency_metric=result.get("latency_metric", "end_to_end"),
@@ -130,12 +143,12 @@ def collect(workdirs: Sequence[str]) -> Collection:
     for search in out.searches:
         for point in out.points:
             if point.indices == list(search.architecture.indices or []):
-                search.trained_top1 = point.top1
+                search.trained_quality = point.quality
     return out
 
 
 def comparison(collection: Collection) -> dict[str, Any] | None:
-    """Searched vs random top1 at matched latency (TuNAS's claim: searched mean above the
+    """Searched vs random quality at matched latency (TuNAS's claim: searched mean above the
     random median). Only points whose latency lies in a random baseline's band count, in
     the band's metric; None without a baseline in the shared metric or without points."""
     metric = collection.latency_metric
@@ -148,17 +161,19 @@ def comparison(collection: Collection) -> dict[str, Any] | None:
 
     searched_all = [p for p in collection.points if p.kind == "searched"]
     random_all = [p for p in collection.points if p.kind == "random"]
-    searched = [p.top1 for p in searched_all if matched(p)]
-    random = [p.top1 for p in random_all if matched(p)]
+    searched = [p.quality for p in searched_all if matched(p)]
+    random = [p.quality for p in random_all if matched(p)]
     if not searched or not random:
         return None
-    stats = summarize(random)
+    q = collection.quality_metric
+    stats = summarize(random, q)
     return {"latency_metric": metric, "bands_ms": [list(b) for b in bands],
-            "searched_n": len(searched), "searched_mean_top1": float(np.mean(searched)),
-            "searched_std_top1": float(np.std(searched, ddof=1)) if len(searched) > 1 else 0.0,
-            "random_n": len(random), "random_median_top1": stats["median_top1"],
-            "random_mean_top1": stats["mean_top1"],
-            "random_range_top1": [stats["min_top1"], stats["max_top1"]],
+            "quality_metric": q,
+            "searched_n": len(searched), "searched_mean": float(np.mean(searched)),
+            "searched_std": float(np.std(searched, ddof=1)) if len(searched) > 1 else 0.0,
+            "random_n": len(random), "random_median": stats[f"median_{q}"],
+            "random_mean": stats[f"mean_{q}"],
+            "random_range": [stats[f"min_{q}"], stats[f"max_{q}"]],
             "excluded_outside_band": len(searched_all) + len(random_all) - len(searched)
             - len(random),
             "searched_mean_above_random_median": bool(np.mean(searched) > np.median(random))}
@@ -181,7 +196,7 @@ def _image(path: str, caption: str) -> str:
 
 
 def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
-    metric = collection.latency_metric
+    metric, quality = collection.latency_metric, collection.quality_metric
     parts = ["<h1>tunas-jax report</h1>",
              f"<p>Latencies are simulated, in ms, metric <code>{metric}</code> "
              "(cost_models/latency_metric.py).</p>"]
@@ -189,12 +204,12 @@ def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
     if verdict:
         parts.append("<h2>Searched vs random at matched latency</h2>")
         parts.append(_table(
-            ["", "n", "top1"],
-            [["searched (mean)", verdict["searched_n"], verdict["searched_mean_top1"]],
-             ["random (median)", verdict["random_n"], verdict["random_median_top1"]],
-             ["random (mean)", verdict["random_n"], verdict["random_mean_top1"]]]))
+            ["", "n", quality],
+            [["searched (mean)", verdict["searched_n"], verdict["searched_mean"]],
+             ["random (median)", verdict["random_n"], verdict["random_median"]],
+             ["random (mean)", verdict["random_n"], verdict["random_mean"]]]))
         word = "above" if verdict["searched_mean_above_random_median"] else "NOT above"
-        parts.append(f"<p>Searched mean top1 is <b>{word}</b> the random median. Only points "
+        parts.append(f"<p>Searched mean {quality} is <b>{word}</b> the random median. Only points "
                      f"inside a random band count ({verdict['bands_ms']} ms); "
                      f"{verdict['excluded_outside_band']} trained points fell outside.</p>")
     if collection.searches:
@@ -206,15 +221,15 @@ def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
             rows.append([s.name, s.summary.get("latency_metric", "end_to_end"),
                          best["target_latency_ms"], best["simulated_latency_ms"],
                          f"{miss:+.1%}", best["params"],
-                         "-" if s.trained_top1 is None else s.trained_top1,
+                         "-" if s.trained_quality is None else s.trained_quality,
                          s.architecture.indices_string])
         parts.append(_table(["search", "metric", "target ms", "simulated ms", "miss",
-                             "params", "trained top1", "indices"], rows))
+                             "params", f"trained {quality}", "indices"], rows))
     if collection.points:
         parts.append("<h2>Trained architectures</h2>")
         parts.append(_table(
-            ["workdir", "kind", "top1", f"latency ms ({metric})", "end-to-end ms"],
-            [[p.name, p.kind, p.top1, p.latency_ms if metric == p.latency_metric
+            ["workdir", "kind", quality, f"latency ms ({metric})", "end-to-end ms"],
+            [[p.name, p.kind, p.quality, p.latency_ms if metric == p.latency_metric
               else p.end_to_end_ms, p.end_to_end_ms] for p in collection.points]))
     parts += [_image(path, caption) for path, caption in images]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"

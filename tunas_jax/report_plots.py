@@ -1,9 +1,10 @@
 """The report's figures (matplotlib, Agg), each saved atomically as a PNG.
 
-- `accuracy_vs_latency.png`: trained top1 against simulated latency, by kind
-  (searched, random, preset, trained), the Pareto front (best top1 at or
+- `accuracy_vs_latency.png`: trained quality (the task's metric, top1 for
+  classification) against simulated latency, by kind (searched, random, preset,
+  trained), the Pareto front (best quality at or
   below each latency) and each search's target;
-- per search `<name>_curves.png`: validation accuracy, reward and its EMA
+- per search `<name>_curves.png`: validation quality, reward and its EMA
   baseline, and the predicted latency of the sampled architectures against
   the target band (+/-5%) over the steps;
 - per search `<name>_probabilities.png`: every decision's choice
@@ -46,14 +47,14 @@ def _save(fig: Any, path: str) -> None:
     _plt().close(fig)
 
 
-def pareto_front(latency: np.ndarray, top1: np.ndarray) -> np.ndarray:
+def pareto_front(latency: np.ndarray, quality: np.ndarray) -> np.ndarray:
     """Indices of the points no other point beats (faster or equal and more accurate)."""
-    order = np.lexsort((-top1, latency))
+    order = np.lexsort((-quality, latency))
     front, best = [], -np.inf
     for i in order:
-        if top1[i] > best:
+        if quality[i] > best:
             front.append(i)
-            best = top1[i]
+            best = quality[i]
     return np.asarray(front, np.int64)
 
 
@@ -64,15 +65,15 @@ def accuracy_vs_latency(collection: Collection, path: str) -> None:
     points = collection.points
     latency = np.asarray([p.latency_ms if p.latency_metric == metric else p.end_to_end_ms
                           for p in points])
-    top1 = np.asarray([p.top1 for p in points])
+    quality = np.asarray([p.quality for p in points])
     for kind, (color, marker, size) in STYLE.items():
         mask = np.asarray([p.kind == kind for p in points], bool)
         if mask.any():
-            ax.scatter(latency[mask], top1[mask], c=color, marker=marker, s=size,
+            ax.scatter(latency[mask], quality[mask], c=color, marker=marker, s=size,
                        label=f"{kind} ({mask.sum()})", zorder=3, edgecolors="k", linewidths=0.4)
     if len(points):
-        front = pareto_front(latency, top1)
-        ax.step(latency[front], top1[front], where="post", color="k", lw=1, ls="--",
+        front = pareto_front(latency, quality)
+        ax.step(latency[front], quality[front], where="post", color="k", lw=1, ls="--",
                 label="Pareto front", zorder=2)
     for baseline in collection.baselines:
         if baseline.get("latency_metric") == metric:
@@ -82,8 +83,9 @@ def accuracy_vs_latency(collection: Collection, path: str) -> None:
         if search.summary.get("latency_metric", "end_to_end") == metric:
             ax.axvline(search.summary["target_latency_ms"], color="tab:red", lw=0.8, alpha=0.5)
     ax.set_xlabel(f"simulated latency, ms ({metric})")
-    ax.set_ylabel("top-1 accuracy")
-    ax.set_title("Trained architectures: accuracy vs latency (red lines: search targets)")
+    ax.set_ylabel(collection.quality_metric)
+    ax.set_title(f"Trained architectures: {collection.quality_metric} vs latency "
+                 "(red lines: search targets)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     _save(fig, path)
@@ -198,7 +200,8 @@ def draw_all(collection: Collection, out_dir: str) -> list[tuple[str, str]]:
     if collection.points:
         path = os.path.join(out_dir, "accuracy_vs_latency.png")
         accuracy_vs_latency(collection, path)
-        images.append((path, "Top-1 accuracy vs simulated latency of every trained architecture"))
+        images.append((path, f"{collection.quality_metric} vs simulated latency of every "
+                             "trained architecture"))
     for search in collection.searches:
         prefix = os.path.join(out_dir, search.name)
         search_curves(search, prefix + "_curves.png")

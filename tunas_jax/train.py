@@ -213,6 +213,16 @@ def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_class
     return report
 
 
+def eval_record(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation as result.json stores it: the task's primary metric as `quality`
+    (named by `quality_metric`) and under its own name, the rest as `eval_<name>`
+    (classification: top1, eval_loss, num_eval_examples)."""
+    primary = task.primary_metric
+    return {"quality_metric": primary, "quality": metrics[primary], primary: metrics[primary],
+            **{("num_eval_examples" if k == "num_examples" else f"eval_{k}"): v
+               for k, v in metrics.items() if k != primary}}
+
+
 # ---- the loop -----------------------------------------------------------------------------
 def _prepare_workdir(workdir: str, arch: Architecture) -> None:
     """Write architecture.json on the first run; refuse a workdir of another architecture."""
@@ -287,15 +297,17 @@ def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
                     pending = []
                     logger.log(step, {f"train/{k}": v for k, v in means.items()}
                                | {"epoch": step / steps_per_epoch})
-                    bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['accuracy']:.3f}")
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()
+                                     if k != "learning_rate"})
                 evaluate_now = step % eval_every == 0 or step == num_steps
                 if evaluate_now:
                     last_eval = train_step.evaluate(fns, state, eval_data)
-                    logger.log(step, {"eval/top1": last_eval["top1"],
-                                      "eval/loss": last_eval["loss"],
-                                      "epoch": step / steps_per_epoch})
+                    logger.log(step, {f"eval/{k}": v for k, v in last_eval.items()
+                                      if k != "num_examples"}
+                               | {"epoch": step / steps_per_epoch})
                     log(f"step {step}/{num_steps} (epoch {step / steps_per_epoch:.1f}): "
-                        f"eval top1 {last_eval['top1']:.4f}")
+                        f"eval {fns.task.primary_metric} "
+                        f"{last_eval[fns.task.primary_metric]:.4f}")
                 periodic = config.checkpoint_every_steps and \
                     step % config.checkpoint_every_steps == 0
                 if evaluate_now or periodic or step == end:
@@ -308,8 +320,8 @@ def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
     if last_eval is None:  # resumed after the final step: evaluate the restored state
         last_eval = train_step.evaluate(fns, state, eval_data)
     result = {
-        "top1": last_eval["top1"], "eval_loss": last_eval["loss"],
-        "eval_split": config.dataset.eval_split, "num_eval_examples": last_eval["num_examples"],
+        **eval_record(fns.task, last_eval),
+        "eval_split": config.dataset.eval_split,
         "weights": "ema" if fns.use_ema else "raw",
         **cost_report(config, arch, num_classes, channels, log),
         "trainable_params": num_params,
@@ -347,7 +359,6 @@ def evaluate_workdir(workdir: str | os.PathLike) -> dict[str, Any]:
     finally:
         checkpointer.close()
     metrics = train_step.evaluate(fns, state, _eval_data(config))
-    return {"top1": metrics["top1"], "eval_loss": metrics["loss"], "step": step,
+    return {**eval_record(fns.task, metrics), "step": step,
             "eval_split": config.dataset.eval_split,
-            "num_eval_examples": metrics["num_examples"],
             "weights": "ema" if fns.use_ema else "raw"}

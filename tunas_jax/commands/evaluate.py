@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        print(f"top1 {metrics['top1']:.4f} on {metrics['eval_split']} "
+        metric = metrics["quality_metric"]
+        print(f"{metric} {metrics[metric]:.4f} on {metrics['eval_split']} "
               f"({metrics['num_eval_examples']} examples, step {metrics['step']}, "
               f"{metrics['weights']} weights)")
     return 0

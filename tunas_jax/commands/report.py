@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     verdict = written["comparison"]
     if verdict:
         word = "above" if verdict["searched_mean_above_random_median"] else "NOT above"
-        print(f"searched mean top1 {verdict['searched_mean_top1']:.4f} (n={verdict['searched_n']})"
-              f" is {word} the random median {verdict['random_median_top1']:.4f} "
+        print(f"searched mean {verdict['quality_metric']} {verdict['searched_mean']:.4f} "
+              f"(n={verdict['searched_n']}) is {word} the random median "
+              f"{verdict['random_median']:.4f} "
               f"(n={verdict['random_n']})")
     print(f"wrote {written['html']} and {len(written['images'])} PNGs")
     return 0

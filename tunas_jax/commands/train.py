@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
               "same command to continue")
         return 0
     predicted = result["predicted_latency_ms"]
-    print(f"top1 {result['top1']:.4f} on {result['eval_split']} ({result['weights']} weights), "
+    metric = result["quality_metric"]
+    print(f"{metric} {result[metric]:.4f} on {result['eval_split']} ({result['weights']} weights), "
           f"{result['params']:,} params, {result['macs'] / 1e6:.1f} MMACs, simulated "
           f"{result['simulated_latency_ms']:.4f} ms ({result['latency_metric']}) / "
           f"{result['energy_mj']:.4f} mJ on "
