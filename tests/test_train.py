@@ -170,8 +170,9 @@ def test_batch_stats_update_in_training_and_are_used_in_eval(finished_run, arch_
     images = np.random.default_rng(0).normal(0.0, 1.0, (8, 16, 16, 3)).astype(np.float32)
     labels, mask = np.arange(8, dtype=np.int32), np.ones(8, bool)
     shifted = jax.tree.map(lambda x: x + 1.0, stats)
-    a = fns.eval_step(params, stats, images, labels, mask)["loss_sum"]
-    b = fns.eval_step(params, shifted, images, labels, mask)["loss_sum"]
+    batch = {"image": images, "label": labels}
+    a = fns.eval_step(params, stats, batch, mask)["loss_sum"]
+    b = fns.eval_step(params, shifted, batch, mask)["loss_sum"]
     assert float(a) != float(b)
 
 
