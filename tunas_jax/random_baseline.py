@@ -21,6 +21,7 @@ Writes into W:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -85,8 +86,9 @@ def sample_in_band(space: SearchSpace, config: ml_collections.ConfigDict, num: i
 
 
 def recipe(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The train config without the per-architecture field: what every run shares."""
-    values = config.to_dict()
+    """The train config without the per-architecture field: what every run shares, as
+    JSON values (tuples as lists), so that it compares equal to baseline.json's copy."""
+    values = json.loads(json.dumps(config.to_dict()))
     values.pop("architecture", None)
     return values
 
