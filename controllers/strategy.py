@@ -107,6 +107,12 @@ class RandomStrategy:
 _STRATEGIES: dict[str, Callable[..., Strategy]] = {"random": RandomStrategy}
 
 
+def strategy_names() -> list[str]:
+    import controllers.evolution  # noqa: F401  (registers `evolution`)
+
+    return sorted(_STRATEGIES)
+
+
 def register_strategy(name: str, factory: Callable[..., Strategy], *,
                       replace: bool = False) -> None:
     """Make `get_strategy(name, space, **settings)` build `factory(space, **settings)`."""
@@ -117,6 +123,8 @@ def register_strategy(name: str, factory: Callable[..., Strategy], *,
 
 
 def get_strategy(name: str, space: SearchSpace, **settings: Any) -> Strategy:
+    import controllers.evolution  # noqa: F401  (registers `evolution`)
+
     if name not in _STRATEGIES:
         raise SpecError(f"strategy {name!r} is unknown; choose one of {sorted(_STRATEGIES)}")
     return _STRATEGIES[name](space, **settings)

@@ -29,6 +29,7 @@ COMMANDS = (
     "train",
     "evaluate",
     "random-baseline",
+    "multi-trial",
     "report",
 )
 

@@ -263,6 +263,42 @@ def cost_model_defaults() -> ml_collections.ConfigDict:
     return config
 
 
+def multi_trial_defaults() -> ml_collections.ConfigDict:
+    """Every field of a `tunas-jax multi-trial` config (a study of trained candidates)."""
+    config = ml_collections.ConfigDict()
+    # Search space (search_spaces.get_space name): every decision a categorical parameter.
+    config.space = "micro"
+    # Hardware targets; the reward's latency is the first one's (`latency_metric` ms).
+    config.targets = ("pixel6_edgetpu",)
+    # Strategy (controllers.get_strategy name): 'random' or 'evolution' (regularized
+    # evolution, Real et al. 2019), proposing and observing on the host.
+    config.strategy = "evolution"
+    # Regularized evolution: population (the most recent completed trials) and tournament.
+    config.population_size = 10
+    config.tournament_size = 3
+    # Budget: trials to complete (failed ones count), and a wall-time limit (0 = none).
+    config.num_trials = 20
+    config.max_wall_seconds = 0.0
+    # Trials trained at once, each in its own worker process (1 = in this process).
+    config.workers = 1
+    # Seed of the strategy (the proxy trainer has its own, proxy.seed).
+    config.seed = 0
+    # Objective the strategy maximizes: 'reward' = quality + reward_beta * |T/T0 - 1|
+    # (TuNAS's abs reward on the trained candidate's quality and simulated latency T).
+    # Every trial's quality and latency are kept, and pareto.json holds the
+    # non-dominated trials (max quality, min latency) whatever the objective.
+    config.target_latency_ms = 0.0176
+    config.reward_beta = -0.1
+    # 'end_to_end' or 'layers' (cost_models/latency_metric.py), as in the search configs.
+    config.latency_metric = "layers"
+    # The proxy trainer: a `tunas-jax train` recipe run per candidate, scored on
+    # proxy.dataset.eval_split (held out of its train_split: never the test split).
+    config.proxy = train_defaults()
+    config.proxy.dataset.train_split = "train[:90%]"
+    config.proxy.dataset.eval_split = "train[90%:]"
+    return config
+
+
 def cost_model_overrides() -> ml_collections.ConfigDict:
     """The search's `cost_model.overrides` section: each cost-model field, typed, set to None.
 

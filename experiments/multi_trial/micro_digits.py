@@ -1,0 +1,37 @@
+"""Multi-trial NAS on the default task: `micro` on digits, `pixel6_edgetpu`, the one-shot
+default's latency target.
+
+Run:
+    tunas-jax multi-trial --config experiments/multi_trial/micro_digits.py \
+        --workdir /tmp/multi_trial_micro
+
+Each candidate is trained with a short proxy of the digits recipe
+(experiments/train/micro_digits.py) and scored on train[90%:], held out of its
+training split; the reward is TuNAS's abs form on its simulated 'layers'
+latency, at the target of experiments/search/micro_digits.py.
+"""
+
+import ml_collections
+
+from experiments.train import micro_digits as train_recipe
+from tunas_jax.config_defaults import multi_trial_defaults
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = multi_trial_defaults()
+    config.space = "micro"
+    config.targets = ("pixel6_edgetpu",)
+    config.latency_metric = "layers"
+    config.target_latency_ms = 0.0176  # the one-shot default's target and beta
+    config.reward_beta = -1.0
+    config.strategy = "evolution"
+    config.num_trials = 24
+    # The digits recipe, shortened to a proxy: 8 epochs of the 90% training split.
+    proxy = train_recipe.get_config()
+    proxy.dataset.train_split = "train[:90%]"
+    proxy.dataset.eval_split = "train[90%:]"
+    proxy.num_epochs = 8
+    proxy.warmup_epochs = 1.0
+    proxy.eval_every_epochs = 8
+    config.proxy = proxy
+    return config

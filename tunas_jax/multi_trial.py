@@ -1,0 +1,303 @@
+"""`run_study(config, workdir)`: multi-trial NAS, resumable, with a Pareto front.
+
+    tunas-jax multi-trial --config experiments/multi_trial/micro_digits.py --workdir W
+
+A strategy (`controllers.get_strategy`: random search, regularized evolution)
+proposes architectures of the config's space; each candidate is trained by the
+proxy trainer (`tunas_jax.train.run_training` with `config.proxy`, scored on a
+split held out of its training split), costed through the cost interface on
+the config's targets (the training's cost report), and scored with TuNAS's
+`abs` reward; the strategy observes the objectives and proposes the next.
+
+The study lives in `W/study.sqlite` (SQLite, standard library):
+- a trial row is written in the same transaction as the strategy state that
+  proposed it, and its result in the same transaction as the state that
+  observed it, so a study killed at any point and restarted with the same
+  command continues with no trial lost and none evaluated twice: a trial
+  proposed but not finished is finished (its training resumes from its own
+  checkpoints), never proposed again;
+- a failed trial is recorded with its error and the study goes on.
+
+Outputs: `W/trials.jsonl` (every finished trial), `W/pareto.json` (the
+non-dominated trials: max quality, min latency) and `W/architecture.json`
+(the best trial by reward, in the architecture format with
+`search_method: multi_trial`). Trials train in `W/trials/trial_NNNN/`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import json
+import multiprocessing
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ml_collections
+
+import controllers
+from controllers.strategy import Trial, strategy_names
+from cost_models.interface import check_targets
+from search_spaces import Architecture, atomic_write, get_space, write_json_atomic
+from tunas_jax import train
+from tunas_jax.checkpointing import make_workdir
+from tunas_jax.config_defaults import multi_trial_defaults
+from tunas_jax.errors import UsageError
+from tunas_jax.progress import progress
+
+DATABASE_FILE = "study.sqlite"
+TRIALS_FILE = "trials.jsonl"
+PARETO_FILE = "pareto.json"
+ARCHITECTURE_FILE = "architecture.json"
+FIELDS = sorted(multi_trial_defaults())
+
+
+# ---- config -----------------------------------------------------------------------------
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """One clear error naming the field and the fix for the first problem found."""
+    unknown = sorted(set(config) - set(FIELDS))
+    if unknown:
+        raise UsageError(f"config.{unknown[0]}: unknown field; known: {FIELDS}")
+    get_space(config.space)
+    check_targets(config.targets, "config.targets")
+    if config.strategy not in strategy_names():
+        raise UsageError(f"config.strategy: {config.strategy!r} is unknown; use one of "
+                         f"{strategy_names()}")
+    for name in ("num_trials", "workers", "population_size", "tournament_size"):
+        if int(config[name]) < 1:
+            raise UsageError(f"config.{name}: {config[name]} must be at least 1")
+    if float(config.target_latency_ms) <= 0:
+        raise UsageError(f"config.target_latency_ms: {config.target_latency_ms} must be > 0 "
+                         "(ms of config.latency_metric on the first target)")
+    train.check_train_config(proxy_config(config, "unused"))
+
+
+def proxy_config(config: ml_collections.ConfigDict, architecture: str
+                 ) -> ml_collections.ConfigDict:
+    """The proxy training recipe for one candidate (the study's targets and metric)."""
+    proxy = ml_collections.ConfigDict(config.proxy.to_dict())
+    proxy.architecture = architecture
+    proxy.targets = tuple(config.targets)
+    proxy.latency_metric = config.latency_metric
+    return proxy
+
+
+def make_strategy(config: ml_collections.ConfigDict) -> controllers.Strategy:
+    space = get_space(config.space)
+    if config.strategy == "evolution":
+        return controllers.get_strategy("evolution", space, seed=int(config.seed),
+                                        population_size=int(config.population_size),
+                                        tournament_size=int(config.tournament_size))
+    return controllers.get_strategy(config.strategy, space, seed=int(config.seed))
+
+
+# ---- the study database ---------------------------------------------------------------------
+class Study:
+    """Trials and the strategy's state in SQLite; each change one transaction."""
+
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
+        self.db.execute("CREATE TABLE IF NOT EXISTS trials (id INTEGER PRIMARY KEY, "
+                        "indices TEXT NOT NULL, state TEXT NOT NULL, result TEXT, "
+                        "error TEXT, started REAL, finished REAL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, "
+                        "value TEXT NOT NULL)")
+
+    def meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def _set(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def start(self, config: dict[str, Any]) -> None:
+        """Record the config of a new study; refuse another study's workdir."""
+        config = json.loads(json.dumps(config))  # as stored: tuples come back as lists
+        previous = self.meta("config")
+        if previous is None:
+            self.db.execute("BEGIN")
+            self._set("config", config)
+            self.db.execute("COMMIT")
+        elif previous != config:
+            changed = sorted(k for k in set(config) | set(previous)
+                             if config.get(k) != previous.get(k))
+            raise UsageError(f"--workdir: holds a study with other {changed}; rerun it with "
+                             "its own config or use a new workdir")
+
+    def add(self, trials: list[Trial], strategy_state: dict[str, Any]) -> None:
+        self.db.execute("BEGIN")
+        for trial in trials:
+            self.db.execute("INSERT INTO trials (id, indices, state, started) VALUES "
+                            "(?, ?, 'running', ?)", (trial.id, json.dumps(trial.indices),
+                                                     time.time()))
+        self._set("strategy", strategy_state)
+        self.db.execute("COMMIT")
+
+    def finish(self, trial: Trial, result: dict[str, Any] | None, error: str | None,
+               strategy_state: dict[str, Any]) -> None:
+        self.db.execute("BEGIN")
+        self.db.execute("UPDATE trials SET state = ?, result = ?, error = ?, finished = ? "
+                        "WHERE id = ?", ("failed" if error else "completed",
+                                         json.dumps(result), error, time.time(), trial.id))
+        self._set("strategy", strategy_state)
+        self.db.execute("COMMIT")
+
+    def running(self) -> list[Trial]:
+        return [Trial(i, tuple(json.loads(ix))) for i, ix in self.db.execute(
+            "SELECT id, indices FROM trials WHERE state = 'running' ORDER BY id")]
+
+    def finished(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT id, indices, state, result, error FROM trials "
+                               "WHERE state != 'running' ORDER BY id")
+        return [{"id": i, "indices": json.loads(ix), "state": st,
+                 **(json.loads(res) or {}), **({"error": err} if err else {})}
+                for i, ix, st, res, err in rows]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# ---- one trial --------------------------------------------------------------------------------
+def evaluate_trial(config_dict: dict[str, Any], workdir: str, trial_id: int,
+                   indices: list[int]) -> dict[str, Any]:
+    """Train and cost one candidate (in a worker process or this one): its objectives."""
+    config = ml_collections.ConfigDict(config_dict)
+    space = get_space(config.space)
+    name = f"trial_{trial_id:04d}"
+    arch_path = os.path.join(workdir, "architectures", f"{name}.json")
+    os.makedirs(os.path.dirname(arch_path), exist_ok=True)
+    Architecture.from_indices(space, indices, name=name).save(arch_path)
+    result = train.run_training(proxy_config(config, arch_path),
+                                os.path.join(workdir, "trials", name), log=lambda _: None)
+    latency_ms = float(result["simulated_latency_ms"])
+    ratio = latency_ms / float(config.target_latency_ms)
+    return {"quality": float(result["quality"]), "quality_metric": result["quality_metric"],
+            "latency_ms": latency_ms, "latency_metric": result["latency_metric"],
+            "target": result["target"], "energy_mj": float(result["energy_mj"]),
+            "params": int(result["params"]),
+            "reward": float(result["quality"]) + float(config.reward_beta) * abs(ratio - 1.0)}
+
+
+# ---- outputs ---------------------------------------------------------------------------------
+def pareto_front(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Completed trials no other completed trial beats on both quality (max) and latency
+    (min), fastest first."""
+    done = [t for t in trials if t["state"] == "completed"]
+    return sorted((t for t in done if not any(
+        o["quality"] >= t["quality"] and o["latency_ms"] <= t["latency_ms"]
+        and (o["quality"] > t["quality"] or o["latency_ms"] < t["latency_ms"]) for o in done)),
+        key=lambda t: t["latency_ms"])
+
+
+def write_outputs(config: ml_collections.ConfigDict, workdir: str,
+                  trials: list[dict[str, Any]]) -> dict[str, Any]:
+    with atomic_write(os.path.join(workdir, TRIALS_FILE)) as f:
+        f.writelines(json.dumps(t, sort_keys=True) + "\n" for t in trials)
+    front = pareto_front(trials)
+    write_json_atomic(os.path.join(workdir, PARETO_FILE),
+                      {"objectives": {"quality": "max", "latency_ms": "min"}, "trials": front})
+    done = [t for t in trials if t["state"] == "completed"]
+    summary: dict[str, Any] = {"trials": len(trials), "completed": len(done),
+                               "failed": len(trials) - len(done), "pareto": len(front)}
+    if done:
+        best = max(done, key=lambda t: t["reward"])
+        space = get_space(config.space)
+        Architecture.from_indices(space, best["indices"], name=f"multi_trial_{space.name}").save(
+            os.path.join(workdir, ARCHITECTURE_FILE), extra={
+                "search_method": "multi_trial", "strategy": config.strategy,
+                "trial": best["id"], "target": best["target"],
+                "latency_metric": best["latency_metric"],
+                "target_latency_ms": float(config.target_latency_ms),
+                "simulated_latency_ms": best["latency_ms"], "quality": best["quality"],
+                "quality_metric": best["quality_metric"], "reward": best["reward"]})
+        summary["best"] = best
+    return summary
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
+              log: Callable[[str], Any] = print, stop_after_trials: int | None = None
+              ) -> dict[str, Any]:
+    """Run (or resume) the study of `config` in `workdir`; returns the summary.
+
+    `stop_after_trials` returns after that many finished trials in this call (a drill
+    for resuming); the summary then has `stopped: True`.
+    """
+    validate_config(config)
+    workdir = make_workdir(workdir)
+    start = time.monotonic()
+    study = Study(os.path.join(workdir, DATABASE_FILE))
+    try:
+        study.start(config.to_dict())
+        strategy = make_strategy(config)
+        saved = study.meta("strategy")
+        if saved is not None:
+            strategy.load_state_dict(saved)
+        pending = study.running()  # proposed before an interruption: finish, don't repropose
+        finished = len(study.finished())
+        if pending or finished:
+            log(f"resuming: {finished} trials finished, {len(pending)} to finish")
+        total, done_here = int(config.num_trials), 0
+        config_dict = config.to_dict()
+        workers = int(config.workers)
+        pool = (futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
+            "spawn")) if workers > 1 else None)
+        in_flight: dict[futures.Future, Trial] = {}
+
+        def submit(trial: Trial) -> None:
+            args = (config_dict, workdir, trial.id, list(trial.indices))
+            if pool is None:
+                future: futures.Future = futures.Future()
+                try:
+                    future.set_result(evaluate_trial(*args))
+                except Exception as err:  # a failed trial is recorded, the study goes on
+                    future.set_exception(err)
+            else:
+                future = pool.submit(evaluate_trial, *args)
+            in_flight[future] = trial
+
+        try:
+            with progress(total=total, initial=finished, desc="multi-trial",
+                          unit="trial") as bar:
+                while True:
+                    out_of_time = (float(config.max_wall_seconds) > 0
+                                   and time.monotonic() - start > float(config.max_wall_seconds))
+                    stopping = stop_after_trials is not None and done_here >= stop_after_trials
+                    room = total - finished - len(in_flight) - len(pending)
+                    if not (out_of_time or stopping) and room > 0 and \
+                            len(in_flight) + len(pending) < workers:
+                        proposed = strategy.propose(min(room, workers - len(in_flight)
+                                                        - len(pending)))
+                        study.add(proposed, strategy.state_dict())
+                        pending += proposed
+                    while pending and len(in_flight) < workers and not stopping:
+                        submit(pending.pop(0))
+                    if not in_flight:
+                        break
+                    done, _ = futures.wait(in_flight, return_when=futures.FIRST_COMPLETED)
+                    for future in done:
+                        trial = in_flight.pop(future)
+                        try:
+                            result, error = future.result(), None
+                        except Exception as err:  # recorded as failed, with its error
+                            result, error = None, f"{type(err).__name__}: {err}"
+                            log(f"trial {trial.id} failed: {error}")
+                        strategy.observe(trial, result, error)
+                        study.finish(trial, result, error, strategy.state_dict())
+                        finished += 1
+                        done_here += 1
+                        bar.update(1)
+                        if result:
+                            bar.set_postfix(q=f"{result['quality']:.3f}",
+                                            lat=f"{result['latency_ms']:.4f}")
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        summary = write_outputs(config, workdir, study.finished())
+    finally:
+        study.close()
+    summary["stopped"] = finished < total
+    summary["wall_time_s"] = round(time.monotonic() - start, 1)
+    return summary
