@@ -142,3 +142,12 @@ def test_sigkill_then_rerun_loses_no_trial_and_runs_none_twice(tmp_path):
         rows = db.execute("SELECT id, state FROM trials ORDER BY id").fetchall()
     assert rows == [(0, "completed"), (1, "completed"), (2, "completed")]
     assert first_result.stat().st_mtime_ns == stamp  # finished before the kill: not rerun
+
+
+def test_parallel_workers_finish_every_trial(tmp_path):
+    summary = multi_trial.run_study(tiny_config(num_trials=2, workers=2), tmp_path,
+                                    log=lambda _: None)
+    assert summary["completed"] == 2
+    ids = [json.loads(line)["id"] for line in (tmp_path / "trials.jsonl").read_text()
+           .splitlines()]
+    assert ids == [0, 1]
