@@ -96,6 +96,13 @@ def test_study_outputs_and_resume_without_rerunning(tmp_path):
     assert arch_doc["trial"] == max(trials, key=lambda t: t["reward"])["id"]
     assert search_spaces.load(tmp_path / "architecture.json").space.name == "micro"
 
+    from tunas_jax import cli  # the study drawn by `tunas-jax report`
+
+    assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    png = tmp_path / "report" / f"{tmp_path.name}_study.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Multi-trial study" in (tmp_path / "report" / "report.html").read_text()
+
     with pytest.raises(UsageError, match="num_trials"):  # another study's workdir
         multi_trial.run_study(tiny_config(num_trials=5), tmp_path, log=lambda _: None)
 

@@ -18,7 +18,7 @@ The study lives in `W/study.sqlite` (SQLite, standard library):
   checkpoints), never proposed again;
 - a failed trial is recorded with its error and the study goes on.
 
-Outputs: `W/trials.jsonl` (every finished trial), `W/pareto.json` (the
+Outputs: `W/config.json`, `W/trials.jsonl` (every finished trial), `W/pareto.json` (the
 non-dominated trials: max quality, min latency) and `W/architecture.json`
 (the best trial by reward, in the architecture format with
 `search_method: multi_trial`). Trials train in `W/trials/trial_NNNN/`.
@@ -45,9 +45,11 @@ from tunas_jax import train
 from tunas_jax.checkpointing import make_workdir
 from tunas_jax.config_defaults import multi_trial_defaults
 from tunas_jax.errors import UsageError
+from tunas_jax.pareto import pareto_front
 from tunas_jax.progress import progress
 
 DATABASE_FILE = "study.sqlite"
+CONFIG_FILE = "config.json"
 TRIALS_FILE = "trials.jsonl"
 PARETO_FILE = "pareto.json"
 ARCHITECTURE_FILE = "architecture.json"
@@ -181,21 +183,19 @@ def evaluate_trial(config_dict: dict[str, Any], workdir: str, trial_id: int,
 
 
 # ---- outputs ---------------------------------------------------------------------------------
-def pareto_front(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def pareto_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Completed trials no other completed trial beats on both quality (max) and latency
     (min), fastest first."""
     done = [t for t in trials if t["state"] == "completed"]
-    return sorted((t for t in done if not any(
-        o["quality"] >= t["quality"] and o["latency_ms"] <= t["latency_ms"]
-        and (o["quality"] > t["quality"] or o["latency_ms"] < t["latency_ms"]) for o in done)),
-        key=lambda t: t["latency_ms"])
+    front = pareto_front([t["latency_ms"] for t in done], [t["quality"] for t in done])
+    return [done[i] for i in front]
 
 
 def write_outputs(config: ml_collections.ConfigDict, workdir: str,
                   trials: list[dict[str, Any]]) -> dict[str, Any]:
     with atomic_write(os.path.join(workdir, TRIALS_FILE)) as f:
         f.writelines(json.dumps(t, sort_keys=True) + "\n" for t in trials)
-    front = pareto_front(trials)
+    front = pareto_trials(trials)
     write_json_atomic(os.path.join(workdir, PARETO_FILE),
                       {"objectives": {"quality": "max", "latency_ms": "min"}, "trials": front})
     done = [t for t in trials if t["state"] == "completed"]
@@ -231,6 +231,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     study = Study(os.path.join(workdir, DATABASE_FILE))
     try:
         study.start(config.to_dict())
+        write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
         strategy = make_strategy(config)
         saved = study.meta("strategy")
         if saved is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +33,8 @@ from tunas_jax import report_plots
 from tunas_jax.checkpointing import make_workdir
 from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import METRICS_FILE, PROBABILITIES_FILE, read_metrics
+from tunas_jax.multi_trial import CONFIG_FILE as STUDY_CONFIG_FILE
+from tunas_jax.multi_trial import TRIALS_FILE, pareto_trials
 from tunas_jax.random_baseline import BASELINE_FILE, summarize
 from tunas_jax.search import ARCHITECTURE_FILE, SUMMARY_FILE
 from tunas_jax.train import RESULT_FILE, RUN_FILE
@@ -67,10 +70,21 @@ class SearchRun:
 
 
 @dataclasses.dataclass
+class Study:
+    """A multi-trial study: its finished trials (trials.jsonl) and its config."""
+
+    name: str
+    workdir: str
+    trials: list[dict[str, Any]]
+    target_latency_ms: float
+
+
+@dataclasses.dataclass
 class Collection:
     searches: list[SearchRun]
     points: list[TrainedPoint]
     baselines: list[dict[str, Any]]  # baseline.json contents (+ 'workdir')
+    studies: list[Study] = dataclasses.field(default_factory=list)
 
     @property
     def latency_metric(self) -> str:
@@ -119,6 +133,14 @@ def _search(workdir: str) -> SearchRun:
                      metrics=read_metrics(workdir, METRICS_FILE), probabilities=probabilities)
 
 
+def _study(workdir: str) -> Study:
+    with open(os.path.join(workdir, TRIALS_FILE)) as f:
+        trials = [json.loads(line) for line in f if line.strip()]
+    config = read_json(os.path.join(workdir, STUDY_CONFIG_FILE), "multi-trial config")
+    return Study(os.path.basename(workdir.rstrip("/")), workdir, trials,
+                 float(config["target_latency_ms"]))
+
+
 def collect(workdirs: Sequence[str]) -> Collection:
     """Read every workdir (UsageError naming one that is none of the three kinds)."""
     out = Collection([], [], [])
@@ -135,10 +157,13 @@ def collect(workdirs: Sequence[str]) -> Collection:
             out.baselines.append({**baseline, "workdir": workdir})
         elif os.path.exists(os.path.join(workdir, RESULT_FILE)):
             out.points.append(_point(workdir))
+        elif os.path.exists(os.path.join(workdir, TRIALS_FILE)):
+            out.studies.append(_study(workdir))
         else:
-            raise UsageError(f"report: {workdir} holds no {SUMMARY_FILE}, {BASELINE_FILE} or "
-                             f"{RESULT_FILE}; pass search, random-baseline or train workdirs")
-    if not out.searches and not out.points:
+            raise UsageError(f"report: {workdir} holds no {SUMMARY_FILE}, {BASELINE_FILE}, "
+                             f"{RESULT_FILE} or {TRIALS_FILE}; pass search, random-baseline, "
+                             "train or multi-trial workdirs")
+    if not out.searches and not out.points and not out.studies:
         raise UsageError("report: no finished search or trained architecture in the workdirs")
     for search in out.searches:
         for point in out.points:
@@ -225,6 +250,17 @@ def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
                          s.architecture.indices_string])
         parts.append(_table(["search", "metric", "target ms", "simulated ms", "miss",
                              "params", f"trained {quality}", "indices"], rows))
+    for study in collection.studies:
+        done = [t for t in study.trials if t["state"] == "completed"]
+        front = {t["id"] for t in pareto_trials(done)}
+        parts.append(f"<h2>Multi-trial study {html.escape(study.name)}</h2>")
+        parts.append(f"<p>{len(done)} completed, {len(study.trials) - len(done)} failed; "
+                     f"target {study.target_latency_ms} ms. Pareto front (max quality, "
+                     "min latency):</p>")
+        parts.append(_table(["trial", "quality", "latency ms", "reward", "indices"],
+                            [[t["id"], t["quality"], t["latency_ms"], t["reward"],
+                              ":".join(map(str, t["indices"]))]
+                             for t in done if t["id"] in front]))
     if collection.points:
         parts.append("<h2>Trained architectures</h2>")
         parts.append(_table(

@@ -24,6 +24,7 @@ from cost_models.interface import SimulatorCostModel, Workload
 from search_spaces import atomic_write
 from search_spaces.ibn import GROUPED_TYPES
 from tasks import describe, get_task
+from tunas_jax.pareto import pareto_front
 
 if TYPE_CHECKING:
     from tunas_jax.report import Collection, SearchRun
@@ -45,17 +46,6 @@ def _save(fig: Any, path: str) -> None:
     with atomic_write(path, "wb", ".png") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
-
-
-def pareto_front(latency: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """Indices of the points no other point beats (faster or equal and more accurate)."""
-    order = np.lexsort((-quality, latency))
-    front, best = [], -np.inf
-    for i in order:
-        if quality[i] > best:
-            front.append(i)
-            best = quality[i]
-    return np.asarray(front, np.int64)
 
 
 def accuracy_vs_latency(collection: Collection, path: str) -> None:
@@ -194,6 +184,45 @@ def architecture_diagram(search: SearchRun, path: str) -> None:
     _save(fig, path)
 
 
+def study_plot(study: Any, path: str) -> None:
+    """A multi-trial study: each objective over the trials, and quality vs latency with the
+    Pareto front, the best trial by reward and the latency target."""
+    plt = _plt()
+    done = [t for t in study.trials if t["state"] == "completed"]
+    failed = [t["id"] for t in study.trials if t["state"] != "completed"]
+    ids = np.asarray([t["id"] for t in done])
+    quality = np.asarray([t["quality"] for t in done])
+    latency = np.asarray([t["latency_ms"] for t in done])
+    metric = done[0]["quality_metric"] if done else "quality"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(ids, quality, "o-", lw=0.8, ms=3, color="C0", label=metric)
+    left.set_xlabel("trial")
+    left.set_ylabel(metric, color="C0")
+    for f in failed:
+        left.axvline(f, color="0.7", lw=0.8, ls=":")
+    twin = left.twinx()
+    twin.plot(ids, latency, "s-", lw=0.8, ms=3, color="C3")
+    twin.axhline(study.target_latency_ms, color="C3", lw=0.8, ls="--")
+    twin.set_ylabel("simulated latency, ms (dashed: target)", color="C3")
+    left.set_title(f"{study.name}: objectives over trials"
+                   + (f" ({len(failed)} failed: dotted)" if failed else ""))
+    right.scatter(latency, quality, s=14, c=ids, cmap="viridis", label="trials (by id)")
+    if len(done):
+        front = pareto_front(latency, quality)
+        right.step(latency[front], quality[front], where="post", color="k", lw=1, ls="--",
+                   label="Pareto front")
+        best = int(np.argmax([t["reward"] for t in done]))
+        right.scatter(latency[best], quality[best], s=80, facecolors="none",
+                      edgecolors="C3", label="best reward")
+    right.axvline(study.target_latency_ms, color="C3", lw=0.8, ls="--")
+    right.set_xlabel("simulated latency, ms")
+    right.set_ylabel(metric)
+    right.legend(fontsize=7)
+    right.grid(alpha=0.3)
+    right.set_title(f"{study.name}: {metric} vs latency")
+    _save(fig, path)
+
+
 def draw_all(collection: Collection, out_dir: str) -> list[tuple[str, str]]:
     """Every figure; returns (path, caption) in page order."""
     images = []
@@ -212,4 +241,8 @@ def draw_all(collection: Collection, out_dir: str) -> list[tuple[str, str]]:
         architecture_diagram(search, prefix + "_architecture.png")
         images.append((prefix + "_architecture.png",
                        f"{search.name}: the found architecture, blocks shaded by latency share"))
+    for study in collection.studies:
+        path = os.path.join(out_dir, f"{study.name}_study.png")
+        study_plot(study, path)
+        images.append((path, f"{study.name}: multi-trial study"))
     return images
