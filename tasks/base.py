@@ -17,6 +17,7 @@ A new task is a subclass in its own module and one `register_task` call.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -83,7 +84,16 @@ class Task:
         raise NotImplementedError
 
     def to_json(self) -> dict[str, Any]:
+        """The task's name and settings (what `get_task(**to_json())` rebuilds)."""
         return {"name": self.name}
+
+    # Tasks compare by what they are, so a Workload (and a cache keyed by one) built
+    # twice from the same config is the same.
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.to_json() == self.to_json()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_json(), sort_keys=True))
 
 
 _TASKS: dict[str, Callable[..., Task]] = {}
