@@ -64,5 +64,5 @@ def test_empty_band_says_what_latencies_exist():
 
 
 def test_summary_statistics():
-    assert random_baseline.summarize([0.9, 0.7, 0.8, 1.0]) == pytest.approx(
+    assert random_baseline.summarize([0.9, 0.7, 0.8, 1.0], "top1") == pytest.approx(
         {"mean_top1": 0.85, "median_top1": 0.85, "min_top1": 0.7, "max_top1": 1.0})

@@ -16,7 +16,7 @@ from flax import nnx
 import cost_models
 import supernet
 from search_spaces import Architecture, SpecError, get_space
-from tasks import describe
+from tasks import Classification, describe
 from tunas_jax import config_files, train, train_step
 from tunas_jax.checkpointing import SearchCheckpointer
 from tunas_jax.errors import UsageError
@@ -239,7 +239,8 @@ def test_init_from_reads_the_search_checkpoint(arch_path, tmp_path):
     # The real SearchState structure, filled with numpy noise (the eager init compiles
     # for seconds; the values only need to be recognizable).
     abstract = jax.eval_shape(lambda: search_step.init_state(
-        space, plan, 10, 3, optimizer, search.controller_config(search_config), seed=3))
+        space, plan, Classification(10), optimizer, search.controller_config(search_config),
+        seed=3))
     rng = np.random.default_rng(0)
     state = jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(s.dtype), abstract)
     checkpointer = SearchCheckpointer(str(tmp_path))
@@ -255,8 +256,8 @@ def test_init_from_reads_the_search_checkpoint(arch_path, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, params, jax.tree.map(np.asarray, state.params))
     model = supernet.build_model(arch.spec, 10, rngs=nnx.Rngs(0))
     supernet.inherit(model, space, plan, params, arch.indices)
-    np.testing.assert_array_equal(np.asarray(model.logits.bias[...]),
-                                  np.asarray(state.params["logits"]["bias"]))
+    np.testing.assert_array_equal(np.asarray(model.task_head.logits.bias[...]),
+                                  np.asarray(state.params["task_head"]["logits"]["bias"]))
     with pytest.raises(UsageError, match=r"config\.init_from"):
         train.load_search_params(str(tmp_path), arch, 100, 3)
 
