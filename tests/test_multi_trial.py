@@ -158,3 +158,16 @@ def test_parallel_workers_finish_every_trial(tmp_path):
     ids = [json.loads(line)["id"] for line in (tmp_path / "trials.jsonl").read_text()
            .splitlines()]
     assert ids == [0, 1]
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"strategy": "annealing"}, "config.strategy"),
+    ({"num_trials": 0}, "config.num_trials"),
+    ({"target_latency_ms": 0.0}, "config.target_latency_ms"),
+    ({"targets": ("tpu9000",)}, "config.targets"),
+    ({"tournament_size": 5}, "tournament_size"),
+])
+def test_config_errors_name_the_field(overrides, words, tmp_path):
+    with pytest.raises((UsageError, search_spaces.SpecError), match=words) as info:
+        multi_trial.run_study(tiny_config(**overrides), tmp_path, log=lambda _: None)
+    assert "\n" not in str(info.value)
