@@ -1,7 +1,9 @@
 """TFLite export: float logits match Flax, int8 top-1 within a point, the file imports back.
 
 TensorFlow (the `export` extra) is required here on purpose: CI installs it
-(README test command), so these tests run there instead of being skipped.
+(README test command), so these tests run there instead of being skipped;
+without it they fail with the install hint. It is imported when the first
+export runs, not when the tests are collected.
 One tiny real training on digits at their native 8x8 px (300 steps: batch
 norm's running averages, momentum 0.99, need that many to settle) of a
 micro architecture with every IBN type: depthwise, fused, group conv (3
@@ -18,7 +20,6 @@ import sys
 import jax
 import numpy as np
 import pytest
-import tensorflow as tf  # noqa: F401  (the export extra: fail loudly when it is missing)
 import tflite
 from flax import nnx
 
