@@ -28,6 +28,7 @@ COMMANDS = (
     "search",
     "train",
     "evaluate",
+    "export",
     "random-baseline",
     "multi-trial",
     "report",

@@ -21,11 +21,14 @@
   `predicted_latency_reason` when there is none). Both latencies are in
   `config.latency_metric` (named in the file, see `cost_models.latency_metric`);
   `simulated_end_to_end_latency_ms` is the whole inference either way.
+`evaluate_workdir(W)` re-evaluates W's newest checkpoint; `load_trained_model(W)`
+gives it as an eval-mode standalone model (what `tunas-jax export` writes).
 The jitted steps are in `tunas_jax.train_step`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -336,9 +339,21 @@ def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike, 
     return result
 
 
-# ---- evaluate ---------------------------------------------------------------------------
-def evaluate_workdir(workdir: str | os.PathLike) -> dict[str, Any]:
-    """Re-evaluate the newest checkpoint of a `tunas-jax train` workdir on its eval split."""
+# ---- evaluate / restore -------------------------------------------------------------------
+@dataclasses.dataclass
+class TrainedModel:
+    """A `tunas-jax train` workdir's newest checkpoint as an eval-mode standalone model."""
+
+    model: supernet.StandaloneModel  # eval mode: BN running averages, no dropout
+    config: ml_collections.ConfigDict
+    architecture: Architecture
+    run_info: dict[str, Any]
+    step: int
+    weights: str  # 'ema' or 'raw': which weights the run evaluates
+
+
+def _restore_workdir(workdir: str | os.PathLike) -> tuple[Any, ...]:
+    """(config, run_info, arch, step functions, restored train state, step) of a workdir."""
     workdir = os.path.abspath(os.fspath(workdir))
     run_path = os.path.join(workdir, RUN_FILE)
     if not os.path.isfile(run_path):
@@ -358,6 +373,21 @@ def evaluate_workdir(workdir: str | os.PathLike) -> dict[str, Any]:
         state, _ = checkpointer.restore(step, state)
     finally:
         checkpointer.close()
+    return config, run_info, arch, fns, state, step
+
+
+def load_trained_model(workdir: str | os.PathLike) -> TrainedModel:
+    """The newest checkpoint of a `tunas-jax train` workdir as the model `evaluate` scores
+    (EMA weights when the run used them), in eval mode."""
+    config, run_info, arch, fns, state, step = _restore_workdir(workdir)
+    params, batch_stats = fns.eval_weights(state)
+    model = nnx.merge(fns.eval_graphdef, params, batch_stats, fns.rest)
+    return TrainedModel(model, config, arch, run_info, step, "ema" if fns.use_ema else "raw")
+
+
+def evaluate_workdir(workdir: str | os.PathLike) -> dict[str, Any]:
+    """Re-evaluate the newest checkpoint of a `tunas-jax train` workdir on its eval split."""
+    config, _, _, fns, state, step = _restore_workdir(workdir)
     metrics = train_step.evaluate(fns, state, _eval_data(config))
     return {**eval_record(fns.task, metrics), "step": step,
             "eval_split": config.dataset.eval_split,
