@@ -173,7 +173,7 @@ def test_calibrate_command_prints_held_out(tmp_path, capsys):
 def test_targets_command(capsys):
     assert cli_main(["targets", "--format", "json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == set(TARGETS)
+    assert set(rows) == {*TARGETS, "host_cpu"} and rows["host_cpu"]["kind"] == "measured"
     assert rows["pixel4_dsp"]["kind"] == "dsp" and rows["pixel4_dsp"]["held_out_models"] == 2
     assert rows["coral_edgetpu"]["fit_models"] == 5
     assert rows["coral_edgetpu"]["held_out_mean_abs_error_percent"] is None

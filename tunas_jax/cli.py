@@ -23,6 +23,7 @@ COMMANDS = (
     "simulate",
     "calibrate",
     "targets",
+    "measure",
     "import-model",  # registers `tunas-jax import`
     "analyze-blocks",
     "train-cost-model",

@@ -6,7 +6,8 @@
 The errors are the shipped values' mean |error| against the published
 latencies they were fitted to and, for the mobile targets, against the
 held-out models of the same table; `tunas-jax calibrate --target T` refits
-and adds leave-one-out.
+and adds leave-one-out. The last row, `host_cpu`, is measured rather than
+modelled (`tunas-jax measure`): it has no calibration error, only noise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 
 from cost_models.calibration import target_summaries
+from tunas_jax.host_latency import HOST_TARGET
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +32,11 @@ def _percent(value: float | None, count: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = target_summaries()
+    rows = [*target_summaries(), {
+        "name": HOST_TARGET, "kind": "measured", "fit_models": 0,
+        "fit_mean_abs_error_percent": None, "held_out_models": 0,
+        "held_out_mean_abs_error_percent": None,
+        "description": "this machine's CPU, standalone model through XLA (tunas-jax measure)"}]
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
