@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from cost_models.hardware import LatencyModel, get_target
-from cost_models.simulator import LayerCost, finish, io_terms, layer_cost
+from cost_models.simulator import LayerCost, finish, io_terms
 from search_spaces import Layer, SearchSpace, Unit
 from search_spaces.graph import node_layers
 from search_spaces.schema import mixed_radix
@@ -58,7 +58,7 @@ def _segment_cost(layers: Sequence[Layer], target: LatencyModel,
         # Names do not enter the cost: blocks of the same shape share entries.
         key = (dataclasses.replace(layer, name="", inputs=("",) * len(layer.inputs)), cached)
         if key not in memo:
-            memo[key] = layer_cost(layer, target, cached)
+            memo[key] = target.layer_cost(layer, cached)
         return memo[key]
 
     cached = [cost(layer, True) for layer in layers]

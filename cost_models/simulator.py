@@ -231,7 +231,9 @@ def activation_values(layer: Layer) -> int:
 def layer_cost(layer: Layer, target: LatencyModel | str, weights_cached: bool = True
                ) -> LayerCost:
     """The cost of one layer on any target, given whether its weights sit in its cache."""
-    return get_target(target).layer_cost(layer, weights_cached)
+    if isinstance(target, str):  # objects skip get_target's protocol check: hot path
+        target = get_target(target)
+    return target.layer_cost(layer, weights_cached)
 
 
 def edgetpu_layer_cost(layer: Layer, target: HardwareTarget, weights_cached: bool = True
