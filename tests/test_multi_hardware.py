@@ -245,3 +245,17 @@ def test_multi_space_holds_both_presets_and_only_relu_ops():
     net = describe(space.decode(space.sample(np.random.default_rng(4), 1)[0]), 224, 1001)
     assert {layer.activation for layer in net.layers} <= {"relu", None}
     assert not any(layer.op == "mul" for layer in net.layers)
+
+
+def test_block_analyzer_on_a_processor_target():
+    from cost_models.block_analyzer import analyze
+
+    rows = analyze("pixel1_cpu", shapes=(("28x28x64", 28, 64),), group_sizes=(16,))
+    by_type = {r.block_type: r for r in rows}
+    # No array: utilization is the achieved / peak MAC rate, so a depthwise kxk conv
+    # runs at about the fitted depthwise efficiency, a fused block's full conv near 1.
+    dw = by_type["dw_ibn"]
+    assert 0 < dw.utilization < 1
+    assert dw.kxk_utilization == pytest.approx(get_target("pixel1_cpu").depthwise_efficiency,
+                                               rel=0.1)
+    assert by_type["fused_ibn"].kxk_utilization > 0.9
