@@ -170,6 +170,13 @@ def test_calibrate_command_prints_held_out(tmp_path, capsys):
     assert json.loads(out.read_text())["held_out"]["rows"][1]["published_ms"] == 5.7
 
 
+def test_mobile_target_refuses_csv(tmp_path, capsys):
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_text("model,input_size,device,latency_ms\nmobilenet_v2_w1.0,224,pixel1_cpu,70\n")
+    assert cli_main(["calibrate", "--target", "pixel1_cpu", "--csv", str(csv_file)]) == 2
+    assert "drop --csv" in capsys.readouterr().err
+
+
 def test_targets_command(capsys):
     assert cli_main(["targets", "--format", "json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
