@@ -10,9 +10,12 @@ cost per op that does not shrink with the op. One layer costs
 
 - compute = MACs / MAC rate. Full, group and fully connected layers run at
   `dense_macs_per_s`; depthwise convs at `dense_macs_per_s *
-  depthwise_efficiency`: a CPU's SIMD kernels keep depthwise convs close to
-  the dense rate (kind to depthwise: a depthwise conv costs about its few
-  MACs), a GPU or a DSP's wide vector units far below it.
+  depthwise_efficiency`. Either way a layer costs in proportion to its own
+  MACs, which is what makes a CPU kind to depthwise convs: a depthwise conv
+  costs its few MACs at a lower rate, not, as on the Edge TPU's array, the
+  cycles of an array it cannot fill. The ratio is fitted per target where
+  the published table pins it, assumed otherwise (the target files say
+  which).
 - memory = bytes moved / `memory_bandwidth_bytes_per_s`: activations read
   and written (`simulator.activation_values` x `bytes_per_value`: 4 fp32,
   2 fp16, 1 int8) plus the layer's weights when they are not in the cache.
