@@ -81,6 +81,11 @@ class ProcessorTarget:
         if self.bytes_per_value not in (1, 2, 4):
             raise SpecError(f"hardware target {self.name!r}: bytes_per_value "
                             f"{self.bytes_per_value} must be 1 (int8), 2 (fp16) or 4 (fp32)")
+        if not isinstance(self.param_memory_bytes, int) or self.param_memory_bytes < 1:
+            # The learned regressor measures weights in units of this cache.
+            raise SpecError(f"hardware target {self.name!r}: param_memory_bytes "
+                            f"{self.param_memory_bytes!r} must be a positive integer; give a "
+                            "processor with no weight cache a small one (e.g. its L2)")
         if not 0.0 < self.depthwise_efficiency <= 1.0:
             raise SpecError(f"hardware target {self.name!r}: depthwise_efficiency "
                             f"{self.depthwise_efficiency} must be in (0, 1]")

@@ -44,6 +44,8 @@ def test_every_target_is_a_latency_model_with_a_kind():
         assert isinstance(t, LatencyModel)
     with pytest.raises(SpecError, match="kind 'npu' is unknown"):
         get_target("pixel1_cpu").replace(kind="npu")
+    with pytest.raises(SpecError, match="param_memory_bytes 0 must be a positive integer"):
+        get_target("pixel3_gpu").replace(param_memory_bytes=0)
     with pytest.raises(SpecError, match=r"unknown field\(s\) \['clock_hz'\]"):
         get_target("pixel1_cpu").replace(clock_hz=1.0)
     with pytest.raises(SpecError, match="neither a target name nor a LatencyModel"):
