@@ -81,7 +81,7 @@ def test_coster_straddling_a_small_weight_cache_stays_exact():
 def test_processor_layer_model_by_hand():
     t = ProcessorTarget(name="toy", kind="cpu", bytes_per_value=4, dense_macs_per_s=1e9,
                         depthwise_efficiency=0.5, memory_bandwidth_bytes_per_s=1e9,
-                        param_memory_bytes=0, op_overhead_ms=0.01, op_floor_ms=0.0,
+                        param_memory_bytes=1, op_overhead_ms=0.01, op_floor_ms=0.0,
                         inference_overhead_ms=0.0)
     layer = conv(64, 64, 32)  # 4.19 MMACs; 2 x 64 kB activations + 16 kB weights, fp32
     cost = t.layer_cost(layer, weights_cached=False)
