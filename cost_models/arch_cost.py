@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.hardware import HardwareTarget, get_target
-from cost_models.simulator import LayerCost, finish, io_terms, layer_cost
+from cost_models.hardware import LatencyModel, get_target
+from cost_models.simulator import LayerCost, finish, io_terms
 from search_spaces import Layer, SearchSpace, Unit
 from search_spaces.graph import node_layers
 from search_spaces.schema import mixed_radix
@@ -52,18 +52,18 @@ class _SegmentCost:
     layer_fj: tuple[tuple[int, int], ...]
 
 
-def _segment_cost(layers: Sequence[Layer], target: HardwareTarget,
+def _segment_cost(layers: Sequence[Layer], target: LatencyModel,
                   memo: dict[tuple[Layer, bool], LayerCost]) -> _SegmentCost:
     def cost(layer: Layer, cached: bool) -> LayerCost:
         # Names do not enter the cost: blocks of the same shape share entries.
         key = (dataclasses.replace(layer, name="", inputs=("",) * len(layer.inputs)), cached)
         if key not in memo:
-            memo[key] = layer_cost(layer, target, cached)
+            memo[key] = target.layer_cost(layer, cached)
         return memo[key]
 
     cached = [cost(layer, True) for layer in layers]
     streamed = [cost(layer, False) for layer in layers]
-    weights = tuple(layer.weight_count for layer in layers)
+    weights = tuple(target.weight_bytes(layer) for layer in layers)
     return _SegmentCost(
         weight_bytes=sum(weights),
         first_weight_bytes=next((w for w in weights if w), 0),
@@ -91,7 +91,7 @@ class ArchitectureCoster:
     """Latency/energy/params/MACs of index vectors of `space` on `target`, with `task`'s
     head (default: classification with `num_classes`, default the space's)."""
 
-    def __init__(self, space: SearchSpace, target: HardwareTarget | str,
+    def __init__(self, space: SearchSpace, target: LatencyModel | str,
                  image_size: int | None = None, num_classes: int | None = None,
                  task: Task | None = None, input_channels: int = 3) -> None:
         self.space = space

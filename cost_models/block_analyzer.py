@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from cost_models.hardware import HardwareTarget, get_target
+from cost_models.hardware import LatencyModel, get_target
 from cost_models.simulator import layer_cost
 from search_spaces.blocks import Block, realize_groups
 from search_spaces.fileio import atomic_write
@@ -74,7 +74,7 @@ def block_layers(block: Block, size: int) -> list[Layer]:
     return [layer for layer in net.layers if layer.name.startswith("blocks.0.")]
 
 
-def cost_block(block: Block, size: int, target: HardwareTarget, shape: str = ""
+def cost_block(block: Block, size: int, target: LatencyModel, shape: str = ""
                ) -> BlockResult:
     """Latency etc. of one block on its own (weights cached; no network I/O)."""
     layers = block_layers(block, size)
@@ -90,11 +90,15 @@ def cost_block(block: Block, size: int, target: HardwareTarget, shape: str = ""
         groups=block.groups if block.block_type == BlockType.GC_IBN else None,
         latency_ms=sum(c.latency_ps for c in costs) / 1e9,
         params=sum(layer.params for layer in layers), macs=macs,
-        utilization=macs / (cycles * target.macs_per_cycle) if cycles else 0.0,
+        utilization=(macs / (cycles * target.macs_per_cycle) if cycles
+                     # A target without an array (cost_models.processor): each layer's
+                     # achieved / peak MAC rate, weighted by its time.
+                     else sum(c.utilization * c.latency_ps for c in costs)
+                     / max(1, sum(c.latency_ps for c in costs))),
         kxk_utilization=kxk_util)
 
 
-def analyze(target: HardwareTarget | str = "pixel6_edgetpu",
+def analyze(target: LatencyModel | str = "pixel6_edgetpu",
             shapes: Sequence[tuple[str, int, int]] = DEFAULT_SHAPES,
             group_sizes: Sequence[int] = DEFAULT_GROUP_SIZES, expansion: int = 4,
             kernel_size: int = 3) -> list[BlockResult]:

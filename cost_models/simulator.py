@@ -1,4 +1,11 @@
-"""Analytical Edge TPU performance and energy model of one inference (int8, batch 1).
+"""Analytical Edge TPU performance and energy model of one inference (int8, batch 1),
+and the per-layer dispatch every target kind goes through.
+
+`layer_cost(layer, target, cached)` and `io_terms` ask the target's own
+latency model (`cost_models.hardware.LatencyModel`): the Edge TPU model is
+the rest of this module; CPU/GPU/DSP targets are `cost_models.processor`.
+`simulate` and the fast `ArchitectureCoster` only add up what those return,
+so every kind keeps the integer accounting below.
 
 Input: any `search_spaces.network.NetworkDescription`; output: latency_ms and
 energy_mj per inference plus a per-layer breakdown. The model keeps the
@@ -65,7 +72,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from cost_models.hardware import HardwareTarget, get_target
+from cost_models.hardware import HardwareTarget, LatencyModel, get_target
 from search_spaces.network import Layer, NetworkDescription
 
 PS_PER_S = 1e12
@@ -198,8 +205,8 @@ def _compute_cycles(layer: Layer, target: HardwareTarget) -> int:
 INPUT_PASSES = {"softmax": 2, "layer_norm": 2}
 
 
-def _activation_bytes(layer: Layer) -> int:
-    """Activation bytes the layer reads and writes (int8)."""
+def activation_values(layer: Layer) -> int:
+    """Activation values the layer reads and writes (bytes at int8)."""
     out = math.prod(layer.output_shape)
     if layer.op in ("add", "mul"):
         # Inputs other than the first are as big as the output unless they
@@ -221,13 +228,22 @@ def _activation_bytes(layer: Layer) -> int:
     return INPUT_PASSES.get(layer.op, 1) * math.prod(layer.input_shape) + out
 
 
-def layer_cost(layer: Layer, target: HardwareTarget, weights_cached: bool = True) -> LayerCost:
-    """The cost of one layer, given whether its weights sit in the on-chip cache."""
+def layer_cost(layer: Layer, target: LatencyModel | str, weights_cached: bool = True
+               ) -> LayerCost:
+    """The cost of one layer on any target, given whether its weights sit in its cache."""
+    if isinstance(target, str):  # objects skip get_target's protocol check: hot path
+        target = get_target(target)
+    return target.layer_cost(layer, weights_cached)
+
+
+def edgetpu_layer_cost(layer: Layer, target: HardwareTarget, weights_cached: bool = True
+                       ) -> LayerCost:
+    """The Edge TPU model's cost of one layer (`HardwareTarget.layer_cost`)."""
     macs = layer.macs
     weight_bytes = layer.weight_count  # int8; batch norm folds into the weights
     cycles = _compute_cycles(layer, target)
     compute_s = cycles / (target.clock_hz * target.compute_efficiency)
-    act_bytes = _activation_bytes(layer)
+    act_bytes = activation_values(layer)
     spilled = max(0, act_bytes - target.activation_memory_bytes)
     onchip = act_bytes - spilled + (weight_bytes if weights_cached else 0)
     offchip = spilled + (0 if weights_cached else weight_bytes)
@@ -244,14 +260,14 @@ def layer_cost(layer: Layer, target: HardwareTarget, weights_cached: bool = True
         # Streaming when the weights' trip over the link is the largest part.
         bound = "streaming" if stream_s > memory_s - stream_s else "memory"
     return LayerCost(
-        name=layer.name, op=_op_label(layer), macs=macs, weight_bytes=weight_bytes,
+        name=layer.name, op=op_label(layer), macs=macs, weight_bytes=weight_bytes,
         weights_cached=weights_cached, compute_cycles=cycles, compute_ms=compute_s * 1e3,
         memory_ms=memory_s * 1e3, bound=bound,
         utilization=utilization, onchip_bytes=onchip, offchip_bytes=offchip,
         latency_ps=round(latency_s * PS_PER_S), energy_fj=round(energy_pj * FJ_PER_PJ))
 
 
-def _op_label(layer: Layer) -> str:
+def op_label(layer: Layer) -> str:
     if layer.op not in ("conv2d", "conv2d_transpose"):
         if layer.op == "activation":
             return layer.activation or "activation"
@@ -276,7 +292,13 @@ def _op_label(layer: Layer) -> str:
     return label
 
 
-def io_terms(input_bytes: int, output_bytes: int, target: HardwareTarget) -> tuple[int, int]:
+def io_terms(input_values: int, output_values: int, target: LatencyModel) -> tuple[int, int]:
+    """(ps, fJ) of the per-inference overhead and moving input and output (any target)."""
+    return target.io_terms(input_values, output_values)
+
+
+def edgetpu_io_terms(input_bytes: int, output_bytes: int, target: HardwareTarget
+                     ) -> tuple[int, int]:
     """(ps, fJ) of the per-inference overhead and moving input and output off chip."""
     io_bytes = input_bytes + output_bytes
     seconds = io_bytes / target.offchip_bandwidth_bytes_per_s + target.inference_overhead_ms * 1e-3
@@ -284,13 +306,13 @@ def io_terms(input_bytes: int, output_bytes: int, target: HardwareTarget) -> tup
                                             * FJ_PER_PJ)
 
 
-def finish(latency_ps: int, energy_fj: int, target: HardwareTarget) -> tuple[float, float]:
+def finish(latency_ps: int, energy_fj: int, target: LatencyModel) -> tuple[float, float]:
     """(latency_ms, energy_mj) from exact integer totals; static power charged on latency."""
     latency_ms = latency_ps / 1e9
     return latency_ms, energy_fj / 1e12 + target.static_power_mw * latency_ms * 1e-6
 
 
-def cached_mask(weight_bytes: list[int], target: HardwareTarget) -> list[bool]:
+def cached_mask(weight_bytes: list[int], target: LatencyModel) -> list[bool]:
     """Which layers' weights the on-chip cache holds (network order, running sum)."""
     out, running = [], 0
     for w in weight_bytes:
@@ -299,12 +321,12 @@ def cached_mask(weight_bytes: list[int], target: HardwareTarget) -> list[bool]:
     return out
 
 
-def simulate(network: NetworkDescription, target: HardwareTarget | str) -> SimulationResult:
-    """Latency, energy and a per-layer breakdown of one int8 inference of `network`."""
+def simulate(network: NetworkDescription, target: LatencyModel | str) -> SimulationResult:
+    """Latency, energy and a per-layer breakdown of one inference of `network` on `target`."""
     target = get_target(target)
     layers = network.layers
-    cached = cached_mask([layer.weight_count for layer in layers], target)
-    costs = tuple(layer_cost(layer, target, c) for layer, c in zip(layers, cached, strict=True))
+    cached = cached_mask([target.weight_bytes(layer) for layer in layers], target)
+    costs = tuple(target.layer_cost(layer, c) for layer, c in zip(layers, cached, strict=True))
     io_ps, io_fj = io_terms(math.prod(network.input_shape), math.prod(layers[-1].output_shape),
                             target)
     latency_ms, energy_mj = finish(sum(c.latency_ps for c in costs) + io_ps,

@@ -1,4 +1,5 @@
-"""Named architectures: MobileNetEdgeTPU v1 and the MobileNetEdgeTPUv2 family.
+"""Named architectures: MobileNetEdgeTPU v1, the MobileNetEdgeTPUv2 family and the
+TuNAS multi-hardware models MobileNet-Multi-AVG / -MAX.
 
 Written from the published block semantics (tensorflow/models
 `official/projects/edgetpu/vision/modeling`): v1 is the
@@ -7,6 +8,16 @@ v2 topology with each model's widths, stem and head; the v2 default
 `ModelConfig` block list (kernel 5 in the late groups) is
 `mobilenet_edgetpu_v2_reference_config`. A published "fused_grouped" block is
 our `gc_ibn`, with groups = expanded filters / group_base_size.
+
+MobileNet-Multi-AVG/MAX ("Discovering Multi-Hardware Mobile Models via
+Architecture Search", Chu et al. 2020) are google-research tunas
+`mobile_search_space_v3.mobilenet_multi_avg` / `mobilenet_multi_max`: ReLU
+depthwise IBNs only, no squeeze-excite; each published absolute expansion
+size is an integer multiple of the block's input filters, written here as
+the expansion ratio. Their head is conv 960 -> pool -> a 1x1 conv of 1280
+(bias, no batch norm) -> logits; a `ModelSpec` head is conv -> pool ->
+logits, so the preset stops at the pool and the post-pool conv is added for
+costing by `cost_models.reference_networks.with_pre_logits`.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from search_spaces.errors import SpecError
 from search_spaces.ibn import BlockType
 from search_spaces.model_spec import ModelSpec
 
-DW, FUSED, GC = BlockType.DW_IBN, BlockType.FUSED_IBN, BlockType.GC_IBN
+DW, FUSED, GC, SKIP = BlockType.DW_IBN, BlockType.FUSED_IBN, BlockType.GC_IBN, BlockType.SKIP
 
 # One row per repeated block run: (type, output filters, kernel, repeats,
 # expansion, stride, residual allowed). "Residual allowed" is the published
@@ -35,7 +46,9 @@ def _build(stem_filters: int, stem_kernel: int, rows: list[Row], head: int,
             s = stride if rep == 0 else 1
             residual = id_skip and s == 1 and cin == cout
             stage = stage_of_row[r] if stage_of_row else r
-            if block_type == FUSED and e == 1:
+            if block_type == SKIP:  # an identity position, so the model is a space member
+                block = Block(SKIP, cin, cout, 1, None, 1, 1, None, False, stage)
+            elif block_type == FUSED and e == 1:
                 block = Block(FUSED, cin, cout, s, None, 1, 1, None, residual, stage)
             elif block_type == DW:
                 block = Block(DW, cin, cout, s, kernel, e, e, cin * e, residual, stage)
@@ -141,6 +154,33 @@ def mobilenet_edgetpu_v2_reference_config() -> ModelSpec:
     return _build(64, 5, rows, 1280)
 
 
+def mobilenet_multi_avg() -> ModelSpec:
+    """MobileNet-Multi-AVG body (tunas `mobilenet_multi_avg`); see the module docstring."""
+    rows: list[Row] = [
+        (DW, 32, 3, 1, 3, 2, False), (DW, 32, 3, 1, 2, 1, True),
+        (DW, 64, 5, 1, 5, 2, False), (DW, 64, 3, 1, 3, 1, True), (DW, 64, 3, 1, 2, 1, True),
+        (DW, 64, 3, 1, 3, 1, True),
+        (DW, 128, 5, 1, 6, 2, False), (DW, 128, 3, 3, 3, 1, True),
+        (DW, 160, 3, 1, 6, 1, False), (DW, 160, 3, 1, 4, 1, True),
+        (DW, 192, 3, 1, 6, 2, False), (DW, 192, 5, 3, 4, 1, True),
+    ]
+    return _build(32, 3, rows, 960, stage_of_row=[0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4])
+
+
+def mobilenet_multi_max() -> ModelSpec:
+    """MobileNet-Multi-MAX body (tunas `mobilenet_multi_max`); see the module docstring."""
+    rows: list[Row] = [
+        (DW, 32, 3, 1, 3, 2, False), (SKIP, 32, 0, 1, 1, 1, False),
+        (DW, 64, 5, 1, 6, 2, False), (DW, 64, 3, 2, 2, 1, True), (SKIP, 64, 0, 1, 1, 1, False),
+        (DW, 128, 5, 1, 6, 2, False), (DW, 128, 3, 1, 4, 1, True), (DW, 128, 3, 2, 3, 1, True),
+        (DW, 128, 3, 1, 6, 1, False), (DW, 128, 3, 1, 3, 1, True),
+        (DW, 160, 3, 1, 6, 2, False), (DW, 160, 5, 1, 4, 1, True), (DW, 160, 3, 1, 5, 1, True),
+        (DW, 160, 5, 1, 4, 1, True),
+    ]
+    return _build(32, 3, rows, 960,
+                  stage_of_row=[0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 4, 4, 4, 4])
+
+
 PRESETS: dict[str, Callable[[], ModelSpec]] = {
     "mobilenet_edgetpu_v1": mobilenet_edgetpu_v1,
     "mobilenet_edgetpu_v2_tiny": mobilenet_edgetpu_v2_tiny,
@@ -149,6 +189,8 @@ PRESETS: dict[str, Callable[[], ModelSpec]] = {
     "mobilenet_edgetpu_v2_m": mobilenet_edgetpu_v2_m,
     "mobilenet_edgetpu_v2_l": mobilenet_edgetpu_v2_l,
     "mobilenet_edgetpu_v2_reference_config": mobilenet_edgetpu_v2_reference_config,
+    "mobilenet_multi_avg": mobilenet_multi_avg,
+    "mobilenet_multi_max": mobilenet_multi_max,
 }
 
 

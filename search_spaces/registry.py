@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from search_spaces.definitions.micro import micro
 from search_spaces.definitions.mobilenet_edgetpu_v2 import mobilenet_edgetpu_v2
+from search_spaces.definitions.mobilenet_multi import mobilenet_multi
 from search_spaces.definitions.proxylessnas import proxylessnas
 from search_spaces.errors import SpecError
 from search_spaces.space import SearchSpace
@@ -14,6 +15,7 @@ from search_spaces.space import SearchSpace
 SPACES: dict[str, Callable[[], SearchSpace]] = {
     "micro": micro,
     "mobilenet_edgetpu_v2": mobilenet_edgetpu_v2,
+    "mobilenet_multi": mobilenet_multi,
     "proxylessnas": proxylessnas,
 }
 DEFAULT_SPACE = "micro"

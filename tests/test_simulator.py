@@ -151,6 +151,9 @@ def test_vgg16_streams_weights_on_coral():
     ("mobilenet_edgetpu_v2", "pixel6_edgetpu"),
     ("mobilenet_edgetpu_v2", CORAL.replace(param_memory_bytes=3_000_000)),  # forces streaming
     ("micro", "coral_edgetpu"),
+    # Every mobile kind (cost_models.processor), on the multi-hardware space too.
+    *((space, target) for space in ("micro", "proxylessnas", "mobilenet_multi")
+      for target in ("pixel1_cpu", "pixel3_cpu_4t", "pixel3_gpu", "pixel4_dsp")),
 ])
 def test_coster_matches_simulate_exactly(space_name, target):
     space = get_space(space_name)

@@ -22,6 +22,8 @@ COMMANDS = (
     "show",
     "simulate",
     "calibrate",
+    "targets",
+    "measure",
     "import-model",  # registers `tunas-jax import`
     "analyze-blocks",
     "train-cost-model",
@@ -38,7 +40,8 @@ COMMANDS = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunas-jax",
-        description="Hardware-aware one-shot architecture search for Edge TPU-class chips.",
+        description="Hardware-aware one-shot architecture search for Edge TPUs and mobile "
+                    "CPUs, GPUs and DSPs.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

@@ -6,9 +6,13 @@
     tunas-jax calibrate --target coral_edgetpu --no-fit    # the shipped target's fit only
     tunas-jax calibrate --target coral_edgetpu --print-values   # + lines to paste into
                                                            #   cost_models/targets/<T>.py
+    tunas-jax calibrate --target pixel4_dsp                # a mobile target: also its
+                                                           #   held-out models
 
 The leave-one-out table predicts each published model with a fit that did
 not see it: the error to expect on a network outside the calibration set.
+The held-out table (mobile targets) prices models of the same table unlike
+every fit model (other blocks, activations) with the fitted target.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 from cost_models.calibration import (
+    DEVICE_OF_TARGET,
     FIT_FIELDS,
     calibration_report,
     evaluate,
@@ -30,11 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "calibrate", help="fit a hardware target's free parameters to published latencies",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="pixel6_edgetpu",
-                        help="hardware target (pixel6_edgetpu or coral_edgetpu)")
+                        help="hardware target with published latencies "
+                             f"({', '.join(sorted(DEVICE_OF_TARGET))})")
     parser.add_argument("--fields", default=None,
                         help="comma-separated target fields to fit (default: the target's "
-                             "usual set: compute_efficiency,offchip_bandwidth_bytes_per_s,"
-                             "inference_overhead_ms)")
+                             "usual set, cost_models.calibration.FIT_FIELDS)")
     parser.add_argument("--csv", default=None,
                         help="published_latency.csv to read instead of the built-in copy")
     parser.add_argument("--out", default=None,
@@ -68,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"in-sample mean |error| {result.after.mean_abs_error_percent:.1f}%, "
               f"leave-one-out {result.loo.mean_abs_error_percent:.1f}% "
               f"(simulated/published {lo:.2f}x-{hi:.2f}x)")
+    if result.held_out is not None:
+        print(f"== {args.target}: held out (models of the same table the fit never saw)")
+        print(result.held_out.table())
     out = args.out or f"calibration_{args.target}.json"
     write_json_atomic(out, result.to_json())
     print(f"wrote {out}")
