@@ -30,6 +30,7 @@ COMMANDS = (
     "evaluate",
     "random-baseline",
     "report",
+    "serve-costs",
 )
 
 

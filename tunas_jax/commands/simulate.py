@@ -2,12 +2,15 @@
 
     tunas-jax simulate --space mobilenet_edgetpu_v2 --target pixel6_edgetpu --num 20000 \
         --out /tmp/v2_pixel6.npz [--seed 0] [--workers 0]
-    tunas-jax simulate --network my_net.json --target coral_edgetpu [--format json]
+    tunas-jax simulate --network my_net.json --target coral_edgetpu [--format json] \
+        [--service HOST:PORT[,HOST:PORT...]]
 
 With --network, each layer's row names what bounds it: `compute` (the
 array), `memory` (on-chip traffic, spilled activations) or `streaming`
 (its weights do not fit the parameter cache and cross the off-chip link
 every inference). `--format json` prints the same as one JSON object.
+`--service` costs the network on a `tunas-jax serve-costs` server instead of
+in this process (same output, to the last digit).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "costs instead of writing a dataset")
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="with --network: a text table (default) or JSON")
+    parser.add_argument("--service", help="with --network: cost it on this cost service "
+                        "(HOST:PORT, or a comma-separated list: round-robin)")
     parser.add_argument("--space", default=DEFAULT_SPACE, help="search space to sample")
     parser.add_argument("--num", type=int, help="architectures to simulate (presets included)")
     parser.add_argument("--out", help="dataset file to write (.npz)")
@@ -49,7 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.network:
         network = network_lib.load(args.network)
-        result = simulate(network, get_target(args.target))
+        result = (remote_simulate(args.service, network, args.target) if args.service
+                  else simulate(network, get_target(args.target)))
         if args.format == "json":
             doc = result.to_json()
             shapes = {layer.name: list(layer.output_shape) for layer in network.layers}
@@ -59,12 +65,29 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(network_report(result, network))
         return 0
+    if args.service:
+        raise UsageError("--service: costs one --network; datasets are built locally")
     if args.num is None or args.out is None:
         raise UsageError("--num and --out are required to write a dataset (or pass --network)")
     simulate_to_file(args.space, args.target, args.num, args.out, seed=args.seed,
                      workers=args.workers or None, image_size=args.image_size,
                      num_classes=args.num_classes)
     return 0
+
+
+def remote_simulate(service: str, network: network_lib.NetworkDescription,
+                    target: str) -> SimulationResult:
+    """`simulate(network, target)` on a cost service (needs the 'service' extra)."""
+    try:
+        from cost_service.client import RemoteCostModel, ServiceError
+    except ImportError as err:
+        raise UsageError(f"--service needs the 'service' extra ({err}); "
+                         "pip install 'tunas-jax[service]'") from None
+    try:
+        with RemoteCostModel(service) as remote:
+            return remote.simulate(network, target)
+    except ServiceError as err:
+        raise UsageError(str(err)) from None
 
 
 def simulate_to_file(space_name: str, target_name: str, num: int, out: str, seed: int = 0,
