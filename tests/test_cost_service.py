@@ -22,7 +22,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cost_models.hardware import get_target, target_names
-from cost_models.interface import SimulatorCostModel, Workload
+from cost_models.interface import SimulatorCostModel, Workload, get_cost_model
 from cost_models.simulator import simulate
 from cost_service import codegen
 from cost_service.client import RemoteCostModel, ServiceError
@@ -95,7 +95,7 @@ def test_remote_index_costs_equal_local_to_the_last_bit(server):
     # More than one streamed chunk (cost_service.evaluator.CHUNK = 4096 rows).
     indices = space.sample(np.random.default_rng(0), 9000)
     want = SimulatorCostModel(space, workload).cost(indices, TARGETS)
-    with RemoteCostModel(server.address, space, workload) as remote:
+    with get_cost_model("remote", server.address, space, workload) as remote:
         got = remote.cost(indices, TARGETS)
         for t in TARGETS:
             for key in ("latency_ms", "energy_mj"):

@@ -1,7 +1,8 @@
 """`tunas-jax simulate`: a simulator dataset for a space, or the per-layer cost of one network.
 
     tunas-jax simulate --space mobilenet_edgetpu_v2 --target pixel6_edgetpu --num 20000 \
-        --out /tmp/v2_pixel6.npz [--seed 0] [--workers 0]
+        --out /tmp/v2_pixel6.npz [--seed 0] [--workers 0] [--executor local|ray \
+        --ray-address ADDRESS]
     tunas-jax simulate --network my_net.json --target coral_edgetpu [--format json] \
         [--service HOST:PORT[,HOST:PORT...]]
 
@@ -45,7 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num", type=int, help="architectures to simulate (presets included)")
     parser.add_argument("--out", help="dataset file to write (.npz)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--workers", type=int, default=0, help="processes; 0 = all cores")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes (or Ray actors); 0 = all cores")
+    parser.add_argument("--executor", choices=dataset_lib.EXECUTORS, default="local",
+                        help="where the dataset is simulated: this machine's processes "
+                        "(default) or a Ray cluster (the 'ray' extra)")
+    parser.add_argument("--ray-address", help="with --executor ray: the cluster (default: "
+                        "the running one, else a local one)")
     parser.add_argument("--image-size", type=int, help="input size; default: the space's")
     parser.add_argument("--num-classes", type=int, help="classes; default: the space's")
     parser.set_defaults(func=run)
@@ -71,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--num and --out are required to write a dataset (or pass --network)")
     simulate_to_file(args.space, args.target, args.num, args.out, seed=args.seed,
                      workers=args.workers or None, image_size=args.image_size,
-                     num_classes=args.num_classes)
+                     num_classes=args.num_classes, executor=args.executor,
+                     ray_address=args.ray_address)
     return 0
 
 
@@ -92,14 +100,16 @@ def remote_simulate(service: str, network: network_lib.NetworkDescription,
 
 def simulate_to_file(space_name: str, target_name: str, num: int, out: str, seed: int = 0,
                      workers: int | None = None, image_size: int | None = None,
-                     num_classes: int | None = None) -> dataset_lib.SimulatorDataset:
+                     num_classes: int | None = None, executor: str = "local",
+                     ray_address: str | None = None) -> dataset_lib.SimulatorDataset:
     """Sample, simulate (all cores, with a progress bar) and write a dataset file."""
     space, target = get_space(space_name), get_target(target_name)
     start = time.perf_counter()
     with progress(total=num, desc="simulate", unit="arch") as bar:
         data = dataset_lib.simulate_dataset(space, target, num, seed=seed,
                                             image_size=image_size, num_classes=num_classes,
-                                            workers=workers, on_progress=bar.update)
+                                            workers=workers, on_progress=bar.update,
+                                            executor=executor, ray_address=ray_address)
     dataset_lib.write_dataset(out, data)
     seconds = time.perf_counter() - start
     lat = data.latency_ms
