@@ -170,7 +170,10 @@ class Evaluator:
 
     def cost_model(self, space: SearchSpace, workload: Workload
                    ) -> tuple[SimulatorCostModel, threading.Lock]:
-        key = (space.name, space.fingerprint, workload)
+        # By value: a Task need not compare equal to an equal one (then every request
+        # would build a new coster and cost everything cold).
+        key = (space.name, space.fingerprint, workload.image_size, workload.task.num_classes,
+               workload.input_channels)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -180,6 +183,12 @@ class Evaluator:
             while len(self._models) > self.limits.max_cached_models:
                 self._models.popitem(last=False)
             return entry
+
+    @property
+    def num_cost_models(self) -> int:
+        """Cost models (each with its coster caches) held for reuse across requests."""
+        with self._lock:
+            return len(self._models)
 
     # ---- RPCs ---------------------------------------------------------------------
     def evaluate(self, request: ppe_pb2.EvaluateRequest,

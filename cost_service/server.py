@@ -42,7 +42,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cost_service.evaluator import DeadlineExceeded, Evaluator, RequestError
-from cost_service.v1 import ppe_pb2_grpc
+from cost_service.v1 import ppe_pb2, ppe_pb2_grpc
 
 SERVICE_NAME = "tunas_jax.ppe.v1.PerformancePowerEvaluator"
 MAX_MESSAGE_BYTES = 64 * 2**20
@@ -95,6 +95,42 @@ def check_exposure(host: str, tls: TlsFiles | None) -> None:
                          "and --tls-key (and --tls-client-ca to require client certificates)")
 
 
+@dataclasses.dataclass(frozen=True)
+class Undecodable:
+    """Stands in for a request whose bytes do not parse as its message type, so the
+    servicer answers INVALID_ARGUMENT (gRPC's own deserializer failure is INTERNAL)."""
+
+    message_type: str
+    error: str
+
+
+def _deserializer(cls: Any) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except Exception as err:  # any parse failure is the sender's
+            return Undecodable(cls.DESCRIPTOR.full_name, str(err)[:200])
+    return deserialize
+
+
+def method_handlers(servicer: Servicer) -> grpc.GenericRpcHandler:
+    """The service's handlers (as the generated `add_..._to_server` registers them),
+    with deserializers that hand bad bytes to the servicer instead of failing."""
+    pb = ppe_pb2
+    unary = grpc.unary_unary_rpc_method_handler
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+        "Evaluate": unary(servicer.Evaluate, _deserializer(pb.EvaluateRequest),
+                          pb.EvaluateResponse.SerializeToString),
+        "EvaluateBatch": unary(servicer.EvaluateBatch, _deserializer(pb.EvaluateBatchRequest),
+                               pb.EvaluateBatchResponse.SerializeToString),
+        "EvaluateStream": grpc.stream_stream_rpc_method_handler(
+            servicer.EvaluateStream, _deserializer(pb.EvaluateBatchRequest),
+            pb.EvaluateBatchResponse.SerializeToString),
+        "ListTargets": unary(servicer.ListTargets, _deserializer(pb.ListTargetsRequest),
+                             pb.ListTargetsResponse.SerializeToString),
+    })
+
+
 class Servicer(ppe_pb2_grpc.PerformancePowerEvaluatorServicer):
     """Maps evaluator outcomes to gRPC status codes."""
 
@@ -110,6 +146,9 @@ class Servicer(ppe_pb2_grpc.PerformancePowerEvaluatorServicer):
                 raise DeadlineExceeded
 
         try:
+            if isinstance(request, Undecodable):
+                raise RequestError(f"request: not a valid {request.message_type} message "
+                                   f"({request.error}); send the message the method takes")
             response = fn(request, check_deadline)
             self.calls["OK"] += 1
             return response
@@ -160,7 +199,7 @@ class CostServer:
                      # would start silently instead of failing.
                      ("grpc.so_reuseport", int(reuse_port))])
         self.servicer = Servicer(evaluator or Evaluator())
-        ppe_pb2_grpc.add_PerformancePowerEvaluatorServicer_to_server(self.servicer, self.server)
+        self.server.add_generic_rpc_handlers((method_handlers(self.servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = 0
 

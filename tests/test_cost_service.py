@@ -95,8 +95,11 @@ def test_remote_index_costs_equal_local_to_the_last_bit(server):
     # More than one streamed chunk (cost_service.evaluator.CHUNK = 4096 rows).
     indices = space.sample(np.random.default_rng(0), 9000)
     want = SimulatorCostModel(space, workload).cost(indices, TARGETS)
+    models_before = server.servicer.evaluator.num_cost_models
     with get_cost_model("remote", server.address, space, workload) as remote:
         got = remote.cost(indices, TARGETS)
+        # The three streamed chunks shared one coster (its caches reused).
+        assert server.servicer.evaluator.num_cost_models == models_before + 1
         for t in TARGETS:
             for key in ("latency_ms", "energy_mj"):
                 assert (bits(getattr(got[t], key)) == bits(getattr(want[t], key))).all()
@@ -359,3 +362,13 @@ def test_sigterm_lets_the_in_flight_request_finish(workers):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_bytes_that_are_no_message_are_invalid_argument(server, stub):
+    with grpc.insecure_channel(server.address) as channel:
+        raw = channel.unary_unary(f"/{SERVICE_NAME}/Evaluate")  # bytes in, bytes out
+        with pytest.raises(grpc.RpcError) as info:
+            raw(b"\xff\xfe\x00garbage", timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("request: not a valid tunas_jax.ppe.v1.EvaluateRequest")
+    assert stub.Evaluate(_arch(MICRO), timeout=30).costs[0].latency_ms > 0
