@@ -158,6 +158,11 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def default_chunk_size(n: int, workers: int) -> int:
+    """A few chunks per worker: a smooth progress bar and load balance."""
+    return max(64, min(2048, math.ceil(n / (workers * 8))))
+
+
 def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
                            image_size: int | None = None, num_classes: int | None = None,
                            workers: int | None = None, chunk_size: int | None = None,
@@ -183,8 +188,7 @@ def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
                              ray_address or None) as pool:
             return pool.cost(indices, chunk_size, on_progress)
     workers = default_workers() if workers is None else max(1, workers)
-    if chunk_size is None:  # a few chunks per worker, for a smooth bar and load balance
-        chunk_size = max(64, min(2048, math.ceil(n / (workers * 8))))
+    chunk_size = chunk_size or default_chunk_size(n, workers)
     starts = list(range(0, n, chunk_size))
     results: list[dict[str, np.ndarray] | None] = [None] * len(starts)
     if workers == 1 or n < MIN_PARALLEL:

@@ -22,7 +22,6 @@ starts a local one with `workers` CPUs and shuts it down on `close()`.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -90,10 +89,11 @@ class RayCostExecutor:
         """Costs of `indices` [N, D] in input order (columns of `dataset.cost_chunk`)."""
         from ray.util import ActorPool
 
+        from cost_models.dataset import default_chunk_size
+
         indices = np.asarray(indices, np.int32)
         n = len(indices)
-        if chunk_size is None:  # a few chunks per worker: load balance, and a smooth bar
-            chunk_size = max(64, min(2048, math.ceil(n / (len(self.actors) * 8))))
+        chunk_size = chunk_size or default_chunk_size(n, len(self.actors))
         starts = list(range(0, n, chunk_size))
         pool = ActorPool(self.actors)
         for i, s in enumerate(starts):
