@@ -217,6 +217,12 @@ def test_health_and_deadline(server, stub):
                                                         targets=["pixel6_edgetpu"]),
                            timeout=0.3)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The server noticed too: it stopped between chunks instead of costing all 50,000.
+    for _ in range(300):
+        if server.servicer.calls["DEADLINE_EXCEEDED"]:
+            break
+        time.sleep(0.1)
+    assert server.servicer.calls["DEADLINE_EXCEEDED"] == 1
     assert stub.Evaluate(_arch(MICRO), timeout=30).costs[0].latency_ms > 0
 
 
