@@ -178,11 +178,14 @@ class RemoteCostModel:
         if indices.ndim != 2 or indices.shape[1] != self.space.num_decisions:
             raise SpecError(f"indices: shape {indices.shape}; expected [N, "
                             f"{self.space.num_decisions}]")
+        packed = indices.astype("<i4")
+        if not (packed == indices).all():  # a wrapped value could pass as a valid index
+            raise SpecError("indices: values outside int32; indices are choice numbers")
         requests = [ppe_pb2.EvaluateBatchRequest(
             architectures=ppe_pb2.ArchitectureBatch(
                 space=self.space.name, space_fingerprint=self.space.fingerprint,
                 num_decisions=self.space.num_decisions,
-                indices=indices[s:s + CHUNK].reshape(-1).tolist(),
+                packed_indices=packed[s:s + CHUNK].tobytes(),
                 workload=self._workload_proto()),
             targets=targets) for s in range(0, len(indices), CHUNK)]
         return self._collect(self._stream(requests), targets)

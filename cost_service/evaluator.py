@@ -271,13 +271,21 @@ class Evaluator:
         if msg.num_decisions != d:
             raise RequestError(f"architectures.num_decisions: {msg.num_decisions}, but space "
                                f"{space.name!r} has {d} decisions")
-        flat = np.asarray(msg.indices, np.int64)
+        if msg.indices and msg.packed_indices:
+            raise RequestError("architectures.packed_indices: set either indices or "
+                               "packed_indices, not both")
+        field = "architectures.packed_indices" if msg.packed_indices else "architectures.indices"
+        if len(msg.packed_indices) % 4:
+            raise RequestError(f"{field}: {len(msg.packed_indices)} bytes; expected "
+                               "little-endian int32 values (a multiple of 4 bytes)")
+        flat = (np.frombuffer(msg.packed_indices, "<i4").astype(np.int64) if msg.packed_indices
+                else np.asarray(msg.indices, np.int64))
         if flat.size == 0 or flat.size % d:
-            raise RequestError(f"architectures.indices: {flat.size} values; expected a "
-                               f"positive multiple of num_decisions ({d}), row-major [N, {d}]")
+            raise RequestError(f"{field}: {flat.size} values; expected a positive multiple "
+                               f"of num_decisions ({d}), row-major [N, {d}]")
         n = flat.size // d
         if n > self.limits.max_batch_items:
-            raise RequestError(f"architectures.indices: {n} architectures; at most "
+            raise RequestError(f"{field}: {n} architectures; at most "
                                f"{self.limits.max_batch_items} per request (split it, or "
                                "use EvaluateStream)")
         indices = flat.reshape(n, d)
@@ -287,7 +295,7 @@ class Evaluator:
             try:
                 space.check_indices(indices[row])
             except SpecError as err:
-                raise RequestError(f"architectures.indices[{row}]: {err}") from None
+                raise RequestError(f"{field}[{row}]: {err}") from None
         return indices
 
     def list_targets(self) -> ppe_pb2.ListTargetsResponse:

@@ -192,6 +192,15 @@ def test_bad_batches_name_the_field_and_the_stream_chunk(stub):
     with pytest.raises(grpc.RpcError) as info:
         list(stub.EvaluateStream(iter(requests), timeout=30))
     assert info.value.details().startswith("request[1].architectures.indices")
+    for packed, words in ((b"\x00" * 5, "multiple of 4 bytes"),
+                          (np.full(space.num_decisions, 99, "<i4").tobytes(), "out of range")):
+        bad = ppe_pb2.ArchitectureBatch(space=space.name, num_decisions=space.num_decisions,
+                                        packed_indices=packed)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.EvaluateBatch(ppe_pb2.EvaluateBatchRequest(architectures=bad,
+                                                            targets=["pixel6_edgetpu"]))
+        assert info.value.details().startswith("architectures.packed_indices"), words
+        assert words in info.value.details()
 
 
 def test_client_maps_invalid_argument_to_spec_error(server):
