@@ -7,9 +7,9 @@ scale-out of dataset builds on Ray.
   by every transport;
 - `cost_service.server`: the grpcio server (`tunas-jax serve-costs`): health
   checking, TLS, graceful shutdown, deadlines, size limits;
-- `cost_service.client`: `RemoteCostModel`, the cost interface over gRPC;
-- `cost_service.ray_executor`: simulator dataset builds on a Ray actor pool.
+- `cost_service.client`: `RemoteCostModel`, the cost interface over gRPC.
 
-Needs the `service` extra (grpcio, grpcio-health-checking, protobuf); the Ray
-executor the `ray` extra. Imports `cost_models`, `search_spaces` and `tasks`.
+Needs the `service` extra (grpcio, grpcio-health-checking, protobuf). Imports
+`cost_models`, `search_spaces` and `tasks`. (Dataset builds on Ray live in
+`cost_models.ray_executor`: they need Ray, not this service.)
 """
