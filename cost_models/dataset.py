@@ -47,6 +47,8 @@ SEGMENT_COLUMNS = ("segment_weight_bytes",)
 MIN_PARALLEL = 512
 # Where the chunks are costed: this machine's processes, or a Ray cluster.
 EXECUTORS = ("local", "ray")
+# Architectures per progress update when a cost service simulates the dataset.
+SERVICE_CHUNK = 16_384
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,11 +169,12 @@ def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
                            image_size: int | None = None, num_classes: int | None = None,
                            workers: int | None = None, chunk_size: int | None = None,
                            on_progress: Callable[[int], Any] | None = None,
-                           executor: str = "local", ray_address: str | None = None
-                           ) -> dict[str, np.ndarray]:
+                           executor: str = "local", ray_address: str | None = None,
+                           cost_service: str | None = None) -> dict[str, np.ndarray]:
     """Simulated costs of `indices` [N, D], in order, computed on `workers` processes
     (`executor="local"`) or Ray actors (`"ray"`, on the cluster at `ray_address`; none:
-    the running one, else a local one).
+    the running one, else a local one), or, with `cost_service` (HOST:PORT, or a
+    comma-separated list), by that `tunas-jax serve-costs` service.
 
     `target` is a `cost_models.hardware.HardwareTarget` or a shipped target's name.
     """
@@ -181,6 +184,9 @@ def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
     check_executor(executor)
     indices = np.asarray(indices, np.int32)
     n = len(indices)
+    if cost_service and n:
+        return _simulate_on_service(cost_service, space, target, indices, image_size,
+                                    num_classes, chunk_size or SERVICE_CHUNK, on_progress)
     if executor == "ray" and n:
         from cost_models.ray_executor import RayCostExecutor
 
@@ -212,6 +218,35 @@ def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
     return {c: np.concatenate([r[c] for r in results]) for c in results[0]}
 
 
+def _simulate_on_service(address: str, space: SearchSpace, target: Any, indices: np.ndarray,
+                         image_size: int | None, num_classes: int | None, chunk_size: int,
+                         on_progress: Callable[[int], Any] | None) -> dict[str, np.ndarray]:
+    """`simulate_architectures` through a cost service (the `service` extra)."""
+    from cost_models.hardware import get_target
+    from cost_models.interface import Workload
+    from cost_service.client import RemoteCostModel, ServiceError
+    from tasks import Classification
+
+    if target != get_target(target.name):  # the service knows shipped targets by name only
+        raise SpecError(f"cost_service: target {target.name!r} has numbers other than the "
+                        "shipped target of that name; simulate it locally")
+    workload = Workload(image_size or space.default_image_size,
+                        Classification(num_classes or space.default_num_classes))
+    parts: dict[str, list[np.ndarray]] = {}
+    with RemoteCostModel(address, space, workload) as remote:
+        for s in range(0, len(indices), chunk_size):
+            chunk = indices[s:s + chunk_size]
+            try:
+                columns = remote.dataset_columns(chunk, target.name)
+            except ServiceError as err:
+                raise SpecError(f"cost_service: {err}") from None
+            for column, values in columns.items():
+                parts.setdefault(column, []).append(values)
+            if on_progress:
+                on_progress(len(chunk))
+    return {c: np.concatenate(v) for c, v in parts.items()}
+
+
 def check_executor(executor: str, field: str = "executor") -> str:
     if executor not in EXECUTORS:
         raise SpecError(f"{field}: {executor!r}; use one of {EXECUTORS}")
@@ -222,8 +257,8 @@ def simulate_dataset(space: SearchSpace, target: Any, num: int, seed: int = 0,
                      image_size: int | None = None, num_classes: int | None = None,
                      workers: int | None = None,
                      on_progress: Callable[[int], Any] | None = None,
-                     executor: str = "local", ray_address: str | None = None
-                     ) -> SimulatorDataset:
+                     executor: str = "local", ray_address: str | None = None,
+                     cost_service: str | None = None) -> SimulatorDataset:
     """Sample `num` architectures of `space` (presets first) and simulate them on
     `target` (a `HardwareTarget` or a shipped target's name).
 
@@ -237,7 +272,7 @@ def simulate_dataset(space: SearchSpace, target: Any, num: int, seed: int = 0,
     indices, preset_rows = sample_architectures(space, num, seed)
     costs = simulate_architectures(space, target, indices, image_size, num_classes,
                                    workers, on_progress=on_progress, executor=executor,
-                                   ray_address=ray_address)
+                                   ray_address=ray_address, cost_service=cost_service)
     metadata = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "space": space.name, "space_fingerprint": space.fingerprint, "target": target.name,

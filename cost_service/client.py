@@ -172,7 +172,23 @@ class RemoteCostModel:
             targets=targets)) for s in range(0, len(texts), NETWORKS_PER_REQUEST)]
         return self._collect(responses, targets)
 
+    def dataset_columns(self, indices: np.ndarray, target: str) -> dict[str, np.ndarray]:
+        """The columns `cost_models.dataset.cost_chunk` computes locally (costs and each
+        architecture's half-segment weight bytes), computed by the service."""
+        responses = self._batch_requests(np.asarray(indices), [target], segments=True)
+        batch = messages.batch_from_proto([r.costs[0] for r in responses])
+        segments = np.concatenate([
+            np.frombuffer(r.costs[0].segment_weight_bytes, "<i8").reshape(
+                -1, r.costs[0].segment_columns) for r in responses]).astype(np.int64)
+        return {"latency_ms": batch.latency_ms, "energy_mj": batch.energy_mj,
+                "params": batch.params, "macs": batch.macs, "segment_weight_bytes": segments}
+
     def _cost_indices(self, indices: np.ndarray, targets: list[str]) -> dict[str, CostBatch]:
+        return self._collect(self._batch_requests(indices, targets), targets)
+
+    def _batch_requests(self, indices: np.ndarray, targets: list[str], segments: bool = False
+                        ) -> list[ppe_pb2.EvaluateBatchResponse]:
+        """Stream [N, D] index vectors in chunks; the responses, in order."""
         if self.space is None:
             raise SpecError("cost model: index vectors need a space; build it with one")
         if indices.ndim != 2 or indices.shape[1] != self.space.num_decisions:
@@ -186,9 +202,9 @@ class RemoteCostModel:
                 space=self.space.name, space_fingerprint=self.space.fingerprint,
                 num_decisions=self.space.num_decisions,
                 packed_indices=packed[s:s + CHUNK].tobytes(),
-                workload=self._workload_proto()),
+                workload=self._workload_proto(), segment_weight_bytes=segments),
             targets=targets) for s in range(0, len(indices), CHUNK)]
-        return self._collect(self._stream(requests), targets)
+        return self._stream(requests)
 
     @staticmethod
     def _collect(responses: Sequence[ppe_pb2.EvaluateBatchResponse],

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from cost_models.calibration import FIT_FIELDS, evaluate
+from cost_models.dataset import segment_weight_bytes
 from cost_models.hardware import get_target, target_names
 from cost_models.interface import CostBatch, SimulatorCostModel, Workload, check_targets
 from cost_models.simulator import simulate
@@ -255,14 +256,22 @@ class Evaluator:
         model, lock = self.cost_model(space, workload)
         for target in targets:
             columns: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+            segments = []
             for start in range(0, len(indices), CHUNK):
                 check_deadline()
+                chunk = indices[start:start + CHUNK]
                 with lock:
-                    part = model.cost(indices[start:start + CHUNK], [target])[target]
+                    part = model.cost(chunk, [target])[target]
+                    if batch_msg.segment_weight_bytes:
+                        segments.append(segment_weight_bytes(model.coster(target), chunk))
                 for key in ("latency_ms", "energy_mj", "params", "macs"):
                     columns[key].append(getattr(part, key))
-            response.costs.append(messages.batch_to_proto(CostBatch(
-                target, **{key: np.concatenate(parts) for key, parts in columns.items()})))
+            msg = messages.batch_to_proto(CostBatch(
+                target, **{key: np.concatenate(parts) for key, parts in columns.items()}))
+            if segments:
+                table = np.concatenate(segments).astype("<i8")
+                msg.segment_weight_bytes, msg.segment_columns = table.tobytes(), table.shape[1]
+            response.costs.append(msg)
         response.num_items = len(indices)
         return response
 

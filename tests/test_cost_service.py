@@ -387,3 +387,28 @@ def test_bytes_that_are_no_message_are_invalid_argument(server, stub):
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details().startswith("request: not a valid tunas_jax.ppe.v1.EvaluateRequest")
     assert stub.Evaluate(_arch(MICRO), timeout=30).costs[0].latency_ms > 0
+
+
+def test_datasets_built_through_the_service_equal_local_ones(server, tmp_path):
+    from cost_models import dataset as dataset_lib
+    from tunas_jax import cost_model_training
+    from tunas_jax.config_defaults import cost_model_defaults
+
+    space = get_space("micro")
+    want = dataset_lib.simulate_dataset(space, "coral_edgetpu", 700, seed=4, image_size=48,
+                                        workers=1)
+    config = cost_model_defaults()
+    config.update({"space": "micro", "target": "coral_edgetpu", "num_architectures": 700,
+                   "dataset_seed": 4, "image_size": 48, "cost_service": server.address})
+    got, path = cost_model_training.ensure_dataset(config, str(tmp_path), space,
+                                                   get_target("coral_edgetpu"), log=print)
+    assert path == str(tmp_path / "dataset.npz") and os.path.exists(path)
+    for column in ("indices", "latency_ms", "energy_mj", "params", "macs",
+                   "segment_weight_bytes"):
+        assert getattr(got, column).dtype == getattr(want, column).dtype, column
+        assert (getattr(got, column) == getattr(want, column)).all(), column
+    assert got.metadata == want.metadata
+    assert cli.main(["simulate", "--space", "micro", "--target", "pixel6_edgetpu", "--num", "50",
+                     "--out", str(tmp_path / "x.npz"), "--service", server.address]) == 0
+    small = dataset_lib.simulate_dataset(space, "pixel6_edgetpu", 50, workers=1)
+    assert (dataset_lib.read_dataset(tmp_path / "x.npz").latency_ms == small.latency_ms).all()

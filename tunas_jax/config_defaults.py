@@ -235,6 +235,9 @@ def cost_model_defaults() -> ml_collections.ConfigDict:
     config.executor = "local"
     # Ray cluster address for executor 'ray' ('' = the running one, else start a local one).
     config.ray_address = ""
+    # Build the dataset on this cost service instead ('HOST:PORT' or a comma-separated
+    # list; `tunas-jax serve-costs`, the `service` extra); '' = the executor above.
+    config.cost_service = ""
     # Fraction of the dataset held out for the reported metrics (never trained on).
     config.heldout_fraction = 0.1
 

@@ -101,13 +101,14 @@ def ensure_dataset(config: ml_collections.ConfigDict, workdir: str, space: Searc
         return dataset_lib.read_dataset(path, space, target), path
     dataset_lib.check_executor(config.executor, "config.executor")
     log(f"dataset: simulating {config.num_architectures} architectures of {space.name} on "
-        f"{target.name} ({config.executor} executor) -> {path}")
+        f"{target.name} ({config.cost_service or config.executor}) -> {path}")
     with progress(total=config.num_architectures, desc="simulate", unit="arch") as bar:
         data = dataset_lib.simulate_dataset(
             space, target, config.num_architectures, seed=config.dataset_seed,
             image_size=config.image_size, num_classes=config.num_classes,
             workers=config.workers or None, on_progress=bar.update,
-            executor=config.executor, ray_address=config.ray_address or None)
+            executor=config.executor, ray_address=config.ray_address or None,
+            cost_service=config.cost_service or None)
     dataset_lib.write_dataset(path, data)
     return data, path
 

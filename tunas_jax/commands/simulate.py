@@ -10,8 +10,8 @@ With --network, each layer's row names what bounds it: `compute` (the
 array), `memory` (on-chip traffic, spilled activations) or `streaming`
 (its weights do not fit the parameter cache and cross the off-chip link
 every inference). `--format json` prints the same as one JSON object.
-`--service` costs the network on a `tunas-jax serve-costs` server instead of
-in this process (same output, to the last digit).
+`--service` costs the network (or the dataset) on a `tunas-jax serve-costs`
+server instead of in this process (same output, to the last digit).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "costs instead of writing a dataset")
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="with --network: a text table (default) or JSON")
-    parser.add_argument("--service", help="with --network: cost it on this cost service "
-                        "(HOST:PORT, or a comma-separated list: round-robin)")
+    parser.add_argument("--service", help="cost the --network, or the dataset, on this cost "
+                        "service (HOST:PORT, or a comma-separated list: round-robin)")
     parser.add_argument("--space", default=DEFAULT_SPACE, help="search space to sample")
     parser.add_argument("--num", type=int, help="architectures to simulate (presets included)")
     parser.add_argument("--out", help="dataset file to write (.npz)")
@@ -72,14 +72,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(network_report(result, network))
         return 0
-    if args.service:
-        raise UsageError("--service: costs one --network; datasets are built locally")
     if args.num is None or args.out is None:
         raise UsageError("--num and --out are required to write a dataset (or pass --network)")
     simulate_to_file(args.space, args.target, args.num, args.out, seed=args.seed,
                      workers=args.workers or None, image_size=args.image_size,
                      num_classes=args.num_classes, executor=args.executor,
-                     ray_address=args.ray_address)
+                     ray_address=args.ray_address, cost_service=args.service)
     return 0
 
 
@@ -101,7 +99,8 @@ def remote_simulate(service: str, network: network_lib.NetworkDescription,
 def simulate_to_file(space_name: str, target_name: str, num: int, out: str, seed: int = 0,
                      workers: int | None = None, image_size: int | None = None,
                      num_classes: int | None = None, executor: str = "local",
-                     ray_address: str | None = None) -> dataset_lib.SimulatorDataset:
+                     ray_address: str | None = None, cost_service: str | None = None
+                     ) -> dataset_lib.SimulatorDataset:
     """Sample, simulate (all cores, with a progress bar) and write a dataset file."""
     space, target = get_space(space_name), get_target(target_name)
     start = time.perf_counter()
@@ -109,7 +108,8 @@ def simulate_to_file(space_name: str, target_name: str, num: int, out: str, seed
         data = dataset_lib.simulate_dataset(space, target, num, seed=seed,
                                             image_size=image_size, num_classes=num_classes,
                                             workers=workers, on_progress=bar.update,
-                                            executor=executor, ray_address=ray_address)
+                                            executor=executor, ray_address=ray_address,
+                                            cost_service=cost_service)
     dataset_lib.write_dataset(out, data)
     seconds = time.perf_counter() - start
     lat = data.latency_ms
