@@ -240,14 +240,17 @@ def running(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> Iterator[C
         server.stop(grace_s=5.0)
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGTERM or SIGINT (main thread only)."""
+def _wait_for_signal(healthy: Callable[[], bool] = lambda: True) -> bool:
+    """Block until SIGTERM or SIGINT (True) or until `healthy()`, polled every second,
+    turns False (False). Main thread only."""
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM,
                                                                      signal.SIGINT)}
     try:
-        while not stop.wait(3600):
-            pass
+        while not stop.wait(1.0):
+            if not healthy():
+                return False
+        return True
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -301,7 +304,10 @@ def serve(host: str = "127.0.0.1", port: int = 0, workers: int = 1,
                                        "before listening")
     on_ready(format_address(host, port))
     try:
-        _wait_for_signal()
+        if not _wait_for_signal(lambda: all(proc.is_alive() for proc, _ in procs)):
+            dead = [proc.exitcode for proc, _ in procs if not proc.is_alive()]
+            raise RuntimeError(f"a server worker exited (codes {dead}); stopping the others "
+                               "so a supervisor restarts the whole server")
     finally:
         for proc, _ in procs:  # forward the shutdown; each drains its in-flight RPCs
             if proc.is_alive():

@@ -412,3 +412,31 @@ def test_datasets_built_through_the_service_equal_local_ones(server, tmp_path):
                      "--out", str(tmp_path / "x.npz"), "--service", server.address]) == 0
     small = dataset_lib.simulate_dataset(space, "pixel6_edgetpu", 50, workers=1)
     assert (dataset_lib.read_dataset(tmp_path / "x.npz").latency_ms == small.latency_ms).all()
+
+
+def test_a_dead_worker_stops_the_server_with_an_error():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunas_jax.cli", "serve-costs", "--port", "0", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    try:
+        assert proc.stdout.readline().startswith("serving on ")
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            children = [int(p) for p in f.read().split()]
+
+        def cmdline(pid):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read()
+
+        # The worker processes (multiprocessing also starts a resource tracker).
+        workers = [pid for pid in children if b"spawn_main" in cmdline(pid)]
+        assert len(workers) == 2, [cmdline(pid) for pid in children]
+        os.kill(workers[0], signal.SIGKILL)
+        assert proc.wait(30) == 1
+        assert "a server worker exited" in proc.stderr.read()
+        # The other workers were stopped and reaped by the server, not orphaned.
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in workers[1:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -13,6 +13,7 @@ Loopback only unless TLS is configured. Needs the `service` extra
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tunas_jax.errors import UsageError
 
@@ -50,4 +51,7 @@ def run(args: argparse.Namespace) -> int:
                      on_ready=lambda address: print(f"serving on {address}", flush=True))
     except ValueError as err:
         raise UsageError(str(err)) from None
+    except RuntimeError as err:  # a worker process died: one line, exit 1
+        print(f"tunas-jax serve-costs: error: {err}", file=sys.stderr)
+        return 1
     return 0
