@@ -54,14 +54,17 @@ class DeadlineExceeded(Exception):
 class Limits:
     """Per-request limits (a larger request is refused, naming the field and the limit).
 
-    The transport's own message limit (`cost_service.server.MAX_MESSAGE_BYTES`)
-    is above what these allow, so an oversize request is answered by these
-    checks (INVALID_ARGUMENT) rather than by gRPC (RESOURCE_EXHAUSTED).
+    A message larger than the transport's limit (`cost_service.server.
+    MAX_MESSAGE_BYTES`, 64 MiB) is refused by gRPC itself (RESOURCE_EXHAUSTED)
+    before any field is read. Below it these checks answer INVALID_ARGUMENT
+    naming the field: one description's JSON, a batch's index values (8 Mi
+    int32 values = 32 MiB packed, so the limit is reached before the
+    transport's), layers, targets, workload ranges.
     """
 
     max_json_bytes: int = 8 * 2**20
     max_layers: int = 20_000
-    max_batch_items: int = 262_144
+    max_batch_values: int = 8 * 2**20  # architectures x decisions
     max_networks: int = 1_024
     max_targets: int = 16
     max_image_size: int = 4_096
@@ -287,16 +290,17 @@ class Evaluator:
         if len(msg.packed_indices) % 4:
             raise RequestError(f"{field}: {len(msg.packed_indices)} bytes; expected "
                                "little-endian int32 values (a multiple of 4 bytes)")
+        count = len(msg.packed_indices) // 4 if msg.packed_indices else len(msg.indices)
+        if count > self.limits.max_batch_values:  # checked before converting anything
+            raise RequestError(f"{field}: {count} values ({count // d} architectures x {d} "
+                               f"decisions); at most {self.limits.max_batch_values} per "
+                               "request (split it into EvaluateStream requests)")
         flat = (np.frombuffer(msg.packed_indices, "<i4").astype(np.int64) if msg.packed_indices
                 else np.asarray(msg.indices, np.int64))
         if flat.size == 0 or flat.size % d:
             raise RequestError(f"{field}: {flat.size} values; expected a positive multiple "
                                f"of num_decisions ({d}), row-major [N, {d}]")
         n = flat.size // d
-        if n > self.limits.max_batch_items:
-            raise RequestError(f"{field}: {n} architectures; at most "
-                               f"{self.limits.max_batch_items} per request (split it, or "
-                               "use EvaluateStream)")
         indices = flat.reshape(n, d)
         bad = ((indices < 0) | (indices >= np.asarray(space.num_choices))).any(axis=1)
         if bad.any():

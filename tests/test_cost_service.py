@@ -193,6 +193,7 @@ def test_bad_batches_name_the_field_and_the_stream_chunk(stub):
         list(stub.EvaluateStream(iter(requests), timeout=30))
     assert info.value.details().startswith("request[1].architectures.indices")
     for packed, words in ((b"\x00" * 5, "multiple of 4 bytes"),
+                          (bytes(4 * (8 * 2**20 + space.num_decisions)), "at most 8388608"),
                           (np.full(space.num_decisions, 99, "<i4").tobytes(), "out of range")):
         bad = ppe_pb2.ArchitectureBatch(space=space.name, num_decisions=space.num_decisions,
                                         packed_indices=packed)
