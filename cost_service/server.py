@@ -137,6 +137,11 @@ class Servicer(ppe_pb2_grpc.PerformancePowerEvaluatorServicer):
     def __init__(self, evaluator: Evaluator) -> None:
         self.evaluator = evaluator
         self.calls: collections.Counter[str] = collections.Counter()  # RPCs answered, by status
+        self._calls_lock = threading.Lock()  # handlers run on many threads
+
+    def _count(self, status: str) -> None:
+        with self._calls_lock:
+            self.calls[status] += 1
 
     def _call(self, fn: Callable[..., Any], request: Any, context: grpc.ServicerContext,
               where: str = "") -> Any:
@@ -150,18 +155,18 @@ class Servicer(ppe_pb2_grpc.PerformancePowerEvaluatorServicer):
                 raise RequestError(f"request: not a valid {request.message_type} message "
                                    f"({request.error}); send the message the method takes")
             response = fn(request, check_deadline)
-            self.calls["OK"] += 1
+            self._count("OK")
             return response
         except RequestError as err:
-            self.calls["INVALID_ARGUMENT"] += 1
+            self._count("INVALID_ARGUMENT")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}{err}")
         except DeadlineExceeded:
-            self.calls["DEADLINE_EXCEEDED"] += 1
+            self._count("DEADLINE_EXCEEDED")
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                           "deadline passed before the work was done; raise the timeout or "
                           "send fewer architectures per request")
         except Exception as err:
-            self.calls["INTERNAL"] += 1
+            self._count("INTERNAL")
             traceback.print_exc(file=sys.stderr)
             context.abort(grpc.StatusCode.INTERNAL, f"{where}server error: "
                           f"{type(err).__name__}: {err}")
