@@ -367,6 +367,7 @@ def test_sigterm_lets_the_in_flight_request_finish(workers):
         thread = threading.Thread(target=big_request)
         thread.start()
         time.sleep(0.5)
+        assert thread.is_alive()  # the request is in flight (else this tests nothing)
         proc.send_signal(signal.SIGTERM)
         thread.join(60)
         assert proc.wait(60) == 0
