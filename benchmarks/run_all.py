@@ -10,8 +10,11 @@ Benchmarks (all on this machine's CPU unless JAX sees an accelerator):
   sample + regressor prediction + reward + REINFORCE update, as a fraction of
   the supernet step measured in the same run;
 - simulator throughput on `mobilenet_edgetpu_v2` per core (`bench_simulator.py`);
-- learned regressor: ms per 4,096 predictions once compiled (`bench_regressor.py`).
-Not part of CI; about 10 minutes on 2 cores (`--quick`: fewer architectures).
+- learned regressor: ms per 4,096 predictions once compiled (`bench_regressor.py`);
+- cost service: batch architectures/s through `tunas-jax serve-costs` and the
+  p99 latency of single-network requests at 64 clients (`bench_service.py`,
+  which also has the 1/8-client figures, the fuzz run and Ray scaling).
+Not part of CI; about 11 minutes on 2 cores (`--quick`: fewer architectures).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_regressor
+import bench_service
 import bench_simulator
 import bench_supernet_step
 
@@ -85,6 +89,8 @@ def main() -> None:
     controller_ms = controller_step_ms()
     regressor = bench_regressor.run(repeats=30)
     simulator = bench_simulator.run(num=5000 if args.quick else 20000, one_core=True)
+    service = {"batch": bench_service.batch(5000 if args.quick else 20000),
+               "single": bench_service.single(128 if args.quick else 640)}
 
     figures = {
         "supernet_vs_standalone_step_ratio": step["supernet_vs_standalone_step_ratio"],
@@ -92,8 +98,10 @@ def main() -> None:
         "controller_overhead_fraction": controller_ms / step["supernet_step_ms_mean"],
         "simulator_archs_per_second": simulator["simulator_archs_per_second"],
         "regressor_ms_per_4096": regressor["regressor_ms_per_4096"],
+        "service_archs_per_second": service["batch"]["service_cold_archs_per_second"],
+        "service_p99_ms_64_clients": service["single"]["clients_64"]["p99_ms"],
         "details": {"supernet_step": step, "controller_step_ms": controller_ms,
-                    "regressor": regressor, "simulator": simulator},
+                    "regressor": regressor, "simulator": simulator, "service": service},
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
                    f"jax {jax.__version__} on {jax.devices()[0].platform}",
         "date": datetime.date.today().isoformat(),
@@ -133,12 +141,27 @@ def render(fig: dict, step: dict, sim: dict, reg: dict, controller_ms: float) ->
          f"{sim['simulate_describe_decode_archs_per_second']:,.0f}/s)", ">= 2,000/s"),
         (f"learned regressor ({reg['model']}), per 4,096 architectures once compiled",
          f"{fig['regressor_ms_per_4096']:.2f} ms", "< 5 ms"),
+        *service_rows(fig["details"]["service"]),
     ]
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     return (f"# Benchmarks\n\nMachine: {fig['machine']}. Date: {fig['date']}. "
             f"Command: `{fig['command']}`.\nCPU timings on a shared 2-core machine are noisy: "
             "compare ratios measured in one run.\n\n| benchmark | figure | target |\n"
             f"|---|---|---|\n{table}\n")
+
+def service_rows(service: dict) -> list[tuple[str, str, str]]:
+    """Table rows of the cost-service figures (`bench_service.batch` and `.single`)."""
+    b, s = service["batch"], service["single"]
+    c64 = s["clients_64"]
+    return [
+        (f"cost service batch, {b['num']:,} random `{b['space']}` archs, cold caches",
+         f"{b['service_cold_archs_per_second']:,.0f} archs/s = {b['cold_ratio']:.2f}x in "
+         f"process (warm {b['warm_ratio']:.2f}x)", ">= 0.8x"),
+        (f"cost service, single `{s['network']}` requests, 64 concurrent clients",
+         f"p99 {c64['p99_ms']:.0f} ms, p50 {c64['p50_ms']:.0f} ms, "
+         f"{c64['requests_per_second']:.0f} req/s", "p99 < 50 ms"),
+    ]
+
 
 if __name__ == "__main__":
     main()

@@ -14,9 +14,12 @@ temporary name beside the destination and renamed.
 
 Simulation fans out over all cores: chunks of index vectors go to a
 `ProcessPoolExecutor` with the 'spawn' start method (JAX is not fork-safe,
-and the caller may have imported it). This module and the workers never
-import JAX. Sampling happens in the parent from one seeded generator and
-chunks are put back in order, so the file's contents depend only on the seed.
+and the caller may have imported it), or, with `executor="ray"`, to an actor
+pool on a Ray cluster (`cost_models.ray_executor`: many machines, workers
+restarted on failure). This module and the workers never import JAX.
+Sampling happens in the parent from one seeded generator and chunks are put
+back in order, so the file's contents depend only on the seed, never on the
+executor.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ COLUMNS = ("latency_ms", "energy_mj", "params", "macs")
 SEGMENT_COLUMNS = ("segment_weight_bytes",)
 # Below this many architectures, spawning workers costs more than it saves.
 MIN_PARALLEL = 512
+# Where the chunks are costed: this machine's processes, or a Ray cluster.
+EXECUTORS = ("local", "ray")
+# Architectures per progress update when a cost service simulates the dataset.
+SERVICE_CHUNK = 16_384
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,23 +160,41 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def default_chunk_size(n: int, workers: int) -> int:
+    """A few chunks per worker: a smooth progress bar and load balance."""
+    return max(64, min(2048, math.ceil(n / (workers * 8))))
+
+
 def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
                            image_size: int | None = None, num_classes: int | None = None,
                            workers: int | None = None, chunk_size: int | None = None,
-                           on_progress: Callable[[int], Any] | None = None
-                           ) -> dict[str, np.ndarray]:
-    """Simulated costs of `indices` [N, D], in order, computed on `workers` processes.
+                           on_progress: Callable[[int], Any] | None = None,
+                           executor: str = "local", ray_address: str | None = None,
+                           cost_service: str | None = None) -> dict[str, np.ndarray]:
+    """Simulated costs of `indices` [N, D], in order, computed on `workers` processes
+    (`executor="local"`) or Ray actors (`"ray"`, on the cluster at `ray_address`; none:
+    the running one, else a local one), or, with `cost_service` (HOST:PORT, or a
+    comma-separated list), by that `tunas-jax serve-costs` service.
 
     `target` is a `cost_models.hardware.HardwareTarget` or a shipped target's name.
     """
     from cost_models.hardware import get_target
 
     target = get_target(target)
+    check_executor(executor)
     indices = np.asarray(indices, np.int32)
     n = len(indices)
+    if cost_service and n:
+        return _simulate_on_service(cost_service, space, target, indices, image_size,
+                                    num_classes, chunk_size or SERVICE_CHUNK, on_progress)
+    if executor == "ray" and n:
+        from cost_models.ray_executor import RayCostExecutor
+
+        with RayCostExecutor(space, target, image_size, num_classes, workers,
+                             ray_address or None) as pool:
+            return pool.cost(indices, chunk_size, on_progress)
     workers = default_workers() if workers is None else max(1, workers)
-    if chunk_size is None:  # a few chunks per worker, for a smooth bar and load balance
-        chunk_size = max(64, min(2048, math.ceil(n / (workers * 8))))
+    chunk_size = chunk_size or default_chunk_size(n, workers)
     starts = list(range(0, n, chunk_size))
     results: list[dict[str, np.ndarray] | None] = [None] * len(starts)
     if workers == 1 or n < MIN_PARALLEL:
@@ -193,10 +218,47 @@ def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
     return {c: np.concatenate([r[c] for r in results]) for c in results[0]}
 
 
+def _simulate_on_service(address: str, space: SearchSpace, target: Any, indices: np.ndarray,
+                         image_size: int | None, num_classes: int | None, chunk_size: int,
+                         on_progress: Callable[[int], Any] | None) -> dict[str, np.ndarray]:
+    """`simulate_architectures` through a cost service (the `service` extra)."""
+    from cost_models.hardware import get_target
+    from cost_models.interface import Workload
+    from cost_service.client import RemoteCostModel, ServiceError
+    from tasks import Classification
+
+    if target != get_target(target.name):  # the service knows shipped targets by name only
+        raise SpecError(f"cost_service: target {target.name!r} has numbers other than the "
+                        "shipped target of that name; simulate it locally")
+    workload = Workload(image_size or space.default_image_size,
+                        Classification(num_classes or space.default_num_classes))
+    parts: dict[str, list[np.ndarray]] = {}
+    with RemoteCostModel(address, space, workload) as remote:
+        for s in range(0, len(indices), chunk_size):
+            chunk = indices[s:s + chunk_size]
+            try:
+                columns = remote.dataset_columns(chunk, target.name)
+            except ServiceError as err:
+                raise SpecError(f"cost_service: {err}") from None
+            for column, values in columns.items():
+                parts.setdefault(column, []).append(values)
+            if on_progress:
+                on_progress(len(chunk))
+    return {c: np.concatenate(v) for c, v in parts.items()}
+
+
+def check_executor(executor: str, field: str = "executor") -> str:
+    if executor not in EXECUTORS:
+        raise SpecError(f"{field}: {executor!r}; use one of {EXECUTORS}")
+    return executor
+
+
 def simulate_dataset(space: SearchSpace, target: Any, num: int, seed: int = 0,
                      image_size: int | None = None, num_classes: int | None = None,
                      workers: int | None = None,
-                     on_progress: Callable[[int], Any] | None = None) -> SimulatorDataset:
+                     on_progress: Callable[[int], Any] | None = None,
+                     executor: str = "local", ray_address: str | None = None,
+                     cost_service: str | None = None) -> SimulatorDataset:
     """Sample `num` architectures of `space` (presets first) and simulate them on
     `target` (a `HardwareTarget` or a shipped target's name).
 
@@ -206,9 +268,11 @@ def simulate_dataset(space: SearchSpace, target: Any, num: int, seed: int = 0,
     from cost_models.hardware import get_target
 
     target = get_target(target)  # unknown names fail before any work
+    check_executor(executor)
     indices, preset_rows = sample_architectures(space, num, seed)
     costs = simulate_architectures(space, target, indices, image_size, num_classes,
-                                   workers, on_progress=on_progress)
+                                   workers, on_progress=on_progress, executor=executor,
+                                   ray_address=ray_address, cost_service=cost_service)
     metadata = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "space": space.name, "space_fingerprint": space.fingerprint, "target": target.name,

@@ -19,7 +19,9 @@ Implementations, looked up by name (`get_cost_model`):
 - `regressor`: the learned latency regressor (`cost_models.regressor`), one
   per target; latency only. `in_jit(target)` is the pure-JAX predictor the
   one-shot reward calls inside the jitted step.
-A remote implementation (a cost service) is another class with this `cost`.
+- `remote`: the same simulator behind the `tunas_jax.ppe.v1` gRPC service
+  (`cost_service.client.RemoteCostModel(addresses, space, workload)`; the
+  `service` extra), equal to `analytical` to the last bit.
 """
 
 from __future__ import annotations
@@ -164,9 +166,17 @@ class RegressorCostModel:
                 for t in check_targets(targets)}
 
 
+def _remote(*args: Any, **kwargs: Any) -> CostModel:
+    # Imported on use: grpc is an optional dependency (the `service` extra).
+    from cost_service.client import RemoteCostModel
+
+    return RemoteCostModel(*args, **kwargs)
+
+
 COST_MODELS: dict[str, Callable[..., CostModel]] = {
     "analytical": SimulatorCostModel,
     "regressor": RegressorCostModel,
+    "remote": _remote,
 }
 
 

@@ -34,6 +34,7 @@ COMMANDS = (
     "random-baseline",
     "multi-trial",
     "report",
+    "serve-costs",
 )
 
 

@@ -233,8 +233,16 @@ def cost_model_defaults() -> ml_collections.ConfigDict:
     config.num_architectures = 50_000
     # Seed of the architecture sampling (the dataset is a function of it).
     config.dataset_seed = 0
-    # Simulation processes; 0 = all cores.
+    # Simulation processes (or Ray actors); 0 = all cores (all of the Ray cluster's CPUs).
     config.workers = 0
+    # Where the dataset is simulated: 'local' (this machine's processes) or 'ray'
+    # (an actor pool on a Ray cluster: the `ray` extra; cost_models/ray_executor.py).
+    config.executor = "local"
+    # Ray cluster address for executor 'ray' ('' = the running one, else start a local one).
+    config.ray_address = ""
+    # Build the dataset on this cost service instead ('HOST:PORT' or a comma-separated
+    # list; `tunas-jax serve-costs`, the `service` extra); '' = the executor above.
+    config.cost_service = ""
     # Fraction of the dataset held out for the reported metrics (never trained on).
     config.heldout_fraction = 0.1
 

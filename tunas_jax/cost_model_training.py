@@ -99,24 +99,31 @@ def ensure_dataset(config: ml_collections.ConfigDict, workdir: str, space: Searc
     if os.path.exists(path):
         log(f"dataset: reading {path}")
         return dataset_lib.read_dataset(path, space, target), path
+    dataset_lib.check_executor(config.executor, "config.executor")
     log(f"dataset: simulating {config.num_architectures} architectures of {space.name} on "
-        f"{target.name} -> {path}")
+        f"{target.name} ({config.cost_service or config.executor}) -> {path}")
     data = simulate_to_file(space, target, config.num_architectures, path,
                             seed=config.dataset_seed, image_size=config.image_size,
-                            num_classes=config.num_classes, workers=config.workers or None)
+                            num_classes=config.num_classes, workers=config.workers or None,
+                            executor=config.executor, ray_address=config.ray_address or None,
+                            cost_service=config.cost_service or None)
     return data, path
 
 
 def simulate_to_file(space: SearchSpace, target: HardwareTarget, num: int, path: str,
                      seed: int = 0, image_size: int | None = None,
-                     num_classes: int | None = None, workers: int | None = None
-                     ) -> dataset_lib.SimulatorDataset:
-    """Sample and simulate `num` architectures (all cores, with a progress bar) and write
-    the dataset file atomically."""
+                     num_classes: int | None = None, workers: int | None = None,
+                     executor: str = "local", ray_address: str | None = None,
+                     cost_service: str | None = None) -> dataset_lib.SimulatorDataset:
+    """Sample and simulate `num` architectures (with a progress bar) on `executor`
+    ('local' processes or 'ray') or a cost service, and write the dataset file
+    atomically."""
     with progress(total=num, desc="simulate", unit="arch") as bar:
         data = dataset_lib.simulate_dataset(space, target, num, seed=seed,
                                             image_size=image_size, num_classes=num_classes,
-                                            workers=workers, on_progress=bar.update)
+                                            workers=workers, on_progress=bar.update,
+                                            executor=executor, ray_address=ray_address,
+                                            cost_service=cost_service)
     dataset_lib.write_dataset(path, data)
     return data
 

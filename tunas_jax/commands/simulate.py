@@ -1,13 +1,17 @@
 """`tunas-jax simulate`: a simulator dataset for a space, or the per-layer cost of one network.
 
     tunas-jax simulate --space mobilenet_edgetpu_v2 --target pixel6_edgetpu --num 20000 \
-        --out /tmp/v2_pixel6.npz [--seed 0] [--workers 0]
-    tunas-jax simulate --network my_net.json --target coral_edgetpu [--format json]
+        --out /tmp/v2_pixel6.npz [--seed 0] [--workers 0] [--executor local|ray \
+        --ray-address ADDRESS]
+    tunas-jax simulate --network my_net.json --target coral_edgetpu [--format json] \
+        [--service HOST:PORT[,HOST:PORT...]]
 
 With --network, each layer's row names what bounds it: `compute` (the
 array), `memory` (on-chip traffic, spilled activations) or `streaming`
 (its weights do not fit the parameter cache and cross the off-chip link
 every inference). `--format json` prints the same as one JSON object.
+`--service` costs the network (or the dataset) on a `tunas-jax serve-costs`
+server instead of in this process (same output, to the last digit).
 """
 
 from __future__ import annotations
@@ -36,11 +40,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "costs instead of writing a dataset")
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="with --network: a text table (default) or JSON")
+    parser.add_argument("--service", help="cost the --network, or the dataset, on this cost "
+                        "service (HOST:PORT, or a comma-separated list: round-robin)")
     parser.add_argument("--space", default=DEFAULT_SPACE, help="search space to sample")
     parser.add_argument("--num", type=int, help="architectures to simulate (presets included)")
     parser.add_argument("--out", help="dataset file to write (.npz)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--workers", type=int, default=0, help="processes; 0 = all cores")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes (or Ray actors); 0 = all cores")
+    parser.add_argument("--executor", choices=dataset_lib.EXECUTORS, default="local",
+                        help="where the dataset is simulated: this machine's processes "
+                        "(default) or a Ray cluster (the 'ray' extra)")
+    parser.add_argument("--ray-address", help="with --executor ray: the cluster (default: "
+                        "the running one, else a local one)")
     parser.add_argument("--image-size", type=int, help="input size; default: the space's")
     parser.add_argument("--num-classes", type=int, help="classes; default: the space's")
     parser.set_defaults(func=run)
@@ -49,7 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.network:
         network = network_lib.load(args.network)
-        result = simulate(network, get_target(args.target))
+        result = (remote_simulate(args.service, network, args.target) if args.service
+                  else simulate(network, get_target(args.target)))
         if args.format == "json":
             doc = result.to_json()
             shapes = {layer.name: list(layer.output_shape) for layer in network.layers}
@@ -63,19 +76,39 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--num and --out are required to write a dataset (or pass --network)")
     simulate_to_file(args.space, args.target, args.num, args.out, seed=args.seed,
                      workers=args.workers or None, image_size=args.image_size,
-                     num_classes=args.num_classes)
+                     num_classes=args.num_classes, executor=args.executor,
+                     ray_address=args.ray_address, cost_service=args.service)
     return 0
+
+
+def remote_simulate(service: str, network: network_lib.NetworkDescription,
+                    target: str) -> SimulationResult:
+    """`simulate(network, target)` on a cost service (needs the 'service' extra)."""
+    try:
+        from cost_service.client import RemoteCostModel, ServiceError
+    except ImportError as err:
+        raise UsageError(f"--service needs the 'service' extra ({err}); "
+                         "pip install 'tunas-jax[service]'") from None
+    try:
+        with RemoteCostModel(service) as remote:
+            return remote.simulate(network, target)
+    except ServiceError as err:
+        raise UsageError(str(err)) from None
 
 
 def simulate_to_file(space_name: str, target_name: str, num: int, out: str, seed: int = 0,
                      workers: int | None = None, image_size: int | None = None,
-                     num_classes: int | None = None) -> dataset_lib.SimulatorDataset:
+                     num_classes: int | None = None, executor: str = "local",
+                     ray_address: str | None = None, cost_service: str | None = None
+                     ) -> dataset_lib.SimulatorDataset:
     """Sample, simulate (all cores, with a progress bar) and write a dataset file."""
     space, target = get_space(space_name), get_target(target_name)
     start = time.perf_counter()
     data = cost_model_training.simulate_to_file(space, target, num, out, seed=seed,
                                                 image_size=image_size,
-                                                num_classes=num_classes, workers=workers)
+                                                num_classes=num_classes, workers=workers,
+                                                executor=executor, ray_address=ray_address,
+                                                cost_service=cost_service)
     seconds = time.perf_counter() - start
     lat = data.latency_ms
     print(f"wrote {out}: {len(data)} architectures of {space.name} on {target.name} "
