@@ -42,6 +42,7 @@ Edge TPU targets, so the fast coster stays bit-identical to `simulate`.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from cost_models.hardware import replace_fields
@@ -134,4 +135,5 @@ class ProcessorTarget:
         return replace_fields(self, changes)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # JSON values (tuples as lists): what a reader of the JSON gets back.
+        return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cost_models.calibration import FIT_FIELDS
 from cost_models.hardware import get_target, target_names
 from cost_models.interface import SimulatorCostModel, Workload, get_cost_model
 from cost_models.simulator import simulate
@@ -118,7 +119,7 @@ def test_list_targets_has_the_calibration(server):
     assert sorted(targets) == TARGETS
     for name, info in targets.items():
         assert info["config"] == get_target(name).to_json()
-        assert "compute_efficiency" in info["fitted_fields"]
+        assert info["fitted_fields"] and info["fitted_fields"] == list(FIT_FIELDS[name])
         assert len(info["calibration"]) >= 3 and 0 < info["mean_abs_error_percent"] < 50
 
 
