@@ -99,29 +99,54 @@ def kernel_of(spec: WeightSpec, stored: jax.Array, cin: int, cout: int, groups: 
     return spec.layout.grouped_kernel(stored, cin, cout, groups)
 
 
+def _read_kernel(cfg: LayerConfig, spec: WeightSpec, w: jax.Array, config: jax.Array,
+                 columns: tuple[int, int, int]) -> jax.Array:
+    """The kernel branch `cfg` convolves with: the child's own slice of the stored weights
+    (a masked branch: the widest slice, the child's group blocks masked)."""
+    if spec.kind == "matrix":
+        return w[:cfg.cin, :cfg.cout]
+    if cfg.depthwise:  # masked or not: zero input channels give zero outputs
+        return w[..., :cfg.cout]
+    if cfg.masked:  # dense over the widest channels, the child's group blocks masked
+        kernel = spec.layout.full_kernel(w)[:, :, :cfg.cin, :cfg.cout]
+        if cfg.groups != 1:
+            cin_col, cout_col, groups_col = columns
+            kernel = kernel * block_diagonal_mask(
+                cfg.cin, cfg.cout, config[cin_col], config[cout_col],
+                config[groups_col]).astype(kernel.dtype)
+        return kernel
+    return kernel_of(spec, w, cfg.cin, cfg.cout, cfg.groups)
+
+
+def _used_kernel(cfg: LayerConfig, spec: WeightSpec, w: jax.Array, config: jax.Array,
+                 columns: tuple[int, int, int]) -> jax.Array:
+    """The entries of the stored kernel the child really uses: `_read_kernel`, and for a
+    masked branch only the child's input and output channels (the others meet zero
+    inputs or are zeroed after the switch)."""
+    kernel = _read_kernel(cfg, spec, w, config, columns)
+    if not cfg.masked:
+        return kernel
+    cin_col, cout_col, _ = columns
+    keep = ((jnp.arange(kernel.shape[-2]) < config[cin_col])[:, None]
+            & (jnp.arange(kernel.shape[-1]) < config[cout_col])[None, :])
+    return kernel * keep.astype(kernel.dtype)
+
+
 def _branch(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int) -> Branch:
     if isinstance(cfg, PassConfig):
         return Branch(lambda p, x, c: _subsample(x, cfg.subsample))
     spec = unit.weights[cfg.weights]
-    cin_col, cout_col, groups_col = unit.config_columns(role)
+    columns = unit.config_columns(role)
 
     def conv(p: Params, x: jax.Array, config: jax.Array) -> jax.Array:
-        w = p[cfg.weights]["kernel"]
+        kernel = _read_kernel(cfg, spec, p[cfg.weights]["kernel"], config, columns)
         x = x[..., :cfg.cin]
         if spec.kind == "matrix":
-            y = ops.conv1x1(_subsample(x, cfg.stride), w[:cfg.cin, :cfg.cout])
-        elif cfg.depthwise:  # masked or not: zero input channels give zero outputs
-            y = ops.depthwise_conv(x, w[..., :cfg.cout], cfg.stride)
-        elif cfg.masked:  # dense over the widest channels, the child's group blocks masked
-            kernel = spec.layout.full_kernel(w)[:, :, :cfg.cin, :cfg.cout]
-            if cfg.groups != 1:
-                kernel = kernel * block_diagonal_mask(
-                    cfg.cin, cfg.cout, config[cin_col], config[cout_col],
-                    config[groups_col]).astype(kernel.dtype)
-            y = ops.group_conv(x, kernel, cfg.stride, 1)
-        else:
-            y = ops.group_conv(x, kernel_of(spec, w, cfg.cin, cfg.cout, cfg.groups),
-                               cfg.stride, cfg.groups)
+            y = ops.conv1x1(_subsample(x, cfg.stride), kernel)
+        elif cfg.depthwise:
+            y = ops.depthwise_conv(x, kernel, cfg.stride)
+        else:  # a masked branch runs its group conv densely over the masked kernel
+            y = ops.group_conv(x, kernel, cfg.stride, 1 if cfg.masked else cfg.groups)
         return _subsample(y, cfg.subsample)
 
     def post(p: Params, z: jax.Array) -> jax.Array:
@@ -131,6 +156,37 @@ def _branch(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int) -> Branch:
                            cfg.activation)
 
     return Branch(conv, post)
+
+
+def _squares(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int):
+    """(params, config) -> sum of squares of the kernel entries branch `cfg` uses."""
+    if isinstance(cfg, PassConfig):
+        return lambda params, config: jnp.float32(0.0)
+    spec, columns = unit.weights[cfg.weights], unit.config_columns(role)
+    return lambda params, config: jnp.sum(jnp.square(_used_kernel(
+        cfg, spec, params[cfg.weights]["kernel"], config, columns)))
+
+
+def kernel_l2(plan: SupernetPlan, params: Params, indices: jax.Array) -> jax.Array:
+    """Sum of squares of the conv kernel entries architecture `indices` uses (TuNAS's L2:
+    conv kernels only, masked to the sampled branch and its channels; never batch norm
+    or the task head). Its gradient is zero on every weight the child does not read, so
+    `weight_decay / 2 * kernel_l2` in the loss decays only the sampled path."""
+    total = jnp.float32(0.0)
+    for unit in plan.units:
+        row = unit.lookup.row(indices)
+        p = params[unit.name]
+        unit_total = jnp.float32(0.0)
+        for r, branches in enumerate(unit.branches):
+            names = sorted({c.weights for c in branches if isinstance(c, LayerConfig)})
+            if names:
+                unit_total = unit_total + lax.switch(
+                    row[r], [_squares(c, unit, r) for c in branches],
+                    {n: p[n] for n in names}, row)
+        if unit.skippable:  # a skipped block reads no weights
+            unit_total = unit_total * (row[unit.skip_column] == 0).astype(jnp.float32)
+        total = total + unit_total
+    return total
 
 
 def _unit(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array,

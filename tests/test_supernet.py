@@ -14,6 +14,7 @@ from supernet import (
     child_weights,
     inherit,
     init_params,
+    kernel_l2,
     layer_modules,
     make_plan,
 )
@@ -244,3 +245,62 @@ def test_masked_mobilenet_plan_covers_every_row_with_few_branches():
                     assert cfg.groups == 0
     with pytest.raises(ValueError, match="max_branches_per_layer"):
         make_plan(space, max_branches_per_layer=0)
+
+
+@pytest.mark.parametrize("limit", [None, 1], ids=["exact", "masked"])
+def test_kernel_l2_covers_exactly_the_child_kernels(setup, limit):
+    """TuNAS's weight decay: L2 over the conv kernels the child uses (its slices and
+    channels, masked layers included), never batch norm or the classifier; its gradient
+    is 2 * w on exactly those entries (zero on every other branch's weights)."""
+    space, _, _, _ = setup
+    plan = make_plan(space, limit)
+    params = init_params(plan, TASK, jax.random.key(0))
+    l2_and_grad = jax.jit(jax.value_and_grad(lambda p, i: kernel_l2(plan, p, i)))
+    for indices in _architectures_with_grouped(space, 9):
+        per_layer = child_weights(space, plan, params, indices, TASK)
+        convs = {n: w for n, w in per_layer.items() if n != "logits"}
+        want = sum(float(jnp.sum(w["kernel"] ** 2)) for w in convs.values())
+        got, grads = l2_and_grad(params, jnp.asarray(indices, jnp.int32))
+        assert float(got) == pytest.approx(want, rel=1e-5)
+        # The gradient: the child's kernels doubled, pulled back through the slicing.
+        _, pull_back = jax.vjp(lambda p, i=indices: child_weights(space, plan, p, i, TASK),
+                               params)
+        cotangent = jax.tree.map(jnp.zeros_like, per_layer)
+        for name in convs:
+            cotangent[name]["kernel"] = 2 * per_layer[name]["kernel"]
+        _assert_trees_close(grads, pull_back(cotangent)[0])
+
+
+def test_weight_decay_reaches_only_the_sampled_kernels(setup):
+    """A search step's decay (search_step.shared_weight_loss): with zero task gradient, the
+    sampled kernel shrinks and nothing else moves: not the other branches, not batch norm,
+    not the classifier (optax.add_decayed_weights over the whole tree moved them all)."""
+    from tunas_jax import search_step
+
+    space, plan, params, _ = setup
+    values = {d.name: d.choices[0] for d in space.decisions}
+    values.update({"stages.0.blocks.0.op": "dw_ibn", "stages.0.blocks.0.kernel_size": 3,
+                   "stages.0.blocks.1.op": "skip", "stages.0.filters": 8})
+    indices = jnp.asarray(space.indices_for(values), jnp.int32)
+    cfg = type("Opt", (), {"name": "momentum", "momentum": 0.9, "base_learning_rate": 0.1,
+                           "warmup_fraction": 0.0, "weight_decay": 0.1})()
+    optimizer, _ = search_step.make_optimizer(cfg, 10, 256)
+    grads = jax.grad(lambda p: search_step.shared_weight_loss(
+        plan, p, indices, jnp.float32(0.0), cfg.weight_decay))(params)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    new = optax.apply_updates(params, updates)
+    old0, new0 = params["stages.0.blocks.0"], new["stages.0.blocks.0"]
+    dw = old0["dw_3"]["kernel"][..., :old0["dw_3"]["kernel"].shape[-1]]
+    assert float(jnp.sum(new0["dw_3"]["kernel"] ** 2)) < float(jnp.sum(dw ** 2))
+    np.testing.assert_array_equal(new0["dw_5"]["kernel"], old0["dw_5"]["kernel"])
+    np.testing.assert_array_equal(new0["fused_3"]["kernel"], old0["fused_3"]["kernel"])
+    np.testing.assert_array_equal(new0["project"]["kernel"][:, 8:],
+                                  old0["project"]["kernel"][:, 8:])
+    for leaf_new, leaf_old in zip(jax.tree.leaves(new["stages.0.blocks.1"]),
+                                  jax.tree.leaves(params["stages.0.blocks.1"]), strict=True):
+        np.testing.assert_array_equal(leaf_new, leaf_old)  # skipped block
+    for name in ("scale", "bias"):
+        np.testing.assert_array_equal(new0["dw_3"][name], old0["dw_3"][name])
+    for leaf_new, leaf_old in zip(jax.tree.leaves(new["task_head"]),
+                                  jax.tree.leaves(params["task_head"]), strict=True):
+        np.testing.assert_array_equal(leaf_new, leaf_old)
