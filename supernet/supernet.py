@@ -167,62 +167,90 @@ def _squares(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int):
         cfg, spec, params[cfg.weights]["kernel"], config, columns)))
 
 
-def kernel_l2(plan: SupernetPlan, params: Params, indices: jax.Array) -> jax.Array:
+def _unit_l2(unit: UnitPlan, p: Params, indices: jax.Array) -> jax.Array:
+    row = unit.lookup.row(indices)
+    total = jnp.float32(0.0)
+    for r, branches in enumerate(unit.branches):
+        names = sorted({c.weights for c in branches if isinstance(c, LayerConfig)})
+        if names:
+            total = total + lax.switch(row[r], [_squares(c, unit, r) for c in branches],
+                                       {n: p[n] for n in names}, row)
+    if unit.skippable:  # a skipped block reads no weights
+        total = total * (row[unit.skip_column] == 0).astype(jnp.float32)
+    return total
+
+
+def kernel_l2(plan: SupernetPlan, params: Params, indices: jax.Array,
+              op_warm: jax.Array | None = None) -> jax.Array:
     """Sum of squares of the conv kernel entries architecture `indices` uses (TuNAS's L2:
     conv kernels only, masked to the sampled branch and its channels; never batch norm
     or the task head). Its gradient is zero on every weight the child does not read, so
-    `weight_decay / 2 * kernel_l2` in the loss decays only the sampled path."""
+    `weight_decay / 2 * kernel_l2` in the loss decays only the sampled path. With
+    `op_warm`, a unit's warm mixture decays each member's kernels with its mixture
+    weight (the members' L2 averaged as their outputs are)."""
     total = jnp.float32(0.0)
     for unit in plan.units:
-        row = unit.lookup.row(indices)
         p = params[unit.name]
-        unit_total = jnp.float32(0.0)
-        for r, branches in enumerate(unit.branches):
-            names = sorted({c.weights for c in branches if isinstance(c, LayerConfig)})
-            if names:
-                unit_total = unit_total + lax.switch(
-                    row[r], [_squares(c, unit, r) for c in branches],
-                    {n: p[n] for n in names}, row)
-        if unit.skippable:  # a skipped block reads no weights
-            unit_total = unit_total * (row[unit.skip_column] == 0).astype(jnp.float32)
-        total = total + unit_total
+        if op_warm is None or not unit.warm_positions:
+            total = total + _unit_l2(unit, p, indices)
+            continue
+        members, weights = _mixture(unit.warm_positions, unit.warm_combos, indices, op_warm)
+        total = total + jnp.sum(weights * lax.map(lambda m, u=unit, p=p: _unit_l2(u, p, m),
+                                                  members))
+    return total
+
+
+def _mixture(positions: tuple[int, ...], combos: np.ndarray, indices: jax.Array,
+             op_warm: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """([M, D] indices, [M] weights) of a warm mixture: every combination of the choices
+    at `positions`, weighted by prod_d (1/n_d if decision d is warm, else [choice ==
+    sampled]); with nothing warm, the sampled combination alone has weight 1."""
+    pos = jnp.asarray(positions)
+    table = jnp.asarray(combos)
+    num_choices = jnp.asarray(combos.max(axis=0) + 1, jnp.float32)
+    factors = jnp.where(op_warm[pos][None, :], 1.0 / num_choices[None, :],
+                        (table == indices[pos][None, :]).astype(jnp.float32))
+    mixed = jnp.broadcast_to(indices, (len(combos), indices.shape[0])).at[:, pos].set(table)
+    return mixed, jnp.prod(factors, axis=1)
+
+
+def _weighted_sum(fn, members: jax.Array, weights: jax.Array, shape: jax.ShapeDtypeStruct
+                  ) -> jax.Array:
+    """sum_m weights[m] * fn(members[m]) as a `lax.scan` (fn traced once); a member of
+    weight 0 is a skipped `lax.cond`, so a step with nothing warm computes one."""
+    def body(total: jax.Array, member_and_weight):
+        member, weight = member_and_weight
+        out = lax.cond(weight > 0, lambda: weight.astype(shape.dtype) * fn(member),
+                       lambda: jnp.zeros(shape.shape, shape.dtype))
+        return total + out, None
+
+    total, _ = lax.scan(body, jnp.zeros(shape.shape, shape.dtype), (members, weights))
     return total
 
 
 def _unit(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array,
           op_warm: jax.Array | None) -> jax.Array:
-    """One unit; with `op_warm` ([D] bool), each warm OP decision of the unit runs
-    all its choices and the outputs are averaged (TuNAS's op warmup).
-
-    The average is a `lax.scan` over every combination of the unit's op
-    choices, weighted by prod_d (1/n_d if warm else [choice == sampled]); a
-    combination of weight 0 is a skipped `lax.cond`, so a step without warm
-    decisions pays for one unit, and the unit body is compiled once.
-    """
+    """One unit; with `op_warm` ([D] bool), each warm OP decision runs all its choices and
+    their outputs are averaged where the decision sits (TuNAS's op warmup, which mixes
+    each OneOf's choices with mask 1/n): a decision local to one switch (a kernel size)
+    is mixed at that switch (`_unit_once`); one that changes the unit's structure (the
+    block type, skip) is mixed over the whole unit, so a skippable block under warmup
+    gives x + mean of its ops' f(x), zero for skip (TuNAS's zero op in a residual)."""
     if op_warm is None or not unit.warm_positions:
         return _unit_once(unit, p, indices, x)
-    positions = jnp.asarray(unit.warm_positions)
-    combos = jnp.asarray(unit.warm_combos)
-    num_choices = jnp.asarray(unit.warm_combos.max(axis=0) + 1, dtype=x.dtype)
-    warm = op_warm[positions]
-    factors = jnp.where(warm[None, :], 1.0 / num_choices[None, :],
-                        (combos == indices[positions][None, :]).astype(x.dtype))
-    weights = jnp.prod(factors, axis=1)
-    out_shape = jax.eval_shape(lambda: _unit_once(unit, p, indices, x))
-
-    def body(total: jax.Array, combo_and_weight):
-        combo, weight = combo_and_weight
-        combo_indices = indices.at[positions].set(combo)
-        out = lax.cond(weight > 0,
-                       lambda: weight * _unit_once(unit, p, combo_indices, x),
-                       lambda: jnp.zeros(out_shape.shape, out_shape.dtype))
-        return total + out, None
-
-    total, _ = lax.scan(body, jnp.zeros(out_shape.shape, out_shape.dtype), (combos, weights))
-    return total
+    if not unit.warm_structural:
+        return _unit_once(unit, p, indices, x, op_warm)
+    members, weights = _mixture(unit.warm_structural, unit.warm_structural_combos, indices,
+                                op_warm)
+    shape = jax.eval_shape(lambda: _unit_once(unit, p, indices, x))
+    return _weighted_sum(lambda member: _unit_once(unit, p, member, x, op_warm), members,
+                         weights, shape)
 
 
-def _unit_once(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array) -> jax.Array:
+def _unit_once(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array,
+               op_warm: jax.Array | None = None) -> jax.Array:
+    """The unit's switches for `indices`; with `op_warm`, the warm decisions local to a
+    switch are mixed there (the unit's structure is `indices`' own)."""
     row = unit.lookup.row(indices)
 
     def compute(x: jax.Array) -> jax.Array:
@@ -232,9 +260,24 @@ def _unit_once(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array) -> j
             # a gradient (zeros but for the branch taken) for every leaf passed in.
             names = {c.weights for c in branches if isinstance(c, LayerConfig)}
             masked = any(isinstance(c, LayerConfig) and c.masked for c in branches)
-            y = switch_layer(row[r], [_branch(c, unit, r) for c in branches], unit.widths[r],
-                             {n: p[n] for n in sorted(names)}, y, config=row,
-                             mask_width=row[unit.config_columns(r)[1]] if masked else None)
+            layer = [_branch(c, unit, r) for c in branches]
+            weights = {n: p[n] for n in sorted(names)}
+            cout_col = unit.config_columns(r)[1]
+
+            def switch(member_row: jax.Array, y: jax.Array = y, r: int = r, layer=layer,
+                       weights=weights, masked: bool = masked, cout_col: int = cout_col
+                       ) -> jax.Array:
+                return switch_layer(member_row[r], layer, unit.widths[r], weights, y,
+                                    config=member_row,
+                                    mask_width=member_row[cout_col] if masked else None)
+
+            if op_warm is None or not unit.warm_local[r]:
+                y = switch(row)
+                continue
+            members, mix = _mixture(unit.warm_local[r], unit.warm_local_combos[r], indices,
+                                    op_warm)
+            rows = jax.vmap(unit.lookup.row)(members)
+            y = _weighted_sum(switch, rows, mix, jax.eval_shape(switch, row))
         if unit.can_residual:
             # Residuals only join equal widths, so the carried padding lines up.
             skip_in = ops.pad_channels(x[..., :unit.out_width], unit.out_width)

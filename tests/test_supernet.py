@@ -19,8 +19,10 @@ from supernet import (
     make_plan,
 )
 from supernet.plan import LayerConfig
+from supernet.supernet import _branch
 from supernet.supernet import _unit as _block
 from supernet.supernet import _unit_once as _block_once
+from supernet.switch import switch_layer
 from tasks import Classification
 
 jax.config.update("jax_disable_most_optimizations", True)
@@ -191,6 +193,75 @@ def test_op_warmup_averages_the_block_over_warm_choices(setup):
     np.testing.assert_allclose(averaged, manual / len(OPS), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(_block(bp, p, indices, x, jnp.zeros_like(warm)),
                                _block_once(bp, p, indices, x), rtol=1e-6, atol=1e-6)
+
+
+def test_op_warmup_mixes_a_kernel_size_at_its_switch(setup):
+    """A warm kernel size (a decision of the kxk switch alone) is mixed at that switch, as
+    TuNAS mixes a OneOf where it sits: project(mean of the kxk outputs), not the mean
+    of whole blocks; and a warm unit pays one kxk branch per kernel size, not one unit
+    per combination."""
+    space, plan, params, _ = setup
+    bp = plan.blocks[0]
+    p = params[bp.name]
+    x = jax.random.normal(jax.random.key(4), (4, 8, 8, bp.in_width))
+    pos = {d.name: d.position for d in space.decisions}
+    values = {d.name: d.choices[0] for d in space.decisions}
+    values.update({"stages.0.blocks.0.op": "dw_ibn", "stages.0.blocks.0.expansion_ratio": 2})
+    indices = jnp.asarray(space.indices_for(values), jnp.int32)
+    k_pos = pos["stages.0.blocks.0.kernel_size"]
+    assert bp.warm_local[bp.roles.index("kxk")] == (k_pos, pos["stages.0.blocks.0.group_size"])
+    assert bp.warm_structural == (pos["stages.0.blocks.0.op"],)
+    warm = jnp.zeros(space.num_decisions, bool).at[k_pos].set(True)
+    mixed = _block(bp, p, indices, x, warm)
+
+    def roles(idx, upto):  # the unit's switches up to role `upto` (exclusive) on x
+        y, row = x, bp.lookup.row(idx)
+        for r in range(upto):
+            names = sorted({c.weights for c in bp.branches[r] if isinstance(c, LayerConfig)})
+            y = switch_layer(row[r], [_branch(c, bp, r) for c in bp.branches[r]],
+                             bp.widths[r], {n: p[n] for n in names}, y, config=row)
+        return y, row
+
+    kxk, project = bp.roles.index("kxk"), bp.roles.index("project")
+    outs = [roles(indices.at[k_pos].set(c), kxk + 1)[0] for c in range(2)]
+    _, row = roles(indices, 0)
+    names = sorted({c.weights for c in bp.branches[project] if isinstance(c, LayerConfig)})
+    want = switch_layer(row[project], [_branch(c, bp, project) for c in bp.branches[project]],
+                        bp.widths[project], {n: p[n] for n in names}, (outs[0] + outs[1]) / 2,
+                        config=row)
+    np.testing.assert_allclose(mixed, want, rtol=1e-4, atol=1e-5)
+    whole_blocks = sum(_block_once(bp, p, indices.at[k_pos].set(c), x) for c in range(2)) / 2
+    assert float(jnp.abs(mixed - whole_blocks).max()) > 1e-3  # not today's unit average
+    # Both kernels get gradient (each ran), weighted by the mixture.
+    grads = jax.grad(lambda q: jnp.sum(_block(bp, q, indices, x, warm) ** 2))(p)
+    assert all(float(jnp.abs(grads[k]["kernel"]).sum()) > 0 for k in ("dw_3", "dw_5"))
+    assert float(jnp.abs(grads["fused_3"]["kernel"]).sum()) == 0  # op not warm
+    # Weight decay under warmup: each member's kernels, weighted as its output.
+    l2 = [float(kernel_l2(plan, params, indices.at[k_pos].set(c))) for c in range(2)]
+    assert l2[0] != l2[1]
+    assert float(kernel_l2(plan, params, indices, warm)) == pytest.approx(sum(l2) / 2,
+                                                                          rel=1e-5)
+
+
+def test_op_warmup_of_a_skippable_block_is_x_plus_the_mean_of_its_ops(setup):
+    """TuNAS's warm skippable layer: x + (sum of the ops' f(x)) / n, skip counting 0."""
+    space, plan, params, _ = setup
+    bp = plan.blocks[1]
+    p = params[bp.name]
+    x = jax.random.normal(jax.random.key(6), (4, 8, 8, bp.in_width))
+    pos = {d.name: d.position for d in space.decisions}
+    values = {d.name: d.choices[0] for d in space.decisions}
+    indices = jnp.asarray(space.indices_for(values), jnp.int32)
+    op_pos = pos["stages.0.blocks.1.op"]
+    warm = jnp.zeros(space.num_decisions, bool).at[op_pos].set(True)
+    choices = space.decisions[op_pos].choices
+    outs = [_block_once(bp, p, indices.at[op_pos].set(c), x) for c in range(len(choices))]
+    identity = outs[choices.index("skip")]
+    np.testing.assert_allclose(identity, x[..., :bp.out_width], rtol=1e-6)
+    residuals = [o - identity for o in outs]  # f(x) of each op (0 for skip)
+    np.testing.assert_allclose(_block(bp, p, indices, x, warm),
+                               x[..., :bp.out_width] + sum(residuals) / len(choices),
+                               rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel_size, groups, stride, size", [

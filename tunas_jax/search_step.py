@@ -116,14 +116,16 @@ def make_optimizer(opt_config: Any, steps: int, batch_size: int
 
 
 def shared_weight_loss(plan: supernet.SupernetPlan, params: Any, indices: jax.Array,
-                       task_loss: jax.Array, weight_decay: float) -> jax.Array:
+                       task_loss: jax.Array, weight_decay: float,
+                       op_warm: jax.Array | None = None) -> jax.Array:
     """The loss the shared weights minimize for architecture `indices`: the task's loss
     plus weight_decay / 2 * the L2 of the conv kernels the architecture used (TuNAS:
     `l2(weight_decay / 2)` kernel regularizers, masked to the sampled branch and
-    channels; gradient weight_decay * w on those entries, zero elsewhere)."""
+    channels; gradient weight_decay * w on those entries, zero elsewhere; under op
+    warmup, the mixture's members weighted as their outputs, `supernet.kernel_l2`)."""
     if not weight_decay:
         return task_loss
-    return task_loss + 0.5 * weight_decay * supernet.kernel_l2(plan, params, indices)
+    return task_loss + 0.5 * weight_decay * supernet.kernel_l2(plan, params, indices, op_warm)
 
 
 def init_state(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
@@ -176,7 +178,8 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
         sampled = controllers.sample(state.controller, sample_rng, num=num)  # [K, D]
         masks = controllers.warmup_masks(warm_rng, state.step, space, schedule, num)
         indices = controllers.apply_filter_warmup(sampled, masks, space)  # [K, D]
-        # Without op warmup the plain supernet path is traced.
+        # Without op warmup the plain supernet path is traced (the warm one adds a scan
+        # over each unit's block types and over each kxk switch's kernel/group choices).
         op_warm = masks.all_ops if schedule.op_warmup_steps > 0 else None
         # TuNAS: a decision a warmup replaced gets no REINFORCE credit.
         credited = ~(masks.all_ops | masks.max_filters)
@@ -186,7 +189,8 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
             output, _ = supernet.apply(plan, task, params, arch, batch[task.input_key],
                                        op_warm=warm)
             loss, metrics = task.loss(output, batch, label_smoothing=label_smoothing)
-            return shared_weight_loss(plan, params, arch, loss, weight_decay), (loss, metrics)
+            return (shared_weight_loss(plan, params, arch, loss, weight_decay, warm),
+                    (loss, metrics))
 
         grad_fn = jax.grad(loss_fn, has_aux=True)
         warm_or_none = (lambda k: None) if op_warm is None else (lambda k: op_warm[k])
