@@ -27,6 +27,12 @@ A layer the plan masks (more configurations than its branch limit) runs its
 widest configuration per op family and kernel size instead, with the child's
 group blocks masked out of the full kernel and its output channels past the
 child's width zeroed: the same numbers, at the widest layer's cost.
+
+Op warmup (`apply(..., op_warm=...)`): a warm OP decision runs all its choices
+and averages them where it sits, as TuNAS's OneOf masks of 1/n: at its switch
+when it changes only that switch (kernel and group size), over the whole unit
+otherwise (block type, skip). Weight decay (`kernel_l2`): TuNAS's L2 on the
+conv kernel entries the sampled child reads, nothing else.
 """
 
 from __future__ import annotations
@@ -167,17 +173,51 @@ def _squares(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int):
         cfg, spec, params[cfg.weights]["kernel"], config, columns)))
 
 
-def _unit_l2(unit: UnitPlan, p: Params, indices: jax.Array) -> jax.Array:
+def _unit_l2(unit: UnitPlan, p: Params, indices: jax.Array, grad: bool = False) -> Any:
+    """The unit's kernel L2 for `indices` (grad: its gradient, a tree like `p`). Each
+    switch branch differentiates only itself, so nothing is kept across switches (autodiff
+    of the whole would keep every branch's full kernels as residuals, 10 GB for
+    mobilenet_edgetpu_v2's masked layers)."""
     row = unit.lookup.row(indices)
-    total = jnp.float32(0.0)
+    total = jax.tree.map(jnp.zeros_like, p) if grad else jnp.float32(0.0)
     for r, branches in enumerate(unit.branches):
         names = sorted({c.weights for c in branches if isinstance(c, LayerConfig)})
-        if names:
-            total = total + lax.switch(row[r], [_squares(c, unit, r) for c in branches],
-                                       {n: p[n] for n in names}, row)
+        if not names:
+            continue
+        fns = [_squares(c, unit, r) for c in branches]
+        if grad:
+            fns = [jax.grad(f) for f in fns]
+        out = lax.switch(row[r], fns, {n: p[n] for n in names}, row)
+        if grad:
+            total = {**total, **{n: jax.tree.map(jnp.add, total[n], out[n]) for n in names}}
+        else:
+            total = total + out
     if unit.skippable:  # a skipped block reads no weights
-        total = total * (row[unit.skip_column] == 0).astype(jnp.float32)
+        used = (row[unit.skip_column] == 0).astype(jnp.float32)
+        total = jax.tree.map(lambda a: a * used, total)
     return total
+
+
+def _kernel_l2(plan: SupernetPlan, params: Params, indices: jax.Array,
+               op_warm: jax.Array | None, grad: bool) -> Any:
+    out = {}
+    for unit in plan.units:
+        p = params[unit.name]
+        if op_warm is None or not unit.warm_positions:
+            out[unit.name] = _unit_l2(unit, p, indices, grad)
+            continue
+        members, weights = _mixture(unit.warm_positions, unit.warm_combos, indices, op_warm)
+        zero = jax.tree.map(jnp.zeros_like, p) if grad else jnp.float32(0.0)
+
+        def body(total, member_and_weight, unit=unit, p=p):
+            member, weight = member_and_weight
+            term = _unit_l2(unit, p, member, grad)
+            return jax.tree.map(lambda t, a: t + weight * a, total, term), None
+
+        out[unit.name] = lax.scan(body, zero, (members, weights))[0]
+    if grad:
+        return {**out, "task_head": jax.tree.map(jnp.zeros_like, params["task_head"])}
+    return sum(out.values(), jnp.float32(0.0))
 
 
 def kernel_l2(plan: SupernetPlan, params: Params, indices: jax.Array,
@@ -188,16 +228,23 @@ def kernel_l2(plan: SupernetPlan, params: Params, indices: jax.Array,
     `weight_decay / 2 * kernel_l2` in the loss decays only the sampled path. With
     `op_warm`, a unit's warm mixture decays each member's kernels with its mixture
     weight (the members' L2 averaged as their outputs are)."""
-    total = jnp.float32(0.0)
-    for unit in plan.units:
-        p = params[unit.name]
-        if op_warm is None or not unit.warm_positions:
-            total = total + _unit_l2(unit, p, indices)
-            continue
-        members, weights = _mixture(unit.warm_positions, unit.warm_combos, indices, op_warm)
-        total = total + jnp.sum(weights * lax.map(lambda m, u=unit, p=p: _unit_l2(u, p, m),
-                                                  members))
-    return total
+    warm = jnp.zeros(indices.shape, bool) if op_warm is None else op_warm
+
+    # Indices and warm flags are arguments, not closures, so custom_vjp sees every tracer.
+    @jax.custom_vjp
+    def l2(params: Params, indices: jax.Array, warm: jax.Array) -> jax.Array:
+        return _kernel_l2(plan, params, indices, None if op_warm is None else warm, False)
+
+    def l2_fwd(params: Params, indices: jax.Array, warm: jax.Array):
+        return l2(params, indices, warm), (params, indices, warm)
+
+    def l2_bwd(residuals, g: jax.Array):
+        params, indices, warm = residuals
+        grads = _kernel_l2(plan, params, indices, None if op_warm is None else warm, True)
+        return jax.tree.map(lambda a: g * a, grads), None, None
+
+    l2.defvjp(l2_fwd, l2_bwd)
+    return l2(params, indices, warm)
 
 
 def _mixture(positions: tuple[int, ...], combos: np.ndarray, indices: jax.Array,
