@@ -124,20 +124,6 @@ def _read_kernel(cfg: LayerConfig, spec: WeightSpec, w: jax.Array, config: jax.A
     return kernel_of(spec, w, cfg.cin, cfg.cout, cfg.groups)
 
 
-def _used_kernel(cfg: LayerConfig, spec: WeightSpec, w: jax.Array, config: jax.Array,
-                 columns: tuple[int, int, int]) -> jax.Array:
-    """The entries of the stored kernel the child really uses: `_read_kernel`, and for a
-    masked branch only the child's input and output channels (the others meet zero
-    inputs or are zeroed after the switch)."""
-    kernel = _read_kernel(cfg, spec, w, config, columns)
-    if not cfg.masked:
-        return kernel
-    cin_col, cout_col, _ = columns
-    keep = ((jnp.arange(kernel.shape[-2]) < config[cin_col])[:, None]
-            & (jnp.arange(kernel.shape[-1]) < config[cout_col])[None, :])
-    return kernel * keep.astype(kernel.dtype)
-
-
 def _branch(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int) -> Branch:
     if isinstance(cfg, PassConfig):
         return Branch(lambda p, x, c: _subsample(x, cfg.subsample))
@@ -164,57 +150,75 @@ def _branch(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int) -> Branch:
     return Branch(conv, post)
 
 
-def _squares(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int):
-    """(params, config) -> sum of squares of the kernel entries branch `cfg` uses."""
-    if isinstance(cfg, PassConfig):
-        return lambda params, config: jnp.float32(0.0)
-    spec, columns = unit.weights[cfg.weights], unit.config_columns(role)
-    return lambda params, config: jnp.sum(jnp.square(_used_kernel(
-        cfg, spec, params[cfg.weights]["kernel"], config, columns)))
+def _used_mask(spec: WeightSpec, cin: jax.Array, cout: jax.Array, groups: jax.Array
+               ) -> jax.Array:
+    """0/1 over the stored kernel (its own layout): the entries a conv `cin -> cout` in
+    `groups` groups reads (traced counts)."""
+    if spec.kind == "matrix":
+        return block_diagonal_mask(spec.cin, spec.cout, cin, cout, jnp.int32(1))
+    if spec.kind == "depthwise":
+        return (jnp.arange(spec.cout) < cout).astype(jnp.float32)  # broadcasts over k, k, 1
+    layout = spec.layout
+    if layout.tile_ids is None:
+        return block_diagonal_mask(spec.cin, spec.cout, cin, cout, groups)
+    # Stored tiles: the same test on each tile's rows and columns of the full kernel.
+    tile_rows, tile_cols = np.nonzero(layout.tile_ids >= 0)  # row-major = storage order
+    rows = (tile_rows[:, None] * layout.tile_in + np.arange(layout.tile_in))[:, :, None]
+    cols = (tile_cols[:, None] * layout.tile_out + np.arange(layout.tile_out))[:, None, :]
+    groups = jnp.maximum(groups, 1)
+    same = rows // jnp.maximum(cin // groups, 1) == cols // jnp.maximum(cout // groups, 1)
+    mask = ((rows < cin) & (cols < cout) & same).astype(jnp.float32)
+    return mask[:, None, None]  # [tiles, 1, 1, tile_in, tile_out]
 
 
-def _unit_l2(unit: UnitPlan, p: Params, indices: jax.Array, grad: bool = False) -> Any:
-    """The unit's kernel L2 for `indices` (grad: its gradient, a tree like `p`). Each
-    switch branch differentiates only itself, so nothing is kept across switches (autodiff
-    of the whole would keep every branch's full kernels as residuals, 10 GB for
-    mobilenet_edgetpu_v2's masked layers)."""
+def _unit_masks(unit: UnitPlan, indices: jax.Array) -> dict[str, jax.Array]:
+    """Per weights key, 0/1 over its stored kernel: the entries the child reads."""
     row = unit.lookup.row(indices)
-    total = jax.tree.map(jnp.zeros_like, p) if grad else jnp.float32(0.0)
+    runs = (row[unit.skip_column] == 0) if unit.skippable else jnp.bool_(True)
+    masks: dict[str, jax.Array] = {}
     for r, branches in enumerate(unit.branches):
-        names = sorted({c.weights for c in branches if isinstance(c, LayerConfig)})
-        if not names:
-            continue
-        fns = [_squares(c, unit, r) for c in branches]
-        if grad:
-            fns = [jax.grad(f) for f in fns]
-        out = lax.switch(row[r], fns, {n: p[n] for n in names}, row)
-        if grad:
-            total = {**total, **{n: jax.tree.map(jnp.add, total[n], out[n]) for n in names}}
-        else:
-            total = total + out
-    if unit.skippable:  # a skipped block reads no weights
-        used = (row[unit.skip_column] == 0).astype(jnp.float32)
-        total = jax.tree.map(lambda a: a * used, total)
-    return total
+        cin_col, cout_col, groups_col = unit.config_columns(r)
+        for name in sorted({c.weights for c in branches if isinstance(c, LayerConfig)}):
+            readers = [b for b, c in enumerate(branches)
+                       if isinstance(c, LayerConfig) and c.weights == name]
+            read = runs & jnp.isin(row[r], jnp.asarray(readers))
+            mask = _used_mask(unit.weights[name], row[cin_col], row[cout_col],
+                              row[groups_col]) * read.astype(jnp.float32)
+            masks[name] = masks[name] + mask if name in masks else mask
+    return masks
 
 
 def _kernel_l2(plan: SupernetPlan, params: Params, indices: jax.Array,
                op_warm: jax.Array | None, grad: bool) -> Any:
-    out = {}
+    """The L2 (grad False) or its gradient (a tree like `params`): 2 w on the used
+    entries. Elementwise over the stored kernels: no switch, nothing to compile per
+    branch."""
+    out: dict[str, Any] = {}
     for unit in plan.units:
         p = params[unit.name]
         if op_warm is None or not unit.warm_positions:
-            out[unit.name] = _unit_l2(unit, p, indices, grad)
-            continue
-        members, weights = _mixture(unit.warm_positions, unit.warm_combos, indices, op_warm)
-        zero = jax.tree.map(jnp.zeros_like, p) if grad else jnp.float32(0.0)
+            masks = _unit_masks(unit, indices)
+        else:  # the mixture's members' masks, weighted as their outputs
+            members, weights = _mixture(unit.warm_positions, unit.warm_combos, indices,
+                                        op_warm)
+            zero = {n: jnp.zeros(jnp.broadcast_shapes(m.shape, p[n]["kernel"].shape))
+                    for n, m in _unit_masks(unit, indices).items()}
 
-        def body(total, member_and_weight, unit=unit, p=p):
-            member, weight = member_and_weight
-            term = _unit_l2(unit, p, member, grad)
-            return jax.tree.map(lambda t, a: t + weight * a, total, term), None
+            def body(total, member_and_weight, unit=unit, zero=zero):
+                member, weight = member_and_weight
+                term = lax.cond(weight > 0, lambda: {n: weight * jnp.broadcast_to(
+                    m, zero[n].shape) for n, m in _unit_masks(unit, member).items()},
+                    lambda: zero)
+                return jax.tree.map(jnp.add, total, term), None
 
-        out[unit.name] = lax.scan(body, zero, (members, weights))[0]
+            masks = lax.scan(body, zero, (members, weights))[0]
+        if grad:
+            out[unit.name] = {n: {k: (2.0 * v * masks[n] if k == "kernel" and n in masks
+                                      else jnp.zeros_like(v)) for k, v in w.items()}
+                              for n, w in p.items()}
+        else:
+            out[unit.name] = sum((jnp.sum(jnp.square(p[n]["kernel"]) * m)
+                                  for n, m in masks.items()), jnp.float32(0.0))
     if grad:
         return {**out, "task_head": jax.tree.map(jnp.zeros_like, params["task_head"])}
     return sum(out.values(), jnp.float32(0.0))
