@@ -195,19 +195,25 @@ def test_op_warmup_averages_the_block_over_warm_choices(setup):
                                _block_once(bp, p, indices, x), rtol=1e-6, atol=1e-6)
 
 
+def _block_case(setup, block, seed, values):
+    """A block's plan and weights, an input for it, decision positions, and the
+    architecture of every first choice but `values`."""
+    space, plan, params, _ = setup
+    bp = plan.blocks[block]
+    x = jax.random.normal(jax.random.key(seed), (4, 8, 8, bp.in_width))
+    choices = {d.name: d.choices[0] for d in space.decisions} | values
+    indices = jnp.asarray(space.indices_for(choices), jnp.int32)
+    return (space, plan, params, bp, params[bp.name], x,
+            {d.name: d.position for d in space.decisions}, indices)
+
+
 def test_op_warmup_mixes_a_kernel_size_at_its_switch(setup):
     """A warm kernel size (a decision of the kxk switch alone) is mixed at that switch, as
     TuNAS mixes a OneOf where it sits: project(mean of the kxk outputs), not the mean
     of whole blocks; and a warm unit pays one kxk branch per kernel size, not one unit
     per combination."""
-    space, plan, params, _ = setup
-    bp = plan.blocks[0]
-    p = params[bp.name]
-    x = jax.random.normal(jax.random.key(4), (4, 8, 8, bp.in_width))
-    pos = {d.name: d.position for d in space.decisions}
-    values = {d.name: d.choices[0] for d in space.decisions}
-    values.update({"stages.0.blocks.0.op": "dw_ibn", "stages.0.blocks.0.expansion_ratio": 2})
-    indices = jnp.asarray(space.indices_for(values), jnp.int32)
+    space, plan, params, bp, p, x, pos, indices = _block_case(
+        setup, 0, 4, {"stages.0.blocks.0.op": "dw_ibn", "stages.0.blocks.0.expansion_ratio": 2})
     k_pos = pos["stages.0.blocks.0.kernel_size"]
     assert bp.warm_local[bp.roles.index("kxk")] == (k_pos, pos["stages.0.blocks.0.group_size"])
     assert bp.warm_structural == (pos["stages.0.blocks.0.op"],)
@@ -245,13 +251,7 @@ def test_op_warmup_mixes_a_kernel_size_at_its_switch(setup):
 
 def test_op_warmup_of_a_skippable_block_is_x_plus_the_mean_of_its_ops(setup):
     """TuNAS's warm skippable layer: x + (sum of the ops' f(x)) / n, skip counting 0."""
-    space, plan, params, _ = setup
-    bp = plan.blocks[1]
-    p = params[bp.name]
-    x = jax.random.normal(jax.random.key(6), (4, 8, 8, bp.in_width))
-    pos = {d.name: d.position for d in space.decisions}
-    values = {d.name: d.choices[0] for d in space.decisions}
-    indices = jnp.asarray(space.indices_for(values), jnp.int32)
+    space, _, _, bp, p, x, pos, indices = _block_case(setup, 1, 6, {})
     op_pos = pos["stages.0.blocks.1.op"]
     warm = jnp.zeros(space.num_decisions, bool).at[op_pos].set(True)
     choices = space.decisions[op_pos].choices
