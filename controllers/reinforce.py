@@ -31,9 +31,16 @@ REINFORCE, as the TuNAS code (`tunas/mobile_architecture_search.py`) does it:
 - loss = -mean_k(stop_gradient(R_k - b) * log p(arch_k)), log p summing only
   decisions on the active path (`space.active_mask`);
 - optional entropy bonus (TuNAS default weight 0) on the active-path entropy;
-- Adam with beta1 = 0, beta2 = 0.999, eps = 1e-8 (optax `scale_by_adam`),
-  scaled by the scheduled learning rate. During the delay the LR is 0 but
-  Adam's second moments still accumulate, as in TuNAS.
+- decisions replaced by a warmup (op warmup ran all choices, filter warmup
+  forced the largest) get no credit: TuNAS's `_replace_sample_with_probability`
+  makes their log-probability a constant (`update(..., credited=...)`);
+- Adam with beta1 = 0, beta2 = 0.999, eps = 1e-8 (optax `scale_by_adam`'s
+  moments and debiasing), scaled by the scheduled learning rate, except that
+  the second moment takes the mean of the per-sample squared gradients, not
+  the square of the mean gradient: TuNAS's `tpu_optimizer_ops.apply_adam`
+  squares each core's gradient, then averages across cores (a smaller step
+  when the samples disagree). During the delay the LR is 0 but Adam's moments
+  still accumulate, as in TuNAS.
 """
 
 from __future__ import annotations
@@ -199,9 +206,28 @@ def log_prob(logits: jax.Array, indices: jax.Array, active_mask: jax.Array) -> j
     return jnp.sum(jnp.where(active_mask, chosen, 0.0), axis=-1)
 
 
-def update(state: ControllerState, indices: jax.Array,
-           rewards: jax.Array) -> tuple[ControllerState, dict[str, jax.Array]]:
+def _adam(opt_state: optax.ScaleByAdamState, grad_mean: jax.Array, grad_square_mean: jax.Array,
+          config: ReinforceConfig) -> tuple[jax.Array, optax.ScaleByAdamState]:
+    """optax.scale_by_adam's update, fed the mean of the squared per-sample gradients for
+    the second moment (TuNAS's cross-core Adam). Same state pytree as optax's."""
+    b1, b2 = config.adam_b1, config.adam_b2
+    count = optax.safe_increment(opt_state.count)
+    mu = b1 * opt_state.mu + (1.0 - b1) * grad_mean
+    nu = b2 * opt_state.nu + (1.0 - b2) * grad_square_mean
+    t = count.astype(jnp.float32)
+    mu_hat = mu / (1.0 - b1 ** t)
+    nu_hat = nu / (1.0 - b2 ** t)
+    return mu_hat / (jnp.sqrt(nu_hat) + config.adam_eps), opt_state._replace(
+        count=count, mu=mu, nu=nu)
+
+
+def update(state: ControllerState, indices: jax.Array, rewards: jax.Array,
+           credited: jax.Array | None = None) -> tuple[ControllerState, dict[str, jax.Array]]:
     """One REINFORCE + Adam step from K sampled architectures [K, D] and their rewards [K].
+
+    `credited` (bool [K, D], optional): the decisions whose sampled choice was really
+    used; the others (replaced by a warmup) count neither in the log-probability nor in
+    the entropy bonus. None: all of them.
 
     Returns the new state and metrics: reward (mean), baseline (the one used),
     advantage (mean), loss, log_prob (mean), entropy (sum over all decisions),
@@ -217,6 +243,11 @@ def update(state: ControllerState, indices: jax.Array,
             f"update: indices {indices.shape} and rewards {rewards.shape} must be [K, D] and [K]"
         )
     active = spec.space.active_mask(indices, xp=jnp)
+    if credited is not None:
+        if credited.shape != indices.shape:
+            raise SpecError(f"update: credited {credited.shape} must have the shape of "
+                            f"indices {indices.shape}")
+        active = active & credited
 
     m = config.baseline_momentum
     step_reward = jnp.mean(rewards)
@@ -228,17 +259,20 @@ def update(state: ControllerState, indices: jax.Array,
         baseline = jnp.where(state.baseline_denominator > 0, state.baseline, step_reward)
     advantage = jax.lax.stop_gradient(rewards - baseline)  # [K]
 
-    def loss_fn(logits: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        lp = log_prob(logits, indices, active)  # [K]
-        active_entropy = jnp.mean(jnp.sum(
-            jnp.where(active, decision_entropies(logits)[None, :], 0.0), axis=-1))
-        loss = -jnp.mean(advantage * lp) - config.entropy_weight * active_entropy
-        return loss, (lp, active_entropy)
+    def sample_loss(logits: jax.Array, indices: jax.Array, active: jax.Array,
+                    advantage: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        # One sample's loss (TuNAS: one core's); the step's loss is their mean.
+        lp = log_prob(logits, indices, active)
+        active_entropy = jnp.sum(jnp.where(active, decision_entropies(logits), 0.0))
+        return -advantage * lp - config.entropy_weight * active_entropy, (lp, active_entropy)
 
-    (loss, (lp, active_entropy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.logits)
+    (losses, (lp, entropies)), grads = jax.vmap(
+        jax.value_and_grad(sample_loss, has_aux=True), in_axes=(None, 0, 0, 0))(
+        state.logits, indices, active, advantage)  # grads: [K, D, max_choices]
+    loss, active_entropy = jnp.mean(losses), jnp.mean(entropies)
     lr = controller_learning_rate(state.step, config.schedule)
-    adam_updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.logits)
+    adam_updates, opt_state = _adam(state.opt_state, jnp.mean(grads, axis=0),
+                                    jnp.mean(jnp.square(grads), axis=0), config)
     valid = jnp.asarray(spec.choice_mask())
     # Padded slots get zero gradient already; the mask keeps them pinned regardless.
     logits = jnp.where(valid, state.logits - lr * adam_updates, PADDED_LOGIT)

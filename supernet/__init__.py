@@ -35,11 +35,11 @@ from supernet.standalone import (
     get_layer,
     layer_modules,
 )
-from supernet.supernet import apply, backbone, init_params
+from supernet.supernet import apply, backbone, init_params, kernel_l2
 
 __all__ = [
     "BN_EPSILON", "BN_MOMENTUM", "CONV_IMPLS", "BatchNorm", "ConvBN", "GraphBlock",
     "StandaloneModel", "SupernetPlan", "abstract_model", "apply", "backbone", "build_model",
     "child_weights", "conv2d", "conv_kernel_init", "count_params", "get_layer", "inherit",
-    "init_params", "layer_modules", "make_plan",
+    "init_params", "kernel_l2", "layer_modules", "make_plan",
 ]

@@ -132,9 +132,18 @@ class UnitPlan:
     can_residual: bool
     weights: dict[str, WeightSpec]  # in initialization order
     # Op warmup: positions of the unit's OP decisions and every combination of their
-    # choice indices ([M, len(positions)]), to average over when warm.
+    # choice indices ([M, len(positions)]).
     warm_positions: tuple[int, ...] = ()
     warm_combos: np.ndarray | None = None
+    # Where each OP decision is mixed when warm (`_warm_sites`): `warm_local[r]` are the
+    # decisions that change only role r's switch (a kernel size, a group size), mixed at
+    # that switch; `warm_structural` change several roles, the residual or the skip (the
+    # block type), mixed over the whole unit. `*_combos`: every combination of their
+    # choice indices.
+    warm_structural: tuple[int, ...] = ()
+    warm_structural_combos: np.ndarray | None = None
+    warm_local: tuple[tuple[int, ...], ...] = ()
+    warm_local_combos: tuple[np.ndarray | None, ...] = ()
 
     @property
     def out_width(self) -> int:
@@ -330,15 +339,56 @@ def _unit_plan(space: SearchSpace, unit: Unit, limit: int | None, input_channels
         widths.append(width)
     weights = _weight_specs({k: readers[k] for k in sorted(readers, key=lambda k: (
         key_role[k], k))}, where)
+    lookup = Lookup(positions, mixed_radix(counts), table)
     warm = [p for p in unit.own_positions if space.decisions[p].tag == OP]
-    warm_combos = np.array(list(itertools.product(*(range(space.num_choices[p])
-                                                   for p in warm))),
-                           dtype=np.int32).reshape(-1, len(warm)) if warm else None
+    sites = _warm_sites(lookup, counts, len(roles), warm)
+    structural = [p for p in warm if p in sites and sites[p] is None]
+    local = tuple(tuple(p for p in warm if sites.get(p) == r) for r in range(len(roles)))
     return UnitPlan(unit.name, unit.kind, roles, tuple(tuple(b) for b in branches), in_width,
-                    tuple(widths), Lookup(positions, mixed_radix(counts), table),
+                    tuple(widths), lookup,
                     skippable=bool(table[:, len(roles) + 1].any()),
                     can_residual=bool(table[:, len(roles)].any()), weights=weights,
-                    warm_positions=tuple(warm), warm_combos=warm_combos)
+                    warm_positions=tuple(warm), warm_combos=_combos(space, warm),
+                    warm_structural=tuple(structural),
+                    warm_structural_combos=_combos(space, structural), warm_local=local,
+                    warm_local_combos=tuple(_combos(space, list(ps)) for ps in local))
+
+
+def _combos(space: SearchSpace, positions: list[int]) -> np.ndarray | None:
+    """Every combination of the choice indices at `positions` ([M, len(positions)])."""
+    if not positions:
+        return None
+    return np.array(list(itertools.product(*(range(space.num_choices[p]) for p in positions))),
+                    dtype=np.int32).reshape(-1, len(positions))
+
+
+def _warm_sites(lookup: Lookup, num_choices: list[int], num_roles: int, warm: list[int]
+                ) -> dict[int, int | None]:
+    """For each warm position, the one role whose switch it alone changes (TuNAS mixes a
+    OneOf where it sits: a kernel size at its conv), or None when it changes more (the
+    residual, the skip, several roles: the block type, mixed over the whole unit).
+    `num_choices`: per lookup position. A decision that changes nothing here is left out."""
+    table = lookup.table
+    role_of_column = np.full(table.shape[1], -1)  # residual and skip flags: -1
+    role_of_column[:num_roles] = np.arange(num_roles)
+    for r in range(num_roles):
+        base = num_roles + 2 + 3 * r
+        role_of_column[base:base + 3] = r
+    combo = np.arange(len(table))
+    sites: dict[int, int | None] = {}
+    for pos in warm:
+        if pos not in lookup.positions:
+            continue
+        j = lookup.positions.index(pos)
+        radix, n = lookup.radices[j], num_choices[j]
+        current = (combo // radix) % n
+        changed = np.zeros(table.shape[1], bool)
+        for c in range(n):  # every row against the same row with choice c at pos
+            changed |= (table[combo] != table[combo + (c - current) * radix]).any(axis=0)
+        roles = set(role_of_column[changed].tolist())
+        if roles:
+            sites[pos] = roles.pop() if len(roles) == 1 and -1 not in roles else None
+    return sites
 
 
 def make_plan(space: SearchSpace,

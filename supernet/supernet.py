@@ -27,6 +27,12 @@ A layer the plan masks (more configurations than its branch limit) runs its
 widest configuration per op family and kernel size instead, with the child's
 group blocks masked out of the full kernel and its output channels past the
 child's width zeroed: the same numbers, at the widest layer's cost.
+
+Op warmup (`apply(..., op_warm=...)`): a warm OP decision runs all its choices
+and averages them where it sits, as TuNAS's OneOf masks of 1/n: at its switch
+when it changes only that switch (kernel and group size), over the whole unit
+otherwise (block type, skip). Weight decay (`kernel_l2`): TuNAS's L2 on the
+conv kernel entries the sampled child reads, nothing else.
 """
 
 from __future__ import annotations
@@ -99,29 +105,40 @@ def kernel_of(spec: WeightSpec, stored: jax.Array, cin: int, cout: int, groups: 
     return spec.layout.grouped_kernel(stored, cin, cout, groups)
 
 
+def _read_kernel(cfg: LayerConfig, spec: WeightSpec, w: jax.Array, config: jax.Array,
+                 columns: tuple[int, int, int]) -> jax.Array:
+    """The kernel branch `cfg` convolves with: the child's own slice of the stored weights
+    (a masked branch: the widest slice, the child's group blocks masked)."""
+    if spec.kind == "matrix":
+        return w[:cfg.cin, :cfg.cout]
+    if cfg.depthwise:  # masked or not: zero input channels give zero outputs
+        return w[..., :cfg.cout]
+    if cfg.masked:  # dense over the widest channels, the child's group blocks masked
+        kernel = spec.layout.full_kernel(w)[:, :, :cfg.cin, :cfg.cout]
+        if cfg.groups != 1:
+            cin_col, cout_col, groups_col = columns
+            kernel = kernel * block_diagonal_mask(
+                cfg.cin, cfg.cout, config[cin_col], config[cout_col],
+                config[groups_col]).astype(kernel.dtype)
+        return kernel
+    return kernel_of(spec, w, cfg.cin, cfg.cout, cfg.groups)
+
+
 def _branch(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int) -> Branch:
     if isinstance(cfg, PassConfig):
         return Branch(lambda p, x, c: _subsample(x, cfg.subsample))
     spec = unit.weights[cfg.weights]
-    cin_col, cout_col, groups_col = unit.config_columns(role)
+    columns = unit.config_columns(role)
 
     def conv(p: Params, x: jax.Array, config: jax.Array) -> jax.Array:
-        w = p[cfg.weights]["kernel"]
+        kernel = _read_kernel(cfg, spec, p[cfg.weights]["kernel"], config, columns)
         x = x[..., :cfg.cin]
         if spec.kind == "matrix":
-            y = ops.conv1x1(_subsample(x, cfg.stride), w[:cfg.cin, :cfg.cout])
-        elif cfg.depthwise:  # masked or not: zero input channels give zero outputs
-            y = ops.depthwise_conv(x, w[..., :cfg.cout], cfg.stride)
-        elif cfg.masked:  # dense over the widest channels, the child's group blocks masked
-            kernel = spec.layout.full_kernel(w)[:, :, :cfg.cin, :cfg.cout]
-            if cfg.groups != 1:
-                kernel = kernel * block_diagonal_mask(
-                    cfg.cin, cfg.cout, config[cin_col], config[cout_col],
-                    config[groups_col]).astype(kernel.dtype)
-            y = ops.group_conv(x, kernel, cfg.stride, 1)
-        else:
-            y = ops.group_conv(x, kernel_of(spec, w, cfg.cin, cfg.cout, cfg.groups),
-                               cfg.stride, cfg.groups)
+            y = ops.conv1x1(_subsample(x, cfg.stride), kernel)
+        elif cfg.depthwise:
+            y = ops.depthwise_conv(x, kernel, cfg.stride)
+        else:  # a masked branch runs its group conv densely over the masked kernel
+            y = ops.group_conv(x, kernel, cfg.stride, 1 if cfg.masked else cfg.groups)
         return _subsample(y, cfg.subsample)
 
     def post(p: Params, z: jax.Array) -> jax.Array:
@@ -133,40 +150,158 @@ def _branch(cfg: LayerConfig | PassConfig, unit: UnitPlan, role: int) -> Branch:
     return Branch(conv, post)
 
 
-def _unit(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array,
-          op_warm: jax.Array | None) -> jax.Array:
-    """One unit; with `op_warm` ([D] bool), each warm OP decision of the unit runs
-    all its choices and the outputs are averaged (TuNAS's op warmup).
+def _used_mask(spec: WeightSpec, cin: jax.Array, cout: jax.Array, groups: jax.Array
+               ) -> jax.Array:
+    """0/1 over the stored kernel (its own layout): the entries a conv `cin -> cout` in
+    `groups` groups reads (traced counts)."""
+    if spec.kind == "matrix":
+        return block_diagonal_mask(spec.cin, spec.cout, cin, cout, jnp.int32(1))
+    if spec.kind == "depthwise":
+        return (jnp.arange(spec.cout) < cout).astype(jnp.float32)  # broadcasts over k, k, 1
+    layout = spec.layout
+    if layout.tile_ids is None:
+        return block_diagonal_mask(spec.cin, spec.cout, cin, cout, groups)
+    # Stored tiles: the same test on each tile's rows and columns of the full kernel.
+    tile_rows, tile_cols = np.nonzero(layout.tile_ids >= 0)  # row-major = storage order
+    rows = (tile_rows[:, None] * layout.tile_in + np.arange(layout.tile_in))[:, :, None]
+    cols = (tile_cols[:, None] * layout.tile_out + np.arange(layout.tile_out))[:, None, :]
+    groups = jnp.maximum(groups, 1)
+    same = rows // jnp.maximum(cin // groups, 1) == cols // jnp.maximum(cout // groups, 1)
+    mask = ((rows < cin) & (cols < cout) & same).astype(jnp.float32)
+    return mask[:, None, None]  # [tiles, 1, 1, tile_in, tile_out]
 
-    The average is a `lax.scan` over every combination of the unit's op
-    choices, weighted by prod_d (1/n_d if warm else [choice == sampled]); a
-    combination of weight 0 is a skipped `lax.cond`, so a step without warm
-    decisions pays for one unit, and the unit body is compiled once.
-    """
-    if op_warm is None or not unit.warm_positions:
-        return _unit_once(unit, p, indices, x)
-    positions = jnp.asarray(unit.warm_positions)
-    combos = jnp.asarray(unit.warm_combos)
-    num_choices = jnp.asarray(unit.warm_combos.max(axis=0) + 1, dtype=x.dtype)
-    warm = op_warm[positions]
-    factors = jnp.where(warm[None, :], 1.0 / num_choices[None, :],
-                        (combos == indices[positions][None, :]).astype(x.dtype))
-    weights = jnp.prod(factors, axis=1)
-    out_shape = jax.eval_shape(lambda: _unit_once(unit, p, indices, x))
 
-    def body(total: jax.Array, combo_and_weight):
-        combo, weight = combo_and_weight
-        combo_indices = indices.at[positions].set(combo)
-        out = lax.cond(weight > 0,
-                       lambda: weight * _unit_once(unit, p, combo_indices, x),
-                       lambda: jnp.zeros(out_shape.shape, out_shape.dtype))
+def _unit_masks(unit: UnitPlan, indices: jax.Array) -> dict[str, jax.Array]:
+    """Per weights key, 0/1 over its stored kernel: the entries the child reads."""
+    row = unit.lookup.row(indices)
+    runs = (row[unit.skip_column] == 0) if unit.skippable else jnp.bool_(True)
+    masks: dict[str, jax.Array] = {}
+    for r, branches in enumerate(unit.branches):
+        cin_col, cout_col, groups_col = unit.config_columns(r)
+        for name in sorted({c.weights for c in branches if isinstance(c, LayerConfig)}):
+            readers = [b for b, c in enumerate(branches)
+                       if isinstance(c, LayerConfig) and c.weights == name]
+            read = runs & jnp.isin(row[r], jnp.asarray(readers))
+            mask = _used_mask(unit.weights[name], row[cin_col], row[cout_col],
+                              row[groups_col]) * read.astype(jnp.float32)
+            masks[name] = masks[name] + mask if name in masks else mask
+    return masks
+
+
+def _kernel_l2(plan: SupernetPlan, params: Params, indices: jax.Array,
+               op_warm: jax.Array | None, grad: bool) -> Any:
+    """The L2 (grad False) or its gradient (a tree like `params`): 2 w on the used
+    entries. Elementwise over the stored kernels: no switch, nothing to compile per
+    branch."""
+    out: dict[str, Any] = {}
+    for unit in plan.units:
+        p = params[unit.name]
+        if op_warm is None or not unit.warm_positions:
+            masks = _unit_masks(unit, indices)
+        else:  # the mixture's members' masks, weighted as their outputs
+            members, weights = _mixture(unit.warm_positions, unit.warm_combos, indices,
+                                        op_warm)
+            zero = {n: jnp.zeros(jnp.broadcast_shapes(m.shape, p[n]["kernel"].shape))
+                    for n, m in _unit_masks(unit, indices).items()}
+
+            def body(total, member_and_weight, unit=unit, zero=zero):
+                member, weight = member_and_weight
+                term = lax.cond(weight > 0, lambda: {n: weight * jnp.broadcast_to(
+                    m, zero[n].shape) for n, m in _unit_masks(unit, member).items()},
+                    lambda: zero)
+                return jax.tree.map(jnp.add, total, term), None
+
+            masks = lax.scan(body, zero, (members, weights))[0]
+        if grad:
+            out[unit.name] = {n: {k: (2.0 * v * masks[n] if k == "kernel" and n in masks
+                                      else jnp.zeros_like(v)) for k, v in w.items()}
+                              for n, w in p.items()}
+        else:
+            out[unit.name] = sum((jnp.sum(jnp.square(p[n]["kernel"]) * m)
+                                  for n, m in masks.items()), jnp.float32(0.0))
+    if grad:
+        return {**out, "task_head": jax.tree.map(jnp.zeros_like, params["task_head"])}
+    return sum(out.values(), jnp.float32(0.0))
+
+
+def kernel_l2(plan: SupernetPlan, params: Params, indices: jax.Array,
+              op_warm: jax.Array | None = None) -> jax.Array:
+    """Sum of squares of the conv kernel entries architecture `indices` uses (TuNAS's L2:
+    conv kernels only, masked to the sampled branch and its channels; never batch norm
+    or the task head). Its gradient is zero on every weight the child does not read, so
+    `weight_decay / 2 * kernel_l2` in the loss decays only the sampled path. With
+    `op_warm`, a unit's warm mixture decays each member's kernels with its mixture
+    weight (the members' L2 averaged as their outputs are)."""
+    warm = jnp.zeros(indices.shape, bool) if op_warm is None else op_warm
+
+    # Indices and warm flags are arguments, not closures, so custom_vjp sees every tracer.
+    @jax.custom_vjp
+    def l2(params: Params, indices: jax.Array, warm: jax.Array) -> jax.Array:
+        return _kernel_l2(plan, params, indices, None if op_warm is None else warm, False)
+
+    def l2_fwd(params: Params, indices: jax.Array, warm: jax.Array):
+        return l2(params, indices, warm), (params, indices, warm)
+
+    def l2_bwd(residuals, g: jax.Array):
+        params, indices, warm = residuals
+        grads = _kernel_l2(plan, params, indices, None if op_warm is None else warm, True)
+        return jax.tree.map(lambda a: g * a, grads), None, None
+
+    l2.defvjp(l2_fwd, l2_bwd)
+    return l2(params, indices, warm)
+
+
+def _mixture(positions: tuple[int, ...], combos: np.ndarray, indices: jax.Array,
+             op_warm: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """([M, D] indices, [M] weights) of a warm mixture: every combination of the choices
+    at `positions`, weighted by prod_d (1/n_d if decision d is warm, else [choice ==
+    sampled]); with nothing warm, the sampled combination alone has weight 1."""
+    pos = jnp.asarray(positions)
+    table = jnp.asarray(combos)
+    num_choices = jnp.asarray(combos.max(axis=0) + 1, jnp.float32)
+    factors = jnp.where(op_warm[pos][None, :], 1.0 / num_choices[None, :],
+                        (table == indices[pos][None, :]).astype(jnp.float32))
+    mixed = jnp.broadcast_to(indices, (len(combos), indices.shape[0])).at[:, pos].set(table)
+    return mixed, jnp.prod(factors, axis=1)
+
+
+def _weighted_sum(fn, members: jax.Array, weights: jax.Array, shape: jax.ShapeDtypeStruct
+                  ) -> jax.Array:
+    """sum_m weights[m] * fn(members[m]) as a `lax.scan` (fn traced once); a member of
+    weight 0 is a skipped `lax.cond`, so a step with nothing warm computes one."""
+    def body(total: jax.Array, member_and_weight):
+        member, weight = member_and_weight
+        out = lax.cond(weight > 0, lambda: weight.astype(shape.dtype) * fn(member),
+                       lambda: jnp.zeros(shape.shape, shape.dtype))
         return total + out, None
 
-    total, _ = lax.scan(body, jnp.zeros(out_shape.shape, out_shape.dtype), (combos, weights))
+    total, _ = lax.scan(body, jnp.zeros(shape.shape, shape.dtype), (members, weights))
     return total
 
 
-def _unit_once(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array) -> jax.Array:
+def _unit(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array,
+          op_warm: jax.Array | None) -> jax.Array:
+    """One unit; with `op_warm` ([D] bool), each warm OP decision runs all its choices and
+    their outputs are averaged where the decision sits (TuNAS's op warmup, which mixes
+    each OneOf's choices with mask 1/n): a decision local to one switch (a kernel size)
+    is mixed at that switch (`_unit_once`); one that changes the unit's structure (the
+    block type, skip) is mixed over the whole unit, so a skippable block under warmup
+    gives x + mean of its ops' f(x), zero for skip (TuNAS's zero op in a residual)."""
+    if op_warm is None or not unit.warm_positions:
+        return _unit_once(unit, p, indices, x)
+    if not unit.warm_structural:
+        return _unit_once(unit, p, indices, x, op_warm)
+    members, weights = _mixture(unit.warm_structural, unit.warm_structural_combos, indices,
+                                op_warm)
+    shape = jax.eval_shape(lambda: _unit_once(unit, p, indices, x))
+    return _weighted_sum(lambda member: _unit_once(unit, p, member, x, op_warm), members,
+                         weights, shape)
+
+
+def _unit_once(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array,
+               op_warm: jax.Array | None = None) -> jax.Array:
+    """The unit's switches for `indices`; with `op_warm`, the warm decisions local to a
+    switch are mixed there (the unit's structure is `indices`' own)."""
     row = unit.lookup.row(indices)
 
     def compute(x: jax.Array) -> jax.Array:
@@ -176,9 +311,24 @@ def _unit_once(unit: UnitPlan, p: Params, indices: jax.Array, x: jax.Array) -> j
             # a gradient (zeros but for the branch taken) for every leaf passed in.
             names = {c.weights for c in branches if isinstance(c, LayerConfig)}
             masked = any(isinstance(c, LayerConfig) and c.masked for c in branches)
-            y = switch_layer(row[r], [_branch(c, unit, r) for c in branches], unit.widths[r],
-                             {n: p[n] for n in sorted(names)}, y, config=row,
-                             mask_width=row[unit.config_columns(r)[1]] if masked else None)
+            layer = [_branch(c, unit, r) for c in branches]
+            weights = {n: p[n] for n in sorted(names)}
+            cout_col = unit.config_columns(r)[1]
+
+            def switch(member_row: jax.Array, y: jax.Array = y, r: int = r, layer=layer,
+                       weights=weights, masked: bool = masked, cout_col: int = cout_col
+                       ) -> jax.Array:
+                return switch_layer(member_row[r], layer, unit.widths[r], weights, y,
+                                    config=member_row,
+                                    mask_width=member_row[cout_col] if masked else None)
+
+            if op_warm is None or not unit.warm_local[r]:
+                y = switch(row)
+                continue
+            members, mix = _mixture(unit.warm_local[r], unit.warm_local_combos[r], indices,
+                                    op_warm)
+            rows = jax.vmap(unit.lookup.row)(members)
+            y = _weighted_sum(switch, rows, mix, jax.eval_shape(switch, row))
         if unit.can_residual:
             # Residuals only join equal widths, so the carried padding lines up.
             skip_in = ops.pad_channels(x[..., :unit.out_width], unit.out_width)

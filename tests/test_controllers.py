@@ -169,6 +169,55 @@ def test_baseline_is_debiased_ema_updated_before_advantage():
     assert float(p2["advantage"]) == pytest.approx(0.5)
 
 
+def _two_sample_update(credited=None):
+    """One update from 2 architectures that differ at every decision, rewards 1 and 0
+    (baseline 0.5: advantages +0.5 and -0.5, so the per-sample gradients differ)."""
+    state = _state()
+    idx = jnp.stack([jnp.zeros(SPACE.num_decisions, jnp.int32),
+                     jnp.ones(SPACE.num_decisions, jnp.int32)])
+    new, _ = C.update(state, idx, jnp.asarray([1.0, 0.0]), credited)
+    active = SPACE.active_mask(np.asarray(idx)) if credited is None else (
+        SPACE.active_mask(np.asarray(idx)) & np.asarray(credited))
+    per_sample = [jax.grad(lambda lg, k=k, adv=adv: -adv * C.log_prob(lg, idx[k], active[k]))(
+        state.logits) for k, adv in enumerate((0.5, -0.5))]
+    return state, new, np.asarray(per_sample)
+
+
+def test_adam_second_moment_averages_per_sample_squares():
+    # TuNAS (tpu_optimizer_ops.apply_adam): v += (1 - b2) * mean_k(g_k^2), not mean(g)^2.
+    state, new, g = _two_sample_update()
+    b2 = state.spec.config.adam_b2
+    assert np.abs(g[0] - g[1]).max() > 0.1  # the samples disagree
+    np.testing.assert_allclose(np.asarray(new.opt_state.nu),
+                               (1 - b2) * np.mean(g ** 2, axis=0), rtol=1e-5, atol=1e-12)
+    # Squaring the mean would differ (here the samples' gradients cancel to 0 in part).
+    assert np.abs((1 - b2) * np.mean(g, axis=0) ** 2
+                  - np.asarray(new.opt_state.nu)).max() > 1e-5
+    np.testing.assert_allclose(np.asarray(new.opt_state.mu), np.mean(g, axis=0) * (
+        1 - state.spec.config.adam_b1), rtol=1e-5, atol=1e-12)
+
+
+def test_warmed_decisions_get_no_credit():
+    # TuNAS: a decision replaced by a warmup has a constant log-probability, so neither its
+    # logits nor its Adam moments move.
+    pos = POS["stages.0.blocks.0.kernel_size"]
+    credited = np.ones((2, SPACE.num_decisions), bool)
+    credited[:, pos] = False
+    _, new, g = _two_sample_update(jnp.asarray(credited))
+    assert np.all(np.asarray(new.logits)[pos, :2] == 0.0)
+    assert np.all(np.asarray(new.opt_state.nu)[pos] == 0.0)
+    assert np.all(g[:, pos] == 0.0)
+    # Without the mask the same decision is credited (today's behaviour would fail above).
+    _, full, _ = _two_sample_update()
+    assert np.abs(np.asarray(full.logits)[pos, :2]).max() > 0.0
+    # The other decisions learn as before.
+    np.testing.assert_allclose(np.asarray(new.logits)[POS["stages.0.blocks.0.op"]],
+                               np.asarray(full.logits)[POS["stages.0.blocks.0.op"]], rtol=1e-6)
+    with pytest.raises(S.SpecError, match="credited"):
+        C.update(_state(), jnp.zeros((2, SPACE.num_decisions), jnp.int32),
+                 jnp.zeros(2), jnp.ones((1, SPACE.num_decisions), bool))
+
+
 def test_config_errors_name_fields():
     with pytest.raises(ValueError, match="total_steps"):
         C.init(SPACE, {"delay_fraction": 0.0})

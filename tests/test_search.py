@@ -6,8 +6,11 @@ import subprocess
 import sys
 import textwrap
 
+import flax.struct
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import cost_models
@@ -82,6 +85,8 @@ def tiny_config(cost_model_dir, **more):
     ({"optimizer.name": "lamb"}, UsageError, "optimizer.name"),
     ({"max_branches_per_layer": "-1"}, UsageError, "max_branches_per_layer"),
     ({"controller.op_warmup_fraction": "0.5"}, SpecError, "op_warmup_fraction"),
+    ({"architectures_per_device": "3"}, UsageError, "architectures_per_device"),
+    ({"architectures_per_device": "0"}, UsageError, "architectures_per_device"),
 ])
 def test_config_errors_name_the_field(overrides, error, words):
     with pytest.raises(error, match=words) as info:
@@ -327,13 +332,17 @@ def test_imagenet_configs_have_tunas_hyperparameters_and_read_mock_data(name, sp
     from tunas_jax.data import create_search_data
 
     config = search.load_search_config(f"experiments/search/{name}.py",
-                                       {"dataset.image_size": "32", "batch_size": "4"})
+                                       {"dataset.image_size": "32", "batch_size": "4",
+                                        "architectures_per_device": "1"})
     assert config.space == space
     opt = config.optimizer
     assert (opt.name, opt.decay, opt.momentum, opt.epsilon) == ("rmsprop", 0.9, 0.9, 1.0)
     assert (opt.base_learning_rate, opt.warmup_fraction) == (0.165, 0.025)
     assert (opt.label_smoothing, opt.weight_decay) == (0.1, 4e-5)
-    assert search.load_search_config(f"experiments/search/{name}.py").valid_batch_size == 4 * 4096
+    full = search.load_search_config(f"experiments/search/{name}.py")
+    assert full.valid_batch_size == 4 * 4096
+    # TuNAS's 32 architectures per step (one per v2-32 core, 128 images each), one device.
+    assert (full.architectures_per_device, full.batch_size // 32) == (32, 128)
     with tfds.testing.mock_data(num_examples=24):
         data = create_search_data(config.dataset, batch_size=4, valid_batch_size=16,
                                   num_threads=1)
@@ -358,6 +367,9 @@ def test_imagenet_search_runs_steps_on_mock_data(name, space, tmp_path):
         "dataset.image_size": "32", "log_every": "1",
         "checkpoint_every": "1000" if big else "2",
         "compilation_cache_dir": "none", "num_devices": "1", "data_threads": "1",
+        # Two architectures of one image each on proxylessnas (the K > 1 path of a real
+        # config); one on mobilenet_edgetpu_v2, whose compile dominates the test.
+        "architectures_per_device": "1" if big else "2",
         "cost_model.workdir": str(tmp_path / "cm")})
     config.cost_model.overrides = {"num_architectures": 200, "num_steps": 200, "workers": 1,
                                    "model": "linear"}
@@ -379,6 +391,78 @@ def test_imagenet_search_runs_steps_on_mock_data(name, space, tmp_path):
         return
     architecture = search_spaces.load(tmp_path / "w" / "architecture.json")
     assert architecture.space.name == space
+
+
+# ---- several architectures per device ----------------------------------------------------
+@flax.struct.dataclass
+class _SumPredictor:
+    """A stand-in latency model (a pytree, as the step takes it): scale * (1 + sum)."""
+
+    scale: jax.Array
+
+    def __call__(self, indices):
+        return self.scale * (1.0 + jnp.sum(indices, axis=-1))
+
+
+def test_k_architectures_per_device_each_train_and_score_on_their_share():
+    """K = 2 on one device: the shared-weight gradient is the mean of each architecture's
+    gradient on its half of the training batch (its own weight decay included), each is
+    scored on its half of the validation batch, and the controller gets both rewards."""
+    import controllers
+    import supernet
+    from tunas_jax import search_step
+
+    space = tiny_search_space()
+    plan, task = supernet.make_plan(space), tasks.get_task("classification", num_classes=10)
+    opt = type("Opt", (), {"name": "momentum", "momentum": 0.9, "base_learning_rate": 2.0,
+                           "warmup_fraction": 0.0})()
+    optimizer, schedule = search_step.make_optimizer(opt, 10, 8)
+    config = controllers.ReinforceConfig.from_mapping({
+        "total_steps": 10, "delay_fraction": 0.0, "op_warmup_fraction": 0.0,
+        "filter_warmup_fraction": 0.0, "base_lr": 0.5, "batch_size": 8})
+    state = search_step.init_state(space, plan, task, optimizer, config, seed=1)
+    predictor, rp = _SumPredictor(jnp.float32(0.01)), search_step.RewardParams.create(0.05,
+                                                                                      -0.1)
+    wd, traces, mesh = 1e-2, [], search_step.make_mesh(1)
+    step = search_step.make_step(space, plan, task, optimizer, schedule, predictor, "abs", rp,
+                                 0.0, mesh, traces, weight_decay=wd,
+                                 architectures_per_device=2)
+    keys = jax.random.split(jax.random.key(5), 4)
+    train = {"image": jax.random.normal(keys[0], (8, 8, 8, 3)),
+             "label": jax.random.randint(keys[1], (8,), 0, 10)}
+    valid = {"image": jax.random.normal(keys[2], (8, 8, 8, 3)),
+             "label": jax.random.randint(keys[3], (8,), 0, 10)}
+    new, metrics = step(search_step.replicate(jax.tree.map(jnp.copy, state), mesh), train,
+                        valid)
+
+    # The same samples as the step draws (its rng derivation, device 0).
+    rng, _ = jax.random.split(state.rng)
+    sample_rng, _ = jax.random.split(jax.random.fold_in(rng, 0))
+    indices = controllers.sample(state.controller, sample_rng, num=2)
+    assert not np.array_equal(indices[0], indices[1])
+    half = [jax.tree.map(lambda a, k=k: a[4 * k:4 * (k + 1)], b) for b in (train, valid)
+            for k in range(2)]
+
+    def loss(p, k):
+        output, _ = supernet.apply(plan, task, p, indices[k], half[k]["image"])
+        return search_step.shared_weight_loss(plan, p, indices[k],
+                                              task.loss(output, half[k])[0], wd)
+
+    grads = jax.tree.map(lambda a, b: (a + b) / 2, jax.grad(loss)(state.params, 0),
+                         jax.grad(loss)(state.params, 1))
+    updates, _ = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    for got, want in zip(jax.tree.leaves(new.params), jax.tree.leaves(params), strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
+    quality = jnp.stack([task.quality(supernet.apply(
+        plan, task, params, indices[k], half[2 + k]["image"], train=False)[0], half[2 + k])
+        for k in range(2)])
+    assert float(metrics["valid_quality"]) == pytest.approx(float(quality.mean()), abs=1e-6)
+    rewards = controllers.abs_reward(quality, predictor(indices), 0.05, -0.1)
+    want, _ = controllers.update(state.controller, indices, rewards)
+    np.testing.assert_allclose(new.controller.logits, want.logits, rtol=1e-5, atol=1e-7)
+    step(new, train, valid)
+    assert len(traces) == 1
 
 
 # ---- several devices ---------------------------------------------------------------------

@@ -14,12 +14,15 @@ from supernet import (
     child_weights,
     inherit,
     init_params,
+    kernel_l2,
     layer_modules,
     make_plan,
 )
 from supernet.plan import LayerConfig
+from supernet.supernet import _branch
 from supernet.supernet import _unit as _block
 from supernet.supernet import _unit_once as _block_once
+from supernet.switch import switch_layer
 from tasks import Classification
 
 jax.config.update("jax_disable_most_optimizations", True)
@@ -192,6 +195,75 @@ def test_op_warmup_averages_the_block_over_warm_choices(setup):
                                _block_once(bp, p, indices, x), rtol=1e-6, atol=1e-6)
 
 
+def _block_case(setup, block, seed, values):
+    """A block's plan and weights, an input for it, decision positions, and the
+    architecture of every first choice but `values`."""
+    space, plan, params, _ = setup
+    bp = plan.blocks[block]
+    x = jax.random.normal(jax.random.key(seed), (4, 8, 8, bp.in_width))
+    choices = {d.name: d.choices[0] for d in space.decisions} | values
+    indices = jnp.asarray(space.indices_for(choices), jnp.int32)
+    return (space, plan, params, bp, params[bp.name], x,
+            {d.name: d.position for d in space.decisions}, indices)
+
+
+def test_op_warmup_mixes_a_kernel_size_at_its_switch(setup):
+    """A warm kernel size (a decision of the kxk switch alone) is mixed at that switch, as
+    TuNAS mixes a OneOf where it sits: project(mean of the kxk outputs), not the mean
+    of whole blocks; and a warm unit pays one kxk branch per kernel size, not one unit
+    per combination."""
+    space, plan, params, bp, p, x, pos, indices = _block_case(
+        setup, 0, 4, {"stages.0.blocks.0.op": "dw_ibn", "stages.0.blocks.0.expansion_ratio": 2})
+    k_pos = pos["stages.0.blocks.0.kernel_size"]
+    assert bp.warm_local[bp.roles.index("kxk")] == (k_pos, pos["stages.0.blocks.0.group_size"])
+    assert bp.warm_structural == (pos["stages.0.blocks.0.op"],)
+    warm = jnp.zeros(space.num_decisions, bool).at[k_pos].set(True)
+    mixed = _block(bp, p, indices, x, warm)
+
+    def roles(idx, upto):  # the unit's switches up to role `upto` (exclusive) on x
+        y, row = x, bp.lookup.row(idx)
+        for r in range(upto):
+            names = sorted({c.weights for c in bp.branches[r] if isinstance(c, LayerConfig)})
+            y = switch_layer(row[r], [_branch(c, bp, r) for c in bp.branches[r]],
+                             bp.widths[r], {n: p[n] for n in names}, y, config=row)
+        return y, row
+
+    kxk, project = bp.roles.index("kxk"), bp.roles.index("project")
+    outs = [roles(indices.at[k_pos].set(c), kxk + 1)[0] for c in range(2)]
+    _, row = roles(indices, 0)
+    names = sorted({c.weights for c in bp.branches[project] if isinstance(c, LayerConfig)})
+    want = switch_layer(row[project], [_branch(c, bp, project) for c in bp.branches[project]],
+                        bp.widths[project], {n: p[n] for n in names}, (outs[0] + outs[1]) / 2,
+                        config=row)
+    np.testing.assert_allclose(mixed, want, rtol=1e-4, atol=1e-5)
+    whole_blocks = sum(_block_once(bp, p, indices.at[k_pos].set(c), x) for c in range(2)) / 2
+    assert float(jnp.abs(mixed - whole_blocks).max()) > 1e-3  # not today's unit average
+    # Both kernels get gradient (each ran), weighted by the mixture.
+    grads = jax.grad(lambda q: jnp.sum(_block(bp, q, indices, x, warm) ** 2))(p)
+    assert all(float(jnp.abs(grads[k]["kernel"]).sum()) > 0 for k in ("dw_3", "dw_5"))
+    assert float(jnp.abs(grads["fused_3"]["kernel"]).sum()) == 0  # op not warm
+    # Weight decay under warmup: each member's kernels, weighted as its output.
+    l2 = [float(kernel_l2(plan, params, indices.at[k_pos].set(c))) for c in range(2)]
+    assert l2[0] != l2[1]
+    assert float(kernel_l2(plan, params, indices, warm)) == pytest.approx(sum(l2) / 2,
+                                                                          rel=1e-5)
+
+
+def test_op_warmup_of_a_skippable_block_is_x_plus_the_mean_of_its_ops(setup):
+    """TuNAS's warm skippable layer: x + (sum of the ops' f(x)) / n, skip counting 0."""
+    space, _, _, bp, p, x, pos, indices = _block_case(setup, 1, 6, {})
+    op_pos = pos["stages.0.blocks.1.op"]
+    warm = jnp.zeros(space.num_decisions, bool).at[op_pos].set(True)
+    choices = space.decisions[op_pos].choices
+    outs = [_block_once(bp, p, indices.at[op_pos].set(c), x) for c in range(len(choices))]
+    identity = outs[choices.index("skip")]
+    np.testing.assert_allclose(identity, x[..., :bp.out_width], rtol=1e-6)
+    residuals = [o - identity for o in outs]  # f(x) of each op (0 for skip)
+    np.testing.assert_allclose(_block(bp, p, indices, x, warm),
+                               x[..., :bp.out_width] + sum(residuals) / len(choices),
+                               rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("kernel_size, groups, stride, size", [
     (1, 1, 1, 6), (3, 1, 1, 6), (5, 1, 1, 6), (3, 2, 1, 6), (5, 4, 1, 6),
     (3, 1, 2, 6), (5, 2, 2, 6), (3, 4, 2, 7), (5, 1, 2, 7), (1, 2, 2, 6), (4, 1, 2, 6)])
@@ -244,3 +316,62 @@ def test_masked_mobilenet_plan_covers_every_row_with_few_branches():
                     assert cfg.groups == 0
     with pytest.raises(ValueError, match="max_branches_per_layer"):
         make_plan(space, max_branches_per_layer=0)
+
+
+@pytest.mark.parametrize("limit", [None, 1], ids=["exact", "masked"])
+def test_kernel_l2_covers_exactly_the_child_kernels(setup, limit):
+    """TuNAS's weight decay: L2 over the conv kernels the child uses (its slices and
+    channels, masked layers included), never batch norm or the classifier; its gradient
+    is 2 * w on exactly those entries (zero on every other branch's weights)."""
+    space, _, _, _ = setup
+    plan = make_plan(space, limit)
+    params = init_params(plan, TASK, jax.random.key(0))
+    l2_and_grad = jax.jit(jax.value_and_grad(lambda p, i: kernel_l2(plan, p, i)))
+    for indices in _architectures_with_grouped(space, 9):
+        per_layer = child_weights(space, plan, params, indices, TASK)
+        convs = {n: w for n, w in per_layer.items() if n != "logits"}
+        want = sum(float(jnp.sum(w["kernel"] ** 2)) for w in convs.values())
+        got, grads = l2_and_grad(params, jnp.asarray(indices, jnp.int32))
+        assert float(got) == pytest.approx(want, rel=1e-5)
+        # The gradient: the child's kernels doubled, pulled back through the slicing.
+        _, pull_back = jax.vjp(lambda p, i=indices: child_weights(space, plan, p, i, TASK),
+                               params)
+        cotangent = jax.tree.map(jnp.zeros_like, per_layer)
+        for name in convs:
+            cotangent[name]["kernel"] = 2 * per_layer[name]["kernel"]
+        _assert_trees_close(grads, pull_back(cotangent)[0])
+
+
+def test_weight_decay_reaches_only_the_sampled_kernels(setup):
+    """A search step's decay (search_step.shared_weight_loss): with zero task gradient, the
+    sampled kernel shrinks and nothing else moves: not the other branches, not batch norm,
+    not the classifier (optax.add_decayed_weights over the whole tree moved them all)."""
+    from tunas_jax import search_step
+
+    space, plan, params, _ = setup
+    values = {d.name: d.choices[0] for d in space.decisions}
+    values.update({"stages.0.blocks.0.op": "dw_ibn", "stages.0.blocks.0.kernel_size": 3,
+                   "stages.0.blocks.1.op": "skip", "stages.0.filters": 8})
+    indices = jnp.asarray(space.indices_for(values), jnp.int32)
+    cfg = type("Opt", (), {"name": "momentum", "momentum": 0.9, "base_learning_rate": 0.1,
+                           "warmup_fraction": 0.0, "weight_decay": 0.1})()
+    optimizer, _ = search_step.make_optimizer(cfg, 10, 256)
+    grads = jax.grad(lambda p: search_step.shared_weight_loss(
+        plan, p, indices, jnp.float32(0.0), cfg.weight_decay))(params)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    new = optax.apply_updates(params, updates)
+    old0, new0 = params["stages.0.blocks.0"], new["stages.0.blocks.0"]
+    dw = old0["dw_3"]["kernel"][..., :old0["dw_3"]["kernel"].shape[-1]]
+    assert float(jnp.sum(new0["dw_3"]["kernel"] ** 2)) < float(jnp.sum(dw ** 2))
+    np.testing.assert_array_equal(new0["dw_5"]["kernel"], old0["dw_5"]["kernel"])
+    np.testing.assert_array_equal(new0["fused_3"]["kernel"], old0["fused_3"]["kernel"])
+    np.testing.assert_array_equal(new0["project"]["kernel"][:, 8:],
+                                  old0["project"]["kernel"][:, 8:])
+    for leaf_new, leaf_old in zip(jax.tree.leaves(new["stages.0.blocks.1"]),
+                                  jax.tree.leaves(params["stages.0.blocks.1"]), strict=True):
+        np.testing.assert_array_equal(leaf_new, leaf_old)  # skipped block
+    for name in ("scale", "bias"):
+        np.testing.assert_array_equal(new0["dw_3"][name], old0["dw_3"][name])
+    for leaf_new, leaf_old in zip(jax.tree.leaves(new["task_head"]),
+                                  jax.tree.leaves(params["task_head"]), strict=True):
+        np.testing.assert_array_equal(leaf_new, leaf_old)

@@ -63,9 +63,16 @@ def search_defaults() -> ml_collections.ConfigDict:
 
     # Number of search steps (one supernet + one controller update each).
     config.steps = 1000
-    # Training batch (all devices together; each device trains its own architecture
-    # on batch_size / num_devices examples).
+    # Training batch (all devices together; each device trains its own
+    # architectures_per_device architectures, each on
+    # batch_size / (num_devices * architectures_per_device) examples).
     config.batch_size = 64
+    # K: architectures sampled per device per step, each trained on its share of the
+    # batch and rewarded on its share of the validation batch; the controller averages
+    # the devices x K rewards (TuNAS: one per TPU core, 32 per step on a v2-32). More
+    # architectures per step lower the reward noise of each controller update at the
+    # same images per step; K runs one after another on the device.
+    config.architectures_per_device = 1
     # Validation (reward) batch; 0 = 4 x batch_size (TuNAS).
     config.valid_batch_size = 0
 
@@ -81,7 +88,8 @@ def search_defaults() -> ml_collections.ConfigDict:
     config.optimizer.decay = 0.9
     config.optimizer.momentum = 0.9
     config.optimizer.epsilon = 1.0
-    # L2 weight decay added to the gradient (TuNAS: 4e-5).
+    # L2 weight decay (TuNAS: 4e-5) on the conv kernels each step's architectures used
+    # (never batch norm, the task head, or weights off the sampled paths).
     config.optimizer.weight_decay = 4e-5
     # Label smoothing of the training cross-entropy (TuNAS: 0.1).
     config.optimizer.label_smoothing = 0.1
@@ -114,7 +122,7 @@ def search_defaults() -> ml_collections.ConfigDict:
     config.checkpoint_every = 200
     # Checkpoints kept (the newest ones).
     config.keep_checkpoints = 2
-    # Devices to search on (one architecture per device); 0 = all local devices.
+    # Devices to search on (architectures_per_device each); 0 = all local devices.
     config.num_devices = 0
     # JAX persistent compilation cache: '' = ~/.cache/tunas_jax/jax_cache, 'none' = off.
     # A rerun of the same search then skips the compile (minutes for big spaces).

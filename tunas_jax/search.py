@@ -117,11 +117,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             raise UsageError(f"config.{name}: {config[name]} must be a positive step count")
     controller_config(config)  # SpecError naming bad controller fields
     num = _num_devices(config)
+    per_device = int(config.architectures_per_device)
+    if per_device < 1:
+        raise UsageError(f"config.architectures_per_device: {per_device} must be >= 1")
     for name in ("batch_size", "valid_batch_size"):
         value = int(config[name]) or 4 * int(config.batch_size)
-        if value % num:
-            raise UsageError(f"config.{name}: {value} is not divisible by the {num} devices; "
-                             "pick a multiple or set config.num_devices")
+        if value % (num * per_device):
+            raise UsageError(
+                f"config.{name}: {value} is not divisible by the {num} devices x "
+                f"{per_device} architectures_per_device; pick a multiple of "
+                f"{num * per_device} or change config.architectures_per_device")
 
 
 def search_target(config: ml_collections.ConfigDict) -> str:
@@ -375,7 +380,10 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         predictor.metric_offset_ms(config.latency_metric))
     step_fn = search_step.make_step(space, plan, task, optimizer, lr_schedule, predictor,
                                     config.reward, reward_params,
-                                    float(config.optimizer.label_smoothing), mesh, trace_counter)
+                                    float(config.optimizer.label_smoothing), mesh, trace_counter,
+                                    weight_decay=float(config.optimizer.weight_decay),
+                                    architectures_per_device=int(
+                                        config.architectures_per_device))
     logger = MetricsLogger(workdir, space, resume_step)
     total = int(config.steps)
     end = total if stop_at_step is None else min(total, stop_at_step)

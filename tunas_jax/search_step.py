@@ -1,25 +1,36 @@
 """The one jitted step of a TuNAS search, over an explicit state pytree.
 
-Per step and per device (TuNAS: one architecture per accelerator core):
-1. sample an architecture from the controller; during the warmup, force the
+Per step and per device, K = `architectures_per_device` architectures (TuNAS:
+one per accelerator core, 32 per step on its v2-32 slice, each on 128 images):
+1. sample K architectures from the controller; during the warmup, force the
    largest filter choices (filter warmup) and mark op decisions whose choices
    are all run and averaged (op warmup, `supernet.apply(..., op_warm=...)`);
-2. train the shared weights on the device's share of the training batch
-   (the task's loss, e.g. label-smoothed cross-entropy); gradients are
-   averaged over devices;
-3. evaluate THE SAME architecture (same indices, same op warmup) with the
-   UPDATED weights on the device's share of the validation batch: the task's
-   quality Q (top-1 accuracy for classification);
+2. train the shared weights: architecture k's loss on its own 1/K of the
+   device's share of the training batch (the task's loss, e.g. label-smoothed
+   cross-entropy, plus weight_decay / 2 times the L2 of the conv kernels that
+   architecture used, `supernet.kernel_l2`: TuNAS's masked L2, so weights off
+   the sampled paths never decay); gradients are averaged over the K
+   architectures and the devices (TuNAS's CrossShardOptimizer), then one
+   optimizer update;
+3. evaluate THE SAME architectures (same indices, same op warmup) with the
+   UPDATED weights, each on its 1/K of the device's share of the validation
+   batch: the task's quality Q (top-1 accuracy for classification);
 4. predict its latency T with the learned regressor (pure JAX, in the jit),
    minus `RewardParams.latency_offset_ms` (the fixed per-inference part when
    the config's `latency_metric` is `layers`, see `cost_models.latency_metric`);
-5. reward R(Q, T); every device gathers all devices' architectures and
-   rewards and applies the same REINFORCE update (rewards averaged), so the
-   controller stays replicated.
+5. reward R(Q, T); every device gathers all devices' architectures, rewards
+   and credited decisions (the ones no warmup replaced) and applies the same
+   REINFORCE update (rewards averaged, Adam's second moment from the
+   per-architecture squared gradients), so the controller stays replicated.
+
+The K architectures of a device run one after the other in a `lax.scan` (the
+supernet traced once, the shared-weight gradient summed in the carry): under
+`vmap` each `lax.switch` over branches would become a select that runs every
+branch. K = 1 traces the plain path, without the scan.
 
 The step is a `shard_map` over a 1-D mesh (axis `devices`): the state is
 replicated (`P()`), the batches are split along their first axis
-(`P('devices')`). With one device it is the K = 1 case of the same code.
+(`P('devices')`). One device is the same code on a mesh of one.
 Architectures are traced int32 values, so no sample ever retraces. The
 reward's target, beta and latency offset are traced too: searches at several
 targets share one compiled step (and the persistent compilation cache).
@@ -84,7 +95,8 @@ def make_optimizer(opt_config: Any, steps: int, batch_size: int
     """Shared-weight optimizer and its learning-rate schedule (warmup + cosine to 0).
 
     The peak LR is base_learning_rate * batch_size / 256 (TuNAS's linear scaling).
-    Weight decay is L2 on the gradient before the optimizer (TuNAS adds it to the loss).
+    Weight decay is not here: it is in the loss, on the sampled path's conv kernels
+    only (`shared_weight_loss`).
     """
     peak = float(opt_config.base_learning_rate) * batch_size / 256.0
     warmup = int(float(opt_config.warmup_fraction) * steps)
@@ -100,7 +112,20 @@ def make_optimizer(opt_config: Any, steps: int, batch_size: int
         core = optax.adam(schedule)
     else:  # validated in tunas_jax.search
         raise ValueError(f"optimizer.name: {name!r}")
-    return optax.chain(optax.add_decayed_weights(float(opt_config.weight_decay)), core), schedule
+    return core, schedule
+
+
+def shared_weight_loss(plan: supernet.SupernetPlan, params: Any, indices: jax.Array,
+                       task_loss: jax.Array, weight_decay: float,
+                       op_warm: jax.Array | None = None) -> jax.Array:
+    """The loss the shared weights minimize for architecture `indices`: the task's loss
+    plus weight_decay / 2 * the L2 of the conv kernels the architecture used (TuNAS:
+    `l2(weight_decay / 2)` kernel regularizers, masked to the sampled branch and
+    channels; gradient weight_decay * w on those entries, zero elsewhere; under op
+    warmup, the mixture's members weighted as their outputs, `supernet.kernel_l2`)."""
+    if not weight_decay:
+        return task_loss
+    return task_loss + 0.5 * weight_decay * supernet.kernel_l2(plan, params, indices, op_warm)
 
 
 def init_state(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
@@ -116,59 +141,108 @@ def init_state(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
 def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
               optimizer: optax.GradientTransformation, lr_schedule: optax.Schedule,
               predictor: LatencyPredictor, reward: str, reward_params: RewardParams,
-              label_smoothing: float, mesh: Mesh, trace_counter: list | None = None
+              label_smoothing: float, mesh: Mesh, trace_counter: list | None = None,
+              weight_decay: float = 0.0, architectures_per_device: int = 1
               ) -> Callable[..., tuple[SearchState, dict[str, jax.Array]]]:
     """`step(state, train_batch, valid_batch) -> (state, metrics)`, jitted.
 
     `reward` names a `controllers.REWARDS` function, applied with `reward_params`.
+    `weight_decay`: TuNAS's L2 on the sampled paths' conv kernels (`shared_weight_loss`).
+    `architectures_per_device` (K): architectures sampled per device per step; each
+    device's batches must split into K equal shares.
 
     `trace_counter`: a list that gets one element per trace (tests check that
     sampling new architectures never retraces).
     """
     reward_fn = controllers.get_reward_fn(reward)
+    num = int(architectures_per_device)
+    if num < 1:
+        raise ValueError(f"architectures_per_device: {num}; use at least 1")
+
+    def split(batch: dict) -> dict:
+        # [n, ...] -> [K, n / K, ...]: architecture k's share.
+        def one(a: jax.Array) -> jax.Array:
+            if a.shape[0] % num:
+                raise ValueError(f"a device's batch of {a.shape[0]} does not split into "
+                                 f"architectures_per_device={num} shares")
+            return a.reshape(num, a.shape[0] // num, *a.shape[1:])
+        return jax.tree.map(one, batch)
 
     def device_step(state: SearchState, predictor: LatencyPredictor, rp: RewardParams,
                     train: dict, valid: dict) -> tuple[SearchState, dict[str, jax.Array]]:
         schedule = state.controller.spec.config.schedule
         rng, next_rng = jax.random.split(state.rng)
-        # Same rng on every device; fold in the device index for its own sample.
+        # Same rng on every device; fold in the device index for its own samples.
         device_rng = jax.random.fold_in(rng, jax.lax.axis_index(AXIS))
         sample_rng, warm_rng = jax.random.split(device_rng)
-        sampled = controllers.sample(state.controller, sample_rng, num=1)  # [1, D]
-        masks = controllers.warmup_masks(warm_rng, state.step, space, schedule, 1)
-        indices = controllers.apply_filter_warmup(sampled, masks, space)[0]  # [D]
-        # Without op warmup the plain supernet path is traced: the warmup's scan over
-        # every op combination multiplies compile time (minutes on CPU for micro).
-        op_warm = masks.all_ops[0] if schedule.op_warmup_steps > 0 else None
+        sampled = controllers.sample(state.controller, sample_rng, num=num)  # [K, D]
+        masks = controllers.warmup_masks(warm_rng, state.step, space, schedule, num)
+        indices = controllers.apply_filter_warmup(sampled, masks, space)  # [K, D]
+        # Without op warmup the plain supernet path is traced (the warm one adds a scan
+        # over each unit's block types and over each kxk switch's kernel/group choices).
+        op_warm = masks.all_ops if schedule.op_warmup_steps > 0 else None
+        # TuNAS: a decision a warmup replaced gets no REINFORCE credit.
+        credited = ~(masks.all_ops | masks.max_filters)
 
-        def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-            output, _ = supernet.apply(plan, task, params, indices, train[task.input_key],
-                                       op_warm=op_warm)
-            return task.loss(output, train, label_smoothing=label_smoothing)
+        def loss_fn(params: Any, arch: jax.Array, warm: jax.Array | None, batch: dict
+                    ) -> tuple[jax.Array, tuple[jax.Array, dict[str, jax.Array]]]:
+            output, _ = supernet.apply(plan, task, params, arch, batch[task.input_key],
+                                       op_warm=warm)
+            loss, metrics = task.loss(output, batch, label_smoothing=label_smoothing)
+            return (shared_weight_loss(plan, params, arch, loss, weight_decay, warm),
+                    (loss, metrics))
 
-        (loss, train_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grad_fn = jax.grad(loss_fn, has_aux=True)
+        warm_or_none = (lambda k: None) if op_warm is None else (lambda k: op_warm[k])
+        if num == 1:
+            grads, (loss, train_metrics) = grad_fn(state.params, indices[0], warm_or_none(0),
+                                                   train)
+        else:
+            shares = split(train)
+
+            def train_one(total: Any, k: jax.Array):
+                grads, aux = grad_fn(state.params, indices[k], warm_or_none(k),
+                                     jax.tree.map(lambda a: a[k], shares))
+                return jax.tree.map(jnp.add, total, grads), aux
+
+            total, (losses, metrics_k) = jax.lax.scan(
+                train_one, jax.tree.map(jnp.zeros_like, state.params), jnp.arange(num))
+            grads = jax.tree.map(lambda g: g / num, total)
+            loss, train_metrics = jnp.mean(losses), jax.tree.map(jnp.mean, metrics_k)
         grads = jax.lax.pmean(grads, AXIS)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
 
-        valid_output, _ = supernet.apply(plan, task, params, indices, valid[task.input_key],
-                                         op_warm=op_warm, train=False)
-        quality = task.quality(valid_output, valid)
+        def quality_of(k: jax.Array, batch: dict) -> jax.Array:
+            output, _ = supernet.apply(plan, task, params, indices[k], batch[task.input_key],
+                                       op_warm=warm_or_none(k), train=False)
+            return task.quality(output, batch)
+
+        if num == 1:
+            quality = quality_of(0, valid)[None]
+        else:
+            valid_shares = split(valid)
+            quality = jax.lax.map(
+                lambda k: quality_of(k, jax.tree.map(lambda a: a[k], valid_shares)),
+                jnp.arange(num))  # [K]
         # Floor: with the 'layers' offset a regressor error could reach <= 0 ms, which the
         # mnas rewards' power would turn into NaN.
-        latency_ms = jnp.maximum(predictor(indices[None])[0] - rp.latency_offset_ms, 1e-6)
-        reward = reward_fn(quality, latency_ms, rp.target_latency_ms, rp.beta)
+        latency_ms = jnp.maximum(predictor(indices) - rp.latency_offset_ms, 1e-6)  # [K]
+        reward = reward_fn(quality, latency_ms, rp.target_latency_ms, rp.beta)  # [K]
 
         # Every device gathers all samples and rewards and does the same update.
-        all_sampled = jax.lax.all_gather(sampled[0], AXIS)  # [K, D]
-        all_rewards = jax.lax.all_gather(reward, AXIS)  # [K]
-        controller, cmetrics = controllers.update(state.controller, all_sampled, all_rewards)
+        def gather(a: jax.Array) -> jax.Array:  # [K, ...] -> [devices * K, ...]
+            out = jax.lax.all_gather(a, AXIS)
+            return out.reshape(-1, *a.shape[1:])
+
+        controller, cmetrics = controllers.update(state.controller, gather(sampled),
+                                                  gather(reward), gather(credited))
 
         metrics = {
             "loss": jax.lax.pmean(loss, AXIS),
             **{f"train_{k}": jax.lax.pmean(v, AXIS) for k, v in train_metrics.items()},
-            "valid_quality": jax.lax.pmean(quality, AXIS),
-            "predicted_latency_ms": jax.lax.pmean(latency_ms, AXIS),
+            "valid_quality": jax.lax.pmean(jnp.mean(quality), AXIS),
+            "predicted_latency_ms": jax.lax.pmean(jnp.mean(latency_ms), AXIS),
             "reward": cmetrics["reward"],
             "baseline": cmetrics["baseline"],
             "entropy": cmetrics["entropy"],

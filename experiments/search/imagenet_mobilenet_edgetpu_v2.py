@@ -39,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.batch_size = 4096
     config.valid_batch_size = 4 * 4096
+    # TuNAS samples 32 architectures per step (one per core of a v2-32), each trained on
+    # 128 images: on one device, 32 per device. On N devices use 32 / N to keep both.
+    config.architectures_per_device = 32
     # 90 epochs of the 95% training split.
     config.steps = 90 * int(0.95 * IMAGENET_TRAIN_EXAMPLES) // config.batch_size
     config.optimizer.name = "rmsprop"

@@ -58,9 +58,10 @@ def get_config() -> ml_collections.ConfigDict:
     # nats and the argmax 10% off target; 0.1 (800 steps) reached 6.0 nats and landed
     # within 1% (0.0177 vs 0.0176 ms).
     config.controller.base_lr = 0.1
-    # No op warmup on CPU: averaging all op choices traces a scan over every op
-    # combination of each block, which multiplied the micro step's compile time and
-    # made warmup steps several times slower. Filter warmup (free) stays on.
+    # No op warmup on CPU: mixing the op choices (per block type over the block, per
+    # kernel/group size at its switch) makes the step's compile, and every later step,
+    # several times slower on 2 cores (BENCHMARKS.md, "op warmup"). Filter warmup (free)
+    # stays on.
     config.controller.op_warmup_fraction = 0.0
     config.log_every = 10
     config.checkpoint_every = 100

@@ -1,0 +1,103 @@
+"""Compile time and cost per architecture of the whole jitted search step (CPU).
+
+    python benchmarks/bench_search_step.py [--config experiments/search/micro_digits.py]
+        [--k 1 4] [--op-warmup on off] [--repeats 5]
+
+For each (architectures_per_device K, op warmup on/off) this builds the step a
+search of `--config` runs (`tunas_jax.search_step.make_step`: K supernet
+training passes, the shared-weight update, K validation passes, latency
+prediction, rewards, the REINFORCE update) with an untrained regressor of the
+config's kind (its numbers do not change the program), lowers and compiles it
+(`compile_s`: what the first step of a search pays on a cold compilation
+cache), then times `--repeats` steps at the config's batch sizes after the
+warmups' end (one architecture per warm-free supernet pass) and reports the
+median step time and that time per architecture. Prints one JSON line each.
+Not part of CI; minutes per line on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import supernet
+from cost_models.features import encoder_for
+from cost_models.regressor import build_model, make_predictor
+from experiments.cost_models import base as cost_base
+from search_spaces import get_space
+from tasks import get_task
+from tunas_jax import search, search_step
+
+
+def measure(config_path: str, k: int, op_warmup: bool, repeats: int) -> dict:
+    config = search.load_search_config(config_path, {"architectures_per_device": str(k)})
+    if not op_warmup:
+        config.controller.op_warmup_fraction = 0.0
+    elif not config.controller.op_warmup_fraction:
+        config.controller.op_warmup_fraction = config.controller.delay_fraction
+    space = get_space(config.space)
+    size, classes = int(config.dataset.image_size), 10
+    plan = supernet.make_plan(space, int(config.max_branches_per_layer) or None)
+    task = get_task(config.task, num_classes=classes)
+    steps, batch = int(config.steps), int(config.batch_size)
+    valid_batch = int(config.valid_batch_size) or 4 * batch
+    optimizer, schedule = search_step.make_optimizer(config.optimizer, steps, batch)
+    cm = cost_base.get_config()
+    encoder = encoder_for(space, cm.kronecker_features)
+    predictor = make_predictor(build_model(cm.model, encoder, cm.hidden_sizes), encoder, 1.0)
+    mesh = search_step.make_mesh(1)
+    step = search_step.make_step(
+        space, plan, task, optimizer, schedule, predictor, config.reward,
+        search_step.RewardParams.create(float(config.target_latency_ms),
+                                        float(config.reward_beta)),
+        float(config.optimizer.label_smoothing), mesh,
+        weight_decay=float(config.optimizer.weight_decay), architectures_per_device=k)
+    state = search_step.replicate(search_step.init_state(
+        space, plan, task, optimizer, search.controller_config(config), 0), mesh)
+    rng = np.random.default_rng(0)
+
+    def batch_of(n: int) -> dict:
+        return {"image": jnp.asarray(rng.standard_normal((n, size, size, 3)), jnp.float32),
+                "label": jnp.asarray(rng.integers(0, classes, n), jnp.int32)}
+
+    train, valid = batch_of(batch), batch_of(valid_batch)
+    start = time.perf_counter()
+    state, _ = step(state, train, valid)  # trace + lower + compile + one (warm) step
+    jax.block_until_ready(state)
+    first_s = time.perf_counter() - start
+    # Past the warmups: every later step runs one architecture per pass.
+    state = state.replace(step=jnp.int32(steps // 2))
+    state = search_step.replicate(state, mesh)
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        state, metrics = step(state, train, valid)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    step_s = float(np.median(times[1:]))
+    return {"config": config_path, "architectures_per_device": k, "op_warmup": op_warmup,
+            "batch_size": batch, "valid_batch_size": valid_batch,
+            "first_step_s": round(first_s, 1), "step_ms": round(1e3 * step_s, 1),
+            "step_ms_per_architecture": round(1e3 * step_s / k, 1),
+            "machine": f"{jax.devices()[0].platform} x{jax.device_count()}"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="experiments/search/micro_digits.py")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--op-warmup", nargs="+", default=["on", "off"], choices=["on", "off"])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    for k in args.k:
+        for warm in args.op_warmup:
+            print(json.dumps(measure(args.config, k, warm == "on", args.repeats)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
