@@ -58,13 +58,9 @@ class RegularizedEvolution(RandomStrategy):
             members = self._rng.choice(len(self.population), self.tournament_size,
                                        replace=False)
             parent = max((self.population[i] for i in members), key=lambda m: m[1])[0]
-            child = self._mutate(parent)
-            key = self._key(child)
-            if key in self._seen:
-                continue
-            self._seen.add(key)
-            out.append(Trial(self._next_id, tuple(int(v) for v in child)))
-            self._next_id += 1
+            trial = self._trial(self._mutate(parent))
+            if trial is not None:
+                out.append(trial)
         if len(out) < count:  # the neighbourhood is exhausted: explore uniformly
             out += super().propose(count - len(out))
         return out

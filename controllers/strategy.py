@@ -70,20 +70,25 @@ class RandomStrategy:
         mask = self.space.active_mask(row[None])[0]
         return np.where(mask, row, -1).astype(np.int64).tobytes()
 
+    def _trial(self, row: np.ndarray) -> Trial | None:
+        """A new trial of `row`, or None when `unique` and its network was proposed."""
+        if self.unique:
+            key = self._key(row)
+            if key in self._seen:
+                return None
+            self._seen.add(key)
+        self._next_id += 1
+        return Trial(self._next_id - 1, tuple(int(v) for v in row))
+
     def propose(self, count: int) -> list[Trial]:
         if count <= 0:
             raise SpecError(f"propose: count {count} must be positive")
         out: list[Trial] = []
         while len(out) < count:
-            batch = self.space.sample(self._rng, count - len(out))
-            for row in batch:
-                if self.unique:
-                    key = self._key(row)
-                    if key in self._seen:
-                        continue
-                    self._seen.add(key)
-                out.append(Trial(self._next_id, tuple(int(v) for v in row)))
-                self._next_id += 1
+            for row in self.space.sample(self._rng, count - len(out)):
+                trial = self._trial(row)
+                if trial is not None:
+                    out.append(trial)
         return out
 
     def observe(self, trial: Trial, objectives: Mapping[str, float] | None,
