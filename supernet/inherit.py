@@ -27,12 +27,14 @@ def child_weights(space: SearchSpace, plan: SupernetPlan, params: Params, indice
     gives them, e.g. classification's {"logits": {"kernel", "bias"}})."""
     indices = np.asarray(indices)
     out: dict[str, dict[str, Any]] = {}
+    width, unit_widths = plan.input_channels, []  # the child's width after each unit
     for unit, unit_plan in zip(space.units, plan.units, strict=True):
         p = params[unit.name]
         # The child's exact layer shapes (a masked plan's branches are wider).
         for node in space.unit_nodes(unit, indices, plan.input_channels):
             if node.op != "conv2d":
                 continue
+            width = node.cout
             stored = p[node.weights]
             kernel = kernel_of(unit_plan.weights[node.weights], stored["kernel"], node.cin,
                                node.cout, node.groups)
@@ -40,19 +42,10 @@ def child_weights(space: SearchSpace, plan: SupernetPlan, params: Params, indice
                 kernel = kernel[None, None]
             out[node.name] = {"kernel": kernel, "scale": stored["scale"][:node.cout],
                               "bias": stored["bias"][:node.cout]}
-    widths = {name: int(out_width(space, plan, indices, name)) for name in plan.endpoints}
+        unit_widths.append(width)
+    widths = {name: unit_widths[i] for name, i in plan.endpoints.items()}
     out.update(task.inherit_head(params["task_head"], widths))
     return out
-
-
-def out_width(space: SearchSpace, plan: SupernetPlan, indices: Any, endpoint: str) -> int:
-    """The child's channel count at an endpoint."""
-    width = plan.input_channels
-    for unit in space.units[:plan.endpoints[endpoint] + 1]:
-        convs = [n for n in space.unit_nodes(unit, indices, plan.input_channels)
-                 if n.op == "conv2d"]
-        width = convs[-1].cout if convs else width
-    return width
 
 
 def inherit(model: StandaloneModel, space: SearchSpace, plan: SupernetPlan, params: Params,
