@@ -443,3 +443,52 @@ def test_a_dead_worker_stops_the_server_with_an_error():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _serve_costs_process():
+    """A `tunas-jax serve-costs` replica in its own process, and its address."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunas_jax.cli", "serve-costs", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    line = proc.stdout.readline()
+    assert line.startswith("serving on "), (line, proc.stderr.read() if proc.poll() else "")
+    return proc, line.split()[-1]
+
+
+def test_killing_a_replica_mid_build_loses_and_duplicates_nothing():
+    """Two server replicas behind one round-robin client; one is SIGKILLed while a
+    20,000-architecture dataset build is under way (just after its first chunk
+    came back, so the next chunks are in flight). The client retries a failed
+    chunk on the survivor, so the dataset equals the local one row for row."""
+    from cost_models import dataset as dataset_lib
+
+    space = get_space("micro")
+    indices, _ = dataset_lib.sample_architectures(space, 20_000, seed=11)
+    replicas = [_serve_costs_process() for _ in range(2)]
+    first_chunk_done, killed = threading.Event(), []
+
+    def killer():
+        first_chunk_done.wait(120)
+        time.sleep(0.02)  # into the next chunk's request
+        replicas[0][0].kill()
+        killed.append(replicas[0][0].wait(30))
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        got = dataset_lib.simulate_architectures(
+            space, get_target("pixel6_edgetpu"), indices, None, None, chunk_size=1_000,
+            cost_service=",".join(address for _, address in replicas),
+            on_progress=lambda n: first_chunk_done.set())
+        thread.join(60)
+    finally:
+        first_chunk_done.set()
+        for proc, _ in replicas:
+            proc.kill()
+            proc.wait(30)
+    assert killed == [-signal.SIGKILL]
+    want = dataset_lib.simulate_architectures(space, get_target("pixel6_edgetpu"), indices,
+                                              None, None, workers=1)
+    for column, values in want.items():
+        assert len(got[column]) == 20_000 and (got[column] == values).all(), column
