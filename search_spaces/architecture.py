@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from search_spaces.declared import declaration_of, register_declared
 from search_spaces.errors import SpecError
 from search_spaces.fileio import read_json, write_json_atomic
 from search_spaces.model_spec import ModelSpec
@@ -31,7 +32,7 @@ from search_spaces.space import SearchSpace
 FORMAT = "tunas-jax/architecture"
 FORMAT_VERSION = 1
 _OWN_KEYS = ("format", "format_version", "name", "space", "space_fingerprint", "indices",
-             "decisions", "network")
+             "decisions", "network", "space_declaration")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,9 @@ class Architecture:
                 decisions=[{"name": d.name, "index": i, "value": d.choices[i]}
                            for d, i in zip(self.space.decisions, self.indices, strict=True)],
             )
+            declaration = declaration_of(self.space)
+            if declaration is not None:  # a declared space travels with its architectures
+                doc["space_declaration"] = declaration
         doc["network"] = self.spec.to_json()
         for key, value in (extra or {}).items():
             if key in _OWN_KEYS:
@@ -89,6 +93,8 @@ class Architecture:
                 raise SpecError("architecture.network: missing; a space-less architecture "
                                 "must list its network")
             return cls(ModelSpec.from_json(doc["network"], "architecture.network"), name=name)
+        if "space_declaration" in doc:
+            register_declared(doc["space_declaration"], "architecture.space_declaration")
         space = get_space(doc["space"])
         if doc.get("space_fingerprint") != space.fingerprint:
             raise SpecError(

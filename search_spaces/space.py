@@ -53,7 +53,8 @@ BLOCK_DECISION_FIELDS = (
     ("pointwise_expansion", FILTERS),
     ("group_size", OP),
 )
-_TAG_OF = {"filters": FILTERS, **dict(BLOCK_DECISION_FIELDS)}
+# The tag of a decision by its field's name (a declared space tags its lists by it).
+TAG_OF = {"filters": FILTERS, **dict(BLOCK_DECISION_FIELDS)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +191,7 @@ class SearchSpace:
                                     f"expansion {e}; make every e1 choice divide every e choice"
                                 )
         for d in self.decisions:
-            tag = _TAG_OF.get(d.name.rsplit(".", 1)[-1])
+            tag = TAG_OF.get(d.name.rsplit(".", 1)[-1])
             if d.parent is None and tag is not None and d.tag != tag:
                 raise SpecError(f"space {self.name!r} {d.name}: tag must be {tag!r}, "
                                 f"got {d.tag!r}")

@@ -20,6 +20,11 @@ def search_defaults() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # Search space (search_spaces.get_space name).
     config.space = "micro"
+    # A topology declared here instead of a space module (search_spaces/declared.py):
+    # {'name', 'image_size', 'num_classes', 'stem', 'stages', 'head'}, a list for each
+    # searchable parameter. Empty = `space` names a registered space; set = `space` must
+    # be the declaration's name.
+    config.topology = ml_collections.ConfigDict()
     # Task (tasks.get_task name): the head, loss, reward quality and metrics.
     config.task = "classification"
     # Hardware targets (cost_models.get_target names), a list: one target = a list of one.
@@ -230,6 +235,11 @@ def cost_model_defaults() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # Search space (search_spaces.get_space name) and hardware target (cost_models.hardware).
     config.space = "micro"
+    # A topology declared here instead of a space module (search_spaces/declared.py):
+    # {'name', 'image_size', 'num_classes', 'stem', 'stages', 'head'}, a list for each
+    # searchable parameter. Empty = `space` names a registered space; set = `space` must
+    # be the declaration's name.
+    config.topology = ml_collections.ConfigDict()
     config.target = "pixel6_edgetpu"
     # Input resolution and classes to cost the networks at; None = the space's defaults.
     config.image_size = config_dict.placeholder(int)
@@ -284,6 +294,11 @@ def multi_trial_defaults() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # Search space (search_spaces.get_space name): every decision a categorical parameter.
     config.space = "micro"
+    # A topology declared here instead of a space module (search_spaces/declared.py):
+    # {'name', 'image_size', 'num_classes', 'stem', 'stages', 'head'}, a list for each
+    # searchable parameter. Empty = `space` names a registered space; set = `space` must
+    # be the declaration's name.
+    config.topology = ml_collections.ConfigDict()
     # Hardware targets; the reward's latency is the first one's (`latency_metric` ms).
     config.targets = ("pixel6_edgetpu",)
     # Strategy (controllers.get_strategy name): 'random' or 'evolution' (regularized

@@ -87,7 +87,26 @@ def parse_config_args(path: str | os.PathLike, args: Sequence[str]
         raise UsageError(f"--config {path}: get_config() returned a "
                          f"{type(config).__name__}; return an ml_collections.ConfigDict")
     _check_tuple_elements(path, config, flag_values[FLAG].override_values)
+    _register_topology(config)
     return config
+
+
+def _register_topology(config: ml_collections.ConfigDict) -> None:
+    """A config that declares its topology registers it as a space for this process."""
+    topology = config.get("topology")
+    if not topology:
+        return
+    from search_spaces import SpecError
+    from search_spaces.declared import register_declared
+
+    doc = topology.to_dict() if isinstance(topology, ml_collections.ConfigDict) else topology
+    try:
+        space = register_declared(doc, "config.topology")
+    except SpecError as err:
+        raise UsageError(str(err)) from None
+    if config.get("space") != space.name:
+        raise UsageError(f"config.space: {config.get('space')!r}, but config.topology declares "
+                         f"{space.name!r}; set config.space = {space.name!r}")
 
 
 def _as_text(value: Any) -> str:

@@ -41,6 +41,7 @@ import controllers
 from controllers.strategy import Trial, strategy_names
 from cost_models.interface import check_targets
 from search_spaces import Architecture, atomic_write, get_space, write_json_atomic
+from search_spaces.declared import register_declared
 from tunas_jax import train
 from tunas_jax.checkpointing import make_workdir
 from tunas_jax.config_defaults import multi_trial_defaults
@@ -166,6 +167,8 @@ def evaluate_trial(config_dict: dict[str, Any], workdir: str, trial_id: int,
                    indices: list[int]) -> dict[str, Any]:
     """Train and cost one candidate (in a worker process or this one): its objectives."""
     config = ml_collections.ConfigDict(config_dict)
+    if config.get("topology"):  # a spawned worker has not read the config file
+        register_declared(config.topology.to_dict(), "config.topology")
     space = get_space(config.space)
     name = f"trial_{trial_id:04d}"
     arch_path = os.path.join(workdir, "architectures", f"{name}.json")
