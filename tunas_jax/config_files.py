@@ -196,9 +196,10 @@ def _check_tuple_elements(path: str, config: ml_collections.ConfigDict,
 # ---- the command line ------------------------------------------------------------------
 def flat_fields(config: ml_collections.ConfigDict, prefix: str = ""
                 ) -> Iterator[tuple[str, Any]]:
-    """(dotted name, value) of every leaf field; an `overrides` section counts as one field."""
+    """(dotted name, value) of every leaf field; an `overrides` section, and an empty
+    section (e.g. `topology`, filled in by config files), count as one field."""
     for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict) and key != OVERRIDES_SECTION:
+        if isinstance(value, ml_collections.ConfigDict) and value and key != OVERRIDES_SECTION:
             yield from flat_fields(value, f"{prefix}{key}.")
         else:
             yield prefix + key, value
