@@ -53,6 +53,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from cost_models.hardware import HardwareTarget, get_target
 from cost_models.simulator import SimulationResult, assemble, edgetpu_layer_cost, weights_cached
 from search_spaces import NetworkDescription, SpecError
@@ -253,3 +255,52 @@ def simulate_cycle_accurate(network: NetworkDescription, target: HardwareTarget 
                                            strict=True))
     return assemble(network, target, costs), tuple(cycles)
 
+
+
+class CycleAccurateCostModel:
+    """The cycle-accurate fidelity behind the cost interface (`get_cost_model("cycle_accurate")`).
+
+    Items are network descriptions, or index vectors of `space` (decoded and
+    described for `workload`). Targets must be edgetpu targets. Slow on cold
+    caches (SCALE-Sim takes seconds per new layer signature): meant for
+    checking a handful of candidates, not for a search's inner loop.
+    """
+
+    name = "cycle_accurate"
+
+    def __init__(self, space: Any = None, workload: Any = None,
+                 runner: ScaleSimRunner | None = None) -> None:
+        self.space, self.workload = space, workload
+        self.runner = runner or ScaleSimRunner()
+
+    def networks(self, items: Any) -> list[NetworkDescription]:
+        if len(items) and isinstance(items[0], NetworkDescription):
+            return list(items)
+        if self.space is None or self.workload is None:
+            raise SpecError("cost model 'cycle_accurate': index vectors need a space and a "
+                            "workload; build it with them or pass network descriptions")
+        from tasks import describe
+
+        w = self.workload
+        return [describe(self.space.decode(np.asarray(idx)), w.image_size, w.task,
+                         name=self.space.name, input_channels=w.input_channels)
+                for idx in np.asarray(items)]
+
+    def cost(self, items: Any, targets: Sequence[str], per_layer: bool = False) -> dict:
+        from cost_models.interface import CostBatch, check_targets
+
+        names = check_targets(targets)
+        for name in names:
+            check_target(name)
+        nets = self.networks(items)
+        out = {}
+        for name in names:
+            results = [simulate_cycle_accurate(net, name, self.runner)[0] for net in nets]
+            out[name] = CostBatch(
+                name, np.array([r.latency_ms for r in results]),
+                np.array([r.energy_mj for r in results]),
+                np.array([net.params for net in nets], np.int64),
+                np.array([net.macs for net in nets], np.int64),
+                [[dataclasses.asdict(c) for c in r.layers] for r in results]
+                if per_layer else None)
+        return out
