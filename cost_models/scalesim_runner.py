@@ -153,15 +153,26 @@ class ScaleSimRunner:
         self.cache_hits = 0
         self.wall_s: dict[ConvSignature, float] = {}
         self._lock = threading.Lock()
+        self._checked = False
+
+    def _unavailable(self, problem: str) -> ScaleSimUnavailable:
+        return ScaleSimUnavailable(
+            f"scalesim python: {problem}; the cycle_accurate fidelity runs SCALE-Sim in its "
+            f"own environment. Create it in the repository root ({INSTALL}) or point "
+            f"${PYTHON_ENV} at a Python that has scalesim==3.0.0 and numpy<2.4")
 
     def check(self) -> None:
-        """Raise ScaleSimUnavailable (naming the setting and the fix) if the Python is missing."""
+        """Raise ScaleSimUnavailable (naming the setting and the fix) unless SCALE-Sim runs
+        in `python` (asked once per runner, by the worker's `--check`)."""
+        if self._checked:
+            return
         if not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
-            raise ScaleSimUnavailable(
-                f"scalesim python: {self.python} does not exist; the cycle_accurate fidelity "
-                f"runs SCALE-Sim in its own environment. Create it in the repository root "
-                f"({INSTALL}) or point ${PYTHON_ENV} at a Python that has scalesim==3.0.0 "
-                "and numpy<2.4")
+            raise self._unavailable(f"{self.python} does not exist")
+        proc = subprocess.run([self.python, WORKER, "--check"], capture_output=True, text=True,
+                              timeout=120, check=False)
+        if proc.returncode != 0:
+            raise self._unavailable(proc.stderr.strip()[-500:] or f"exit {proc.returncode}")
+        self._checked = True
 
     # ---- cache ------------------------------------------------------------------
     def _path(self, array: ArrayConfig, sig: ConvSignature) -> str:
@@ -220,6 +231,8 @@ class ScaleSimRunner:
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"SCALE-Sim took over {self.timeout_s} s for "
                                f"{len(signatures)} layers") from None
+        if proc.returncode == 3:  # the worker's own check failed (see scalesim_worker.check)
+            raise self._unavailable(proc.stderr.strip()[-500:])
         if proc.returncode != 0:
             raise RuntimeError(f"SCALE-Sim ({self.python}) failed with exit code "
                                f"{proc.returncode}: {proc.stderr[-2000:]}")

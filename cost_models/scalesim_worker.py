@@ -11,9 +11,10 @@ see README), not the project's: it imports only the standard library and
 
 and one JSON object on stdout: {"scalesim_version": ..., "layers": [{"cycles": ..,
 "stall_cycles": .., "cycles_with_prefetch": .., "wall_s": ..}, ...]} in
-request order. `cycles` is SCALE-Sim's "Total Cycles" (compute including
-stalls, its COMPUTE_REPORT column), `cycles_with_prefetch` adds the initial
-DRAM fetch. Anything SCALE-Sim prints goes to stderr.
+request order; with `--check` instead, only whether SCALE-Sim can run here
+(exit status 3 and the reason on stderr if not). `cycles` is SCALE-Sim's
+"Total Cycles" (compute including stalls, its COMPUTE_REPORT column),
+`cycles_with_prefetch` adds the initial DRAM fetch. Anything SCALE-Sim prints goes to stderr.
 
 SCALE-Sim is driven layer by layer through `single_layer_sim` (the class its
 own `simulator.run` loops over) with traces and reports off: it writes no
@@ -78,7 +79,27 @@ def run(request: dict) -> dict:
     return {"scalesim_version": version("scalesim"), "layers": out}
 
 
-def main() -> int:
+def check() -> str | None:
+    """Why SCALE-Sim cannot run in this Python, or None."""
+    try:
+        import numpy
+        import scalesim  # noqa: F401
+    except ImportError as err:
+        return f"{sys.executable} cannot import scalesim ({err})"
+    major, minor = (int(x) for x in numpy.__version__.split(".")[:2])
+    if (major, minor) >= (2, 4):
+        # scalesim 3.0.0 calls int() on one-element arrays, an error from numpy 2.4 on.
+        return f"{sys.executable} has numpy {numpy.__version__}; SCALE-Sim needs numpy<2.4"
+    return None
+
+
+def main(argv: list[str]) -> int:
+    problem = check()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 3
+    if "--check" in argv:
+        return 0
     request = json.load(sys.stdin)
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the one JSON answer
         answer = run(request)
@@ -87,4 +108,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

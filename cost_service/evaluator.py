@@ -38,7 +38,12 @@ from cost_models.calibration import FIT_FIELDS, evaluate
 from cost_models.dataset import segment_weight_bytes
 from cost_models.hardware import get_target, target_names
 from cost_models.interface import CostBatch, SimulatorCostModel, Workload, check_targets
-from cost_models.scalesim_runner import ScaleSimRunner, check_target, simulate_cycle_accurate
+from cost_models.scalesim_runner import (
+    ScaleSimRunner,
+    ScaleSimUnavailable,
+    check_target,
+    simulate_cycle_accurate,
+)
 from cost_models.simulator import simulate
 from cost_service import messages
 from cost_service.v1 import ppe_pb2
@@ -249,7 +254,11 @@ class Evaluator:
             check_deadline()
             exact: tuple[str, ...] = ()
             if fidelity == ppe_pb2.CYCLE_ACCURATE:
-                result, exact = simulate_cycle_accurate(network, target, self.scalesim)
+                try:
+                    result, exact = simulate_cycle_accurate(network, target, self.scalesim)
+                except ScaleSimUnavailable as err:  # removed since the fidelity check
+                    raise RequestError(f"fidelity: CYCLE_ACCURATE is not available on this "
+                                       f"server ({err})") from None
             else:
                 result = simulate(network, get_target(target))
             msg = messages.result_to_proto(result, shapes, layers=not request.omit_layers)

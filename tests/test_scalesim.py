@@ -8,6 +8,7 @@ Every runner here caches under the test's temporary folder.
 
 import json
 import math
+import sys
 
 import grpc
 import pytest
@@ -72,6 +73,10 @@ def test_cycles_match_the_hand_derivation_and_the_cache_skips_scalesim(cache_dir
     with pytest.raises(ScaleSimUnavailable) as info:
         again.cycles([ConvSignature(3, 3, 1, 1, 1, 1, 1)], SMALL)
     assert PYTHON_ENV in str(info.value) and "pip install scalesim" in str(info.value)
+    # A Python that exists but cannot run SCALE-Sim (this project's: no scalesim) is refused
+    # the same way, before any simulation.
+    with pytest.raises(ScaleSimUnavailable, match=r"cannot import scalesim|numpy<2\.4"):
+        ScaleSimRunner(python=sys.executable, cache_dir=cache_dir).check()
 
 
 def test_groups_are_emulated_as_independent_convs(cache_dir):
