@@ -16,6 +16,7 @@ import pytest
 from cost_models.hardware import get_target
 from cost_models.interface import get_cost_model
 from cost_models.scalesim_runner import (
+    CACHE_ENV,
     PYTHON_ENV,
     ArrayConfig,
     ConvSignature,
@@ -154,3 +155,23 @@ def test_service_answers_cycle_accurate_evaluate(cache_dir):
         bare.fidelity(ppe_pb2.CYCLE_ACCURATE)
     with pytest.raises(SpecError, match="edgetpu"):
         get_cost_model("cycle_accurate", runner=runner).cost([net], ["pixel3_gpu"])
+
+
+def test_simulate_command_cycle_accurate(cache_dir, tmp_path, monkeypatch, capsys):
+    from tunas_jax.cli import main
+
+    monkeypatch.setenv(CACHE_ENV, cache_dir)
+    net = _tiny_network()
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(net.to_json()))
+    args = ["simulate", "--network", str(path), "--target", "coral_edgetpu", "--format", "json"]
+    assert main([*args, "--fidelity", "cycle_accurate"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    expected, names = simulate_cycle_accurate(net, "coral_edgetpu",
+                                              ScaleSimRunner(cache_dir=cache_dir))
+    assert doc["cycle_accurate_layers"] == list(names) == ["stem", "logits"]
+    assert doc["latency_ms"] == expected.latency_ms != simulate(net, "coral_edgetpu").latency_ms
+    # A CPU target is refused naming the flag (exit status 2, message on stderr).
+    assert main(["simulate", "--network", str(path), "--target", "pixel1_cpu",
+                 "--fidelity", "cycle_accurate"]) == 2
+    assert "--target: 'pixel1_cpu' is a cpu target" in capsys.readouterr().err
