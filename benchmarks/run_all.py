@@ -13,8 +13,11 @@ Benchmarks (all on this machine's CPU unless JAX sees an accelerator):
 - learned regressor: ms per 4,096 predictions once compiled (`bench_regressor.py`);
 - cost service: batch architectures/s through `tunas-jax serve-costs` and the
   p99 latency of single-network requests at 64 clients (`bench_service.py`,
-  which also has the 1/8-client figures, the fuzz run and Ray scaling).
-Not part of CI; about 11 minutes on 2 cores (`--quick`: fewer architectures).
+  which also has the 1/8-client figures, the fuzz run and Ray scaling);
+- cycle-accurate fidelity: SCALE-Sim vs analytical compute cycles on
+  MobileNetV2's conv layers, Spearman and median ratio on `coral_edgetpu`
+  (`bench_scalesim.py`; needs `.venv-scalesim`, README).
+Not part of CI; about 12 minutes on 2 cores (`--quick`: fewer architectures).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_regressor
+import bench_scalesim
 import bench_service
 import bench_simulator
 import bench_supernet_step
@@ -91,6 +95,8 @@ def main() -> None:
     simulator = bench_simulator.run(num=5000 if args.quick else 20000, one_core=True)
     service = {"batch": bench_service.batch(5000 if args.quick else 20000),
                "single": bench_service.single(128 if args.quick else 640)}
+    scalesim = bench_scalesim.run("mobilenet_v2", ("coral_edgetpu",))
+    scalesim_all = scalesim["targets"]["coral_edgetpu"]["all"]
 
     figures = {
         "supernet_vs_standalone_step_ratio": step["supernet_vs_standalone_step_ratio"],
@@ -100,8 +106,11 @@ def main() -> None:
         "regressor_ms_per_4096": regressor["regressor_ms_per_4096"],
         "service_archs_per_second": service["batch"]["service_cold_archs_per_second"],
         "service_p99_ms_64_clients": service["single"]["clients_64"]["p99_ms"],
+        "scalesim_vs_analytical_spearman": scalesim_all["spearman"],
+        "scalesim_vs_analytical_ratio_median": scalesim_all["ratio_median"],
         "details": {"supernet_step": step, "controller_step_ms": controller_ms,
-                    "regressor": regressor, "simulator": simulator, "service": service},
+                    "regressor": regressor, "simulator": simulator, "service": service,
+                    "scalesim": scalesim},
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
                    f"jax {jax.__version__} on {jax.devices()[0].platform}",
         "date": datetime.date.today().isoformat(),
@@ -142,6 +151,7 @@ def render(fig: dict, step: dict, sim: dict, reg: dict, controller_ms: float) ->
         (f"learned regressor ({reg['model']}), per 4,096 architectures once compiled",
          f"{fig['regressor_ms_per_4096']:.2f} ms", "< 5 ms"),
         *service_rows(fig["details"]["service"]),
+        scalesim_row(fig["details"]["scalesim"]),
     ]
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     return (f"# Benchmarks\n\nMachine: {fig['machine']}. Date: {fig['date']}. "
@@ -161,6 +171,16 @@ def service_rows(service: dict) -> list[tuple[str, str, str]]:
          f"p99 {c64['p99_ms']:.0f} ms, p50 {c64['p50_ms']:.0f} ms, "
          f"{c64['requests_per_second']:.0f} req/s", "p99 < 50 ms"),
     ]
+
+
+def scalesim_row(result: dict) -> tuple[str, str, str]:
+    """Table row of the SCALE-Sim cross-check (`bench_scalesim.run`)."""
+    s, w = result["targets"]["coral_edgetpu"]["all"], result["scalesim"]
+    return (f"SCALE-Sim vs analytical compute cycles, {s['layers']} conv/FC layers of "
+            f"`{result['network']}` on `coral_edgetpu`",
+            f"Spearman {s['spearman']:.2f}, Pearson {s['pearson']:.2f}; ratio median "
+            f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}); "
+            f"{w['wall_s_per_signature_median']:.1f} s per simulated layer", "-")
 
 
 if __name__ == "__main__":

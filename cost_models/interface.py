@@ -19,6 +19,9 @@ Implementations, looked up by name (`get_cost_model`):
 - `regressor`: the learned latency regressor (`cost_models.regressor`), one
   per target; latency only. `in_jit(target)` is the pure-JAX predictor the
   one-shot reward calls inside the jitted step.
+- `cycle_accurate`: the simulator with SCALE-Sim's compute cycles on conv /
+  matmul layers (`cost_models.scalesim_runner`; SCALE-Sim in its own
+  environment, edgetpu targets only).
 - `remote`: the same simulator behind the `tunas_jax.ppe.v1` gRPC service
   (`cost_service.client.RemoteCostModel(addresses, space, workload)`; the
   `service` extra), equal to `analytical` to the last bit.
@@ -173,8 +176,16 @@ def _remote(*args: Any, **kwargs: Any) -> CostModel:
     return RemoteCostModel(*args, **kwargs)
 
 
+def _cycle_accurate(*args: Any, **kwargs: Any) -> CostModel:
+    # Imported on use: it runs SCALE-Sim from its own environment (README).
+    from cost_models.scalesim_runner import CycleAccurateCostModel
+
+    return CycleAccurateCostModel(*args, **kwargs)
+
+
 COST_MODELS: dict[str, Callable[..., CostModel]] = {
     "analytical": SimulatorCostModel,
+    "cycle_accurate": _cycle_accurate,
     "regressor": RegressorCostModel,
     "remote": _remote,
 }

@@ -236,12 +236,16 @@ def layer_cost(layer: Layer, target: LatencyModel | str, weights_cached: bool = 
     return target.layer_cost(layer, weights_cached)
 
 
-def edgetpu_layer_cost(layer: Layer, target: HardwareTarget, weights_cached: bool = True
-                       ) -> LayerCost:
-    """The Edge TPU model's cost of one layer (`HardwareTarget.layer_cost`)."""
+def edgetpu_layer_cost(layer: Layer, target: HardwareTarget, weights_cached: bool = True,
+                       compute_cycles: int | None = None) -> LayerCost:
+    """The Edge TPU model's cost of one layer (`HardwareTarget.layer_cost`).
+
+    `compute_cycles` replaces the array model's cycle count (the cycle-accurate
+    fidelity passes SCALE-Sim's); memory, energy and overheads stay analytical.
+    """
     macs = layer.macs
     weight_bytes = layer.weight_count  # int8; batch norm folds into the weights
-    cycles = _compute_cycles(layer, target)
+    cycles = _compute_cycles(layer, target) if compute_cycles is None else compute_cycles
     compute_s = cycles / (target.clock_hz * target.compute_efficiency)
     act_bytes = activation_values(layer)
     spilled = max(0, act_bytes - target.activation_memory_bytes)
@@ -325,8 +329,20 @@ def simulate(network: NetworkDescription, target: LatencyModel | str) -> Simulat
     """Latency, energy and a per-layer breakdown of one inference of `network` on `target`."""
     target = get_target(target)
     layers = network.layers
-    cached = cached_mask([target.weight_bytes(layer) for layer in layers], target)
-    costs = tuple(target.layer_cost(layer, c) for layer, c in zip(layers, cached, strict=True))
+    costs = tuple(target.layer_cost(layer, c)
+                  for layer, c in zip(layers, weights_cached(network, target), strict=True))
+    return assemble(network, target, costs)
+
+
+def weights_cached(network: NetworkDescription, target: LatencyModel) -> list[bool]:
+    """Per layer, whether `target`'s cache holds its weights."""
+    return cached_mask([target.weight_bytes(layer) for layer in network.layers], target)
+
+
+def assemble(network: NetworkDescription, target: LatencyModel, costs: tuple[LayerCost, ...]
+             ) -> SimulationResult:
+    """The network's result from its per-layer costs (adds I/O and static power)."""
+    layers = network.layers
     io_ps, io_fj = io_terms(math.prod(network.input_shape), math.prod(layers[-1].output_shape),
                             target)
     latency_ms, energy_mj = finish(sum(c.latency_ps for c in costs) + io_ps,

@@ -9,6 +9,13 @@ The gRPC servicer (`cost_service.server`) hands each request message to an
   reaches the costing stage unvalidated and none can take the server down.
 - `DeadlineExceeded`: the caller's deadline passed between chunks of work.
 
+Fidelity: ANALYTICAL (the default) everywhere; CYCLE_ACCURATE in Evaluate on
+edgetpu targets, through the evaluator's `ScaleSimRunner` (SCALE-Sim in its own
+environment, its cycles cached on disk per layer signature; see
+`cost_models.scalesim_runner`). A server without SCALE-Sim refuses it naming
+the `fidelity` field and the install command, and leaves it out of
+ListTargets' fidelities.
+
 Costing reuses the host-side cost interface: `SimulatorCostModel` (the fast
 per-unit `ArchitectureCoster` for index vectors, `simulate` for network
 descriptions), one per (space, workload), kept in a bounded LRU cache so its
@@ -31,6 +38,12 @@ from cost_models.calibration import FIT_FIELDS, evaluate
 from cost_models.dataset import segment_weight_bytes
 from cost_models.hardware import get_target, target_names
 from cost_models.interface import CostBatch, SimulatorCostModel, Workload, check_targets
+from cost_models.scalesim_runner import (
+    ScaleSimRunner,
+    ScaleSimUnavailable,
+    check_target,
+    simulate_cycle_accurate,
+)
 from cost_models.simulator import simulate
 from cost_service import messages
 from cost_service.v1 import ppe_pb2
@@ -93,8 +106,10 @@ def _fail_on_bad_input(field: str) -> Callable:
 class Evaluator:
     """Costs `tunas_jax.ppe.v1` requests; thread-safe."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, scalesim: ScaleSimRunner | None = None
+                 ) -> None:
         self.limits = limits or Limits()
+        self.scalesim = scalesim or ScaleSimRunner()
         self._lock = threading.Lock()
         self._spaces: dict[str, SearchSpace] = {}
         self._models: collections.OrderedDict[Any, tuple[SimulatorCostModel, threading.Lock]] = (
@@ -116,11 +131,23 @@ class Evaluator:
             raise RequestError("targets: empty; name at least one target (ListTargets)")
         return tuple(names)
 
-    @staticmethod
-    def fidelity(value: int) -> None:
-        if value not in (ppe_pb2.FIDELITY_UNSPECIFIED, ppe_pb2.ANALYTICAL):
-            name = ppe_pb2.Fidelity.Name(value) if value in ppe_pb2.Fidelity.values() else value
-            raise RequestError(f"fidelity: {name} is not served here; use ANALYTICAL")
+    def fidelity(self, value: int, batch: bool = False) -> int:
+        """The request's fidelity (UNSPECIFIED = ANALYTICAL) if this server serves it."""
+        if value in (ppe_pb2.FIDELITY_UNSPECIFIED, ppe_pb2.ANALYTICAL):
+            return ppe_pb2.ANALYTICAL
+        if value == ppe_pb2.CYCLE_ACCURATE:
+            if batch:
+                raise RequestError("fidelity: CYCLE_ACCURATE is served by Evaluate (one "
+                                   "network per request); batches are ANALYTICAL only")
+            try:
+                self.scalesim.check()
+            except SpecError as err:
+                raise RequestError(f"fidelity: CYCLE_ACCURATE is not available on this "
+                                   f"server ({err})") from None
+            return value
+        name = ppe_pb2.Fidelity.Name(value) if value in ppe_pb2.Fidelity.values() else value
+        raise RequestError(f"fidelity: {name} is unknown; use ANALYTICAL or CYCLE_ACCURATE "
+                           "(ListTargets lists what this server serves)")
 
     def network(self, text: str, field: str = "network_json") -> NetworkDescription:
         size = len(text.encode("utf-8", "surrogatepass"))
@@ -198,8 +225,14 @@ class Evaluator:
     def evaluate(self, request: ppe_pb2.EvaluateRequest,
                  check_deadline: Callable[[], None] = lambda: None) -> ppe_pb2.EvaluateResponse:
         """One network on each requested target, with the per-layer breakdown."""
-        self.fidelity(request.fidelity)
+        fidelity = self.fidelity(request.fidelity)
         targets = self.targets(request.targets)
+        if fidelity == ppe_pb2.CYCLE_ACCURATE:
+            for i, target in enumerate(targets):
+                try:
+                    check_target(target, f"targets[{i}]")
+                except SpecError as err:
+                    raise RequestError(str(err)) from None
         kind = request.WhichOneof("network")
         if kind is None:
             raise RequestError("network: empty; set network_json or architecture")
@@ -219,16 +252,26 @@ class Evaluator:
         response = ppe_pb2.EvaluateResponse()
         for target in targets:
             check_deadline()
-            result = simulate(network, get_target(target))
-            response.costs.append(messages.result_to_proto(result, shapes,
-                                                           layers=not request.omit_layers))
+            exact: tuple[str, ...] = ()
+            if fidelity == ppe_pb2.CYCLE_ACCURATE:
+                try:
+                    result, exact = simulate_cycle_accurate(network, target, self.scalesim)
+                except ScaleSimUnavailable as err:  # removed since the fidelity check
+                    raise RequestError(f"fidelity: CYCLE_ACCURATE is not available on this "
+                                       f"server ({err})") from None
+            else:
+                result = simulate(network, get_target(target))
+            msg = messages.result_to_proto(result, shapes, layers=not request.omit_layers)
+            msg.fidelity = fidelity
+            msg.cycle_accurate_layers.extend(exact)
+            response.costs.append(msg)
         return response
 
     def evaluate_batch(self, request: ppe_pb2.EvaluateBatchRequest,
                        check_deadline: Callable[[], None] = lambda: None
                        ) -> ppe_pb2.EvaluateBatchResponse:
         """Totals of many architectures (or network descriptions) per target."""
-        self.fidelity(request.fidelity)
+        self.fidelity(request.fidelity, batch=True)
         targets = self.targets(request.targets)
         kind = request.WhichOneof("items")
         if kind is None:
@@ -316,8 +359,14 @@ class Evaluator:
         with self._lock:
             if self._targets is not None:
                 return self._targets
-        response = ppe_pb2.ListTargetsResponse(
-            server_version=SERVER_VERSION, fidelities=[ppe_pb2.ANALYTICAL])
+        fidelities = [ppe_pb2.ANALYTICAL]
+        try:
+            self.scalesim.check()
+            fidelities.append(ppe_pb2.CYCLE_ACCURATE)
+        except SpecError:
+            pass  # no SCALE-Sim here: Evaluate refuses CYCLE_ACCURATE, saying how to add it
+        response = ppe_pb2.ListTargetsResponse(server_version=SERVER_VERSION,
+                                               fidelities=fidelities)
         for name in target_names():
             target = get_target(name)
             fit = evaluate(target)

@@ -161,8 +161,8 @@ BAD_REQUESTS = {
     "oversize json": (ppe_pb2.EvaluateRequest(network_json=" " * (9 * 2**20),
                                               targets=["pixel6_edgetpu"]), "network_json"),
     "no network": (ppe_pb2.EvaluateRequest(targets=["pixel6_edgetpu"]), "network"),
-    "cycle accurate": (ppe_pb2.EvaluateRequest(network_json="{}", targets=["pixel6_edgetpu"],
-                                               fidelity=ppe_pb2.CYCLE_ACCURATE), "fidelity"),
+    "unknown fidelity": (ppe_pb2.EvaluateRequest(network_json="{}", targets=["pixel6_edgetpu"],
+                                                 fidelity=99), "fidelity"),
 }
 
 

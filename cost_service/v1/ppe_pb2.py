@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ost_service/v1/ppe.proto\x12\x10tunas_jax.ppe.v1\"K\n\x08Workload\x12\x12\n\nimage_size\x18\x01 \x01(\x05\x12\x13\n\x0bnum_classes\x18\x02 \x01(\x05\x12\x16\n\x0einput_channels\x18\x03 \x01(\x05\"w\n\x0c\x41rchitecture\x12\r\n\x05space\x18\x01 \x01(\t\x12\x19\n\x11space_fingerprint\x18\x02 \x01(\t\x12\x0f\n\x07indices\x18\x03 \x03(\x05\x12,\n\x08workload\x18\x04 \x01(\x0b\x32\x1a.tunas_jax.ppe.v1.Workload\"\xc0\x01\n\x0f\x45valuateRequest\x12\x16\n\x0cnetwork_json\x18\x01 \x01(\tH\x00\x12\x36\n\x0c\x61rchitecture\x18\x02 \x01(\x0b\x32\x1e.tunas_jax.ppe.v1.ArchitectureH\x00\x12\x0f\n\x07targets\x18\x03 \x03(\t\x12,\n\x08\x66idelity\x18\x04 \x01(\x0e\x32\x1a.tunas_jax.ppe.v1.Fidelity\x12\x13\n\x0bomit_layers\x18\x05 \x01(\x08\x42\t\n\x07network\"\xae\x02\n\tLayerCost\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\t\x12\x0c\n\x04macs\x18\x03 \x01(\x03\x12\x14\n\x0cweight_bytes\x18\x04 \x01(\x03\x12\x16\n\x0eweights_cached\x18\x05 \x01(\x08\x12\x16\n\x0e\x63ompute_cycles\x18\x06 \x01(\x03\x12\x12\n\ncompute_ms\x18\x07 \x01(\x01\x12\x11\n\tmemory_ms\x18\x08 \x01(\x01\x12\r\n\x05\x62ound\x18\t \x01(\t\x12\x13\n\x0butilization\x18\n \x01(\x01\x12\x14\n\x0conchip_bytes\x18\x0b \x01(\x03\x12\x15\n\roffchip_bytes\x18\x0c \x01(\x03\x12\x12\n\nlatency_ps\x18\r \x01(\x03\x12\x11\n\tenergy_fj\x18\x0e \x01(\x03\x12\x14\n\x0coutput_shape\x18\x0f \x03(\x05\"\xe4\x01\n\x0bNetworkCost\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x11\n\tenergy_mj\x18\x04 \x01(\x01\x12\x0e\n\x06params\x18\x05 \x01(\x03\x12\x0c\n\x04macs\x18\x06 \x01(\x03\x12\x14\n\x0cweight_bytes\x18\x07 \x01(\x03\x12\x1d\n\x15streamed_weight_bytes\x18\x08 \x01(\x03\x12\r\n\x05io_ms\x18\t \x01(\x01\x12+\n\x06layers\x18\n \x03(\x0b\x32\x1b.tunas_jax.ppe.v1.LayerCost\"@\n\x10\x45valuateResponse\x12,\n\x05\x63osts\x18\x01 \x03(\x0b\x32\x1d.tunas_jax.ppe.v1.NetworkCost\"\xc9\x01\n\x11\x41rchitectureBatch\x12\r\n\x05space\x18\x01 \x01(\t\x12\x19\n\x11space_fingerprint\x18\x02 \x01(\t\x12\x15\n\rnum_decisions\x18\x03 \x01(\x05\x12\x0f\n\x07indices\x18\x04 \x03(\x05\x12,\n\x08workload\x18\x05 \x01(\x0b\x32\x1a.tunas_jax.ppe.v1.Workload\x12\x16\n\x0epacked_indices\x18\x06 \x01(\x0c\x12\x1c\n\x14segment_weight_bytes\x18\x07 \x01(\x08\"$\n\x0cNetworkBatch\x12\x14\n\x0cnetwork_json\x18\x01 \x03(\t\"\xd0\x01\n\x14\x45valuateBatchRequest\x12<\n\rarchitectures\x18\x01 \x01(\x0b\x32#.tunas_jax.ppe.v1.ArchitectureBatchH\x00\x12\x32\n\x08networks\x18\x02 \x01(\x0b\x32\x1e.tunas_jax.ppe.v1.NetworkBatchH\x00\x12\x0f\n\x07targets\x18\x03 \x03(\t\x12,\n\x08\x66idelity\x18\x04 \x01(\x0e\x32\x1a.tunas_jax.ppe.v1.FidelityB\x07\n\x05items\"\x98\x01\n\nBatchCosts\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x12\n\nlatency_ms\x18\x02 \x03(\x01\x12\x11\n\tenergy_mj\x18\x03 \x03(\x01\x12\x0e\n\x06params\x18\x04 \x03(\x03\x12\x0c\n\x04macs\x18\x05 \x03(\x03\x12\x1c\n\x14segment_weight_bytes\x18\x06 \x01(\x0c\x12\x17\n\x0fsegment_columns\x18\x07 \x01(\x05\"W\n\x15\x45valuateBatchResponse\x12+\n\x05\x63osts\x18\x01 \x03(\x0b\x32\x1c.tunas_jax.ppe.v1.BatchCosts\x12\x11\n\tnum_items\x18\x02 \x01(\x03\"\x14\n\x12ListTargetsRequest\"K\n\x0e\x43\x61librationRow\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cpublished_ms\x18\x02 \x01(\x01\x12\x14\n\x0csimulated_ms\x18\x03 \x01(\x01\"\xc4\x01\n\nTargetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\x12\x15\n\rfitted_fields\x18\x04 \x03(\t\x12\x1e\n\x16mean_abs_error_percent\x18\x05 \x01(\x01\x12\x10\n\x08spearman\x18\x06 \x01(\x01\x12\x35\n\x0b\x63\x61libration\x18\x07 \x03(\x0b\x32 .tunas_jax.ppe.v1.CalibrationRow\"\x8c\x01\n\x13ListTargetsResponse\x12-\n\x07targets\x18\x01 \x03(\x0b\x32\x1c.tunas_jax.ppe.v1.TargetInfo\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12.\n\nfidelities\x18\x03 \x03(\x0e\x32\x1a.tunas_jax.ppe.v1.Fidelity*H\n\x08\x46idelity\x12\x18\n\x14\x46IDELITY_UNSPECIFIED\x10\x00\x12\x0e\n\nANALYTICAL\x10\x01\x12\x12\n\x0e\x43YCLE_ACCURATE\x10\x02\x32\x93\x03\n\x19PerformancePowerEvaluator\x12Q\n\x08\x45valuate\x12!.tunas_jax.ppe.v1.EvaluateRequest\x1a\".tunas_jax.ppe.v1.EvaluateResponse\x12`\n\rEvaluateBatch\x12&.tunas_jax.ppe.v1.EvaluateBatchRequest\x1a\'.tunas_jax.ppe.v1.EvaluateBatchResponse\x12\x65\n\x0e\x45valuateStream\x12&.tunas_jax.ppe.v1.EvaluateBatchRequest\x1a\'.tunas_jax.ppe.v1.EvaluateBatchResponse(\x01\x30\x01\x12Z\n\x0bListTargets\x12$.tunas_jax.ppe.v1.ListTargetsRequest\x1a%.tunas_jax.ppe.v1.ListTargetsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ost_service/v1/ppe.proto\x12\x10tunas_jax.ppe.v1\"K\n\x08Workload\x12\x12\n\nimage_size\x18\x01 \x01(\x05\x12\x13\n\x0bnum_classes\x18\x02 \x01(\x05\x12\x16\n\x0einput_channels\x18\x03 \x01(\x05\"w\n\x0c\x41rchitecture\x12\r\n\x05space\x18\x01 \x01(\t\x12\x19\n\x11space_fingerprint\x18\x02 \x01(\t\x12\x0f\n\x07indices\x18\x03 \x03(\x05\x12,\n\x08workload\x18\x04 \x01(\x0b\x32\x1a.tunas_jax.ppe.v1.Workload\"\xc0\x01\n\x0f\x45valuateRequest\x12\x16\n\x0cnetwork_json\x18\x01 \x01(\tH\x00\x12\x36\n\x0c\x61rchitecture\x18\x02 \x01(\x0b\x32\x1e.tunas_jax.ppe.v1.ArchitectureH\x00\x12\x0f\n\x07targets\x18\x03 \x03(\t\x12,\n\x08\x66idelity\x18\x04 \x01(\x0e\x32\x1a.tunas_jax.ppe.v1.Fidelity\x12\x13\n\x0bomit_layers\x18\x05 \x01(\x08\x42\t\n\x07network\"\xae\x02\n\tLayerCost\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02op\x18\x02 \x01(\t\x12\x0c\n\x04macs\x18\x03 \x01(\x03\x12\x14\n\x0cweight_bytes\x18\x04 \x01(\x03\x12\x16\n\x0eweights_cached\x18\x05 \x01(\x08\x12\x16\n\x0e\x63ompute_cycles\x18\x06 \x01(\x03\x12\x12\n\ncompute_ms\x18\x07 \x01(\x01\x12\x11\n\tmemory_ms\x18\x08 \x01(\x01\x12\r\n\x05\x62ound\x18\t \x01(\t\x12\x13\n\x0butilization\x18\n \x01(\x01\x12\x14\n\x0conchip_bytes\x18\x0b \x01(\x03\x12\x15\n\roffchip_bytes\x18\x0c \x01(\x03\x12\x12\n\nlatency_ps\x18\r \x01(\x03\x12\x11\n\tenergy_fj\x18\x0e \x01(\x03\x12\x14\n\x0coutput_shape\x18\x0f \x03(\x05\"\xb1\x02\n\x0bNetworkCost\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x11\n\tenergy_mj\x18\x04 \x01(\x01\x12\x0e\n\x06params\x18\x05 \x01(\x03\x12\x0c\n\x04macs\x18\x06 \x01(\x03\x12\x14\n\x0cweight_bytes\x18\x07 \x01(\x03\x12\x1d\n\x15streamed_weight_bytes\x18\x08 \x01(\x03\x12\r\n\x05io_ms\x18\t \x01(\x01\x12+\n\x06layers\x18\n \x03(\x0b\x32\x1b.tunas_jax.ppe.v1.LayerCost\x12,\n\x08\x66idelity\x18\x0b \x01(\x0e\x32\x1a.tunas_jax.ppe.v1.Fidelity\x12\x1d\n\x15\x63ycle_accurate_layers\x18\x0c \x03(\t\"@\n\x10\x45valuateResponse\x12,\n\x05\x63osts\x18\x01 \x03(\x0b\x32\x1d.tunas_jax.ppe.v1.NetworkCost\"\xc9\x01\n\x11\x41rchitectureBatch\x12\r\n\x05space\x18\x01 \x01(\t\x12\x19\n\x11space_fingerprint\x18\x02 \x01(\t\x12\x15\n\rnum_decisions\x18\x03 \x01(\x05\x12\x0f\n\x07indices\x18\x04 \x03(\x05\x12,\n\x08workload\x18\x05 \x01(\x0b\x32\x1a.tunas_jax.ppe.v1.Workload\x12\x16\n\x0epacked_indices\x18\x06 \x01(\x0c\x12\x1c\n\x14segment_weight_bytes\x18\x07 \x01(\x08\"$\n\x0cNetworkBatch\x12\x14\n\x0cnetwork_json\x18\x01 \x03(\t\"\xd0\x01\n\x14\x45valuateBatchRequest\x12<\n\rarchitectures\x18\x01 \x01(\x0b\x32#.tunas_jax.ppe.v1.ArchitectureBatchH\x00\x12\x32\n\x08networks\x18\x02 \x01(\x0b\x32\x1e.tunas_jax.ppe.v1.NetworkBatchH\x00\x12\x0f\n\x07targets\x18\x03 \x03(\t\x12,\n\x08\x66idelity\x18\x04 \x01(\x0e\x32\x1a.tunas_jax.ppe.v1.FidelityB\x07\n\x05items\"\x98\x01\n\nBatchCosts\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x12\n\nlatency_ms\x18\x02 \x03(\x01\x12\x11\n\tenergy_mj\x18\x03 \x03(\x01\x12\x0e\n\x06params\x18\x04 \x03(\x03\x12\x0c\n\x04macs\x18\x05 \x03(\x03\x12\x1c\n\x14segment_weight_bytes\x18\x06 \x01(\x0c\x12\x17\n\x0fsegment_columns\x18\x07 \x01(\x05\"W\n\x15\x45valuateBatchResponse\x12+\n\x05\x63osts\x18\x01 \x03(\x0b\x32\x1c.tunas_jax.ppe.v1.BatchCosts\x12\x11\n\tnum_items\x18\x02 \x01(\x03\"\x14\n\x12ListTargetsRequest\"K\n\x0e\x43\x61librationRow\x12\r\n\x05model\x18\x01 \x01(\t\x12\x14\n\x0cpublished_ms\x18\x02 \x01(\x01\x12\x14\n\x0csimulated_ms\x18\x03 \x01(\x01\"\xc4\x01\n\nTargetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\x12\x15\n\rfitted_fields\x18\x04 \x03(\t\x12\x1e\n\x16mean_abs_error_percent\x18\x05 \x01(\x01\x12\x10\n\x08spearman\x18\x06 \x01(\x01\x12\x35\n\x0b\x63\x61libration\x18\x07 \x03(\x0b\x32 .tunas_jax.ppe.v1.CalibrationRow\"\x8c\x01\n\x13ListTargetsResponse\x12-\n\x07targets\x18\x01 \x03(\x0b\x32\x1c.tunas_jax.ppe.v1.TargetInfo\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12.\n\nfidelities\x18\x03 \x03(\x0e\x32\x1a.tunas_jax.ppe.v1.Fidelity*H\n\x08\x46idelity\x12\x18\n\x14\x46IDELITY_UNSPECIFIED\x10\x00\x12\x0e\n\nANALYTICAL\x10\x01\x12\x12\n\x0e\x43YCLE_ACCURATE\x10\x02\x32\x93\x03\n\x19PerformancePowerEvaluator\x12Q\n\x08\x45valuate\x12!.tunas_jax.ppe.v1.EvaluateRequest\x1a\".tunas_jax.ppe.v1.EvaluateResponse\x12`\n\rEvaluateBatch\x12&.tunas_jax.ppe.v1.EvaluateBatchRequest\x1a\'.tunas_jax.ppe.v1.EvaluateBatchResponse\x12\x65\n\x0e\x45valuateStream\x12&.tunas_jax.ppe.v1.EvaluateBatchRequest\x1a\'.tunas_jax.ppe.v1.EvaluateBatchResponse(\x01\x30\x01\x12Z\n\x0bListTargets\x12$.tunas_jax.ppe.v1.ListTargetsRequest\x1a%.tunas_jax.ppe.v1.ListTargetsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cost_service.v1.ppe_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FIDELITY']._serialized_start=2180
-  _globals['_FIDELITY']._serialized_end=2252
+  _globals['_FIDELITY']._serialized_start=2257
+  _globals['_FIDELITY']._serialized_end=2329
   _globals['_WORKLOAD']._serialized_start=47
   _globals['_WORKLOAD']._serialized_end=122
   _globals['_ARCHITECTURE']._serialized_start=124
@@ -42,27 +42,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LAYERCOST']._serialized_start=441
   _globals['_LAYERCOST']._serialized_end=743
   _globals['_NETWORKCOST']._serialized_start=746
-  _globals['_NETWORKCOST']._serialized_end=974
-  _globals['_EVALUATERESPONSE']._serialized_start=976
-  _globals['_EVALUATERESPONSE']._serialized_end=1040
-  _globals['_ARCHITECTUREBATCH']._serialized_start=1043
-  _globals['_ARCHITECTUREBATCH']._serialized_end=1244
-  _globals['_NETWORKBATCH']._serialized_start=1246
-  _globals['_NETWORKBATCH']._serialized_end=1282
-  _globals['_EVALUATEBATCHREQUEST']._serialized_start=1285
-  _globals['_EVALUATEBATCHREQUEST']._serialized_end=1493
-  _globals['_BATCHCOSTS']._serialized_start=1496
-  _globals['_BATCHCOSTS']._serialized_end=1648
-  _globals['_EVALUATEBATCHRESPONSE']._serialized_start=1650
-  _globals['_EVALUATEBATCHRESPONSE']._serialized_end=1737
-  _globals['_LISTTARGETSREQUEST']._serialized_start=1739
-  _globals['_LISTTARGETSREQUEST']._serialized_end=1759
-  _globals['_CALIBRATIONROW']._serialized_start=1761
-  _globals['_CALIBRATIONROW']._serialized_end=1836
-  _globals['_TARGETINFO']._serialized_start=1839
-  _globals['_TARGETINFO']._serialized_end=2035
-  _globals['_LISTTARGETSRESPONSE']._serialized_start=2038
-  _globals['_LISTTARGETSRESPONSE']._serialized_end=2178
-  _globals['_PERFORMANCEPOWEREVALUATOR']._serialized_start=2255
-  _globals['_PERFORMANCEPOWEREVALUATOR']._serialized_end=2658
+  _globals['_NETWORKCOST']._serialized_end=1051
+  _globals['_EVALUATERESPONSE']._serialized_start=1053
+  _globals['_EVALUATERESPONSE']._serialized_end=1117
+  _globals['_ARCHITECTUREBATCH']._serialized_start=1120
+  _globals['_ARCHITECTUREBATCH']._serialized_end=1321
+  _globals['_NETWORKBATCH']._serialized_start=1323
+  _globals['_NETWORKBATCH']._serialized_end=1359
+  _globals['_EVALUATEBATCHREQUEST']._serialized_start=1362
+  _globals['_EVALUATEBATCHREQUEST']._serialized_end=1570
+  _globals['_BATCHCOSTS']._serialized_start=1573
+  _globals['_BATCHCOSTS']._serialized_end=1725
+  _globals['_EVALUATEBATCHRESPONSE']._serialized_start=1727
+  _globals['_EVALUATEBATCHRESPONSE']._serialized_end=1814
+  _globals['_LISTTARGETSREQUEST']._serialized_start=1816
+  _globals['_LISTTARGETSREQUEST']._serialized_end=1836
+  _globals['_CALIBRATIONROW']._serialized_start=1838
+  _globals['_CALIBRATIONROW']._serialized_end=1913
+  _globals['_TARGETINFO']._serialized_start=1916
+  _globals['_TARGETINFO']._serialized_end=2112
+  _globals['_LISTTARGETSRESPONSE']._serialized_start=2115
+  _globals['_LISTTARGETSRESPONSE']._serialized_end=2255
+  _globals['_PERFORMANCEPOWEREVALUATOR']._serialized_start=2332
+  _globals['_PERFORMANCEPOWEREVALUATOR']._serialized_end=2735
 # @@protoc_insertion_point(module_scope)

@@ -4,7 +4,7 @@
         --out /tmp/v2_pixel6.npz [--seed 0] [--workers 0] [--executor local|ray \
         --ray-address ADDRESS]
     tunas-jax simulate --network my_net.json --target coral_edgetpu [--format json] \
-        [--service HOST:PORT[,HOST:PORT...]]
+        [--service HOST:PORT[,HOST:PORT...] | --fidelity cycle_accurate]
 
 With --network, each layer's row names what bounds it: `compute` (the
 array), `memory` (on-chip traffic, spilled activations) or `streaming`
@@ -12,6 +12,9 @@ array), `memory` (on-chip traffic, spilled activations) or `streaming`
 every inference). `--format json` prints the same as one JSON object.
 `--service` costs the network (or the dataset) on a `tunas-jax serve-costs`
 server instead of in this process (same output, to the last digit).
+`--fidelity cycle_accurate` takes the compute cycles of the conv / matmul
+layers from SCALE-Sim (its own environment, `.venv-scalesim`: README) on an
+edgetpu target; `cycle_accurate_layers` in the JSON lists them.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="with --network: a text table (default) or JSON")
     parser.add_argument("--service", help="cost the --network, or the dataset, on this cost "
                         "service (HOST:PORT, or a comma-separated list: round-robin)")
+    parser.add_argument("--fidelity", choices=("analytical", "cycle_accurate"),
+                        default="analytical", help="with --network: the analytical simulator "
+                        "(default) or SCALE-Sim's compute cycles on conv/matmul layers "
+                        "(cost_models.scalesim_runner; in this process)")
     parser.add_argument("--space", default=DEFAULT_SPACE, help="search space to sample")
     parser.add_argument("--num", type=int, help="architectures to simulate (presets included)")
     parser.add_argument("--out", help="dataset file to write (.npz)")
@@ -61,17 +68,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.network:
         network = network_lib.load(args.network)
-        result = (remote_simulate(args.service, network, args.target) if args.service
-                  else simulate(network, get_target(args.target)))
+        exact = None
+        if args.fidelity == "cycle_accurate":
+            if args.service:
+                raise UsageError("--fidelity cycle_accurate: costs in this process; drop "
+                                 "--service (or send an Evaluate with CYCLE_ACCURATE)")
+            from cost_models.scalesim_runner import (
+                ScaleSimRunner,
+                check_target,
+                simulate_cycle_accurate,
+            )
+
+            target = check_target(args.target, "--target")
+            result, exact = simulate_cycle_accurate(network, target, ScaleSimRunner())
+        else:
+            result = (remote_simulate(args.service, network, args.target) if args.service
+                      else simulate(network, get_target(args.target)))
         if args.format == "json":
             doc = result.to_json()
+            if exact is not None:
+                doc["cycle_accurate_layers"] = list(exact)
             shapes = {layer.name: list(layer.output_shape) for layer in network.layers}
             for entry in doc["layers"]:
                 entry["output_shape"] = shapes[entry["name"]]
             print(json.dumps(doc, indent=1))
         else:
             print(network_report(result, network))
+            if exact is not None:
+                print(f"cycle-accurate (SCALE-Sim) compute cycles: {', '.join(exact) or 'none'}")
         return 0
+    if args.fidelity != "analytical":
+        raise UsageError("--fidelity cycle_accurate: with --network only (datasets are "
+                         "analytical)")
     if args.num is None or args.out is None:
         raise UsageError("--num and --out are required to write a dataset (or pass --network)")
     simulate_to_file(args.space, args.target, args.num, args.out, seed=args.seed,
