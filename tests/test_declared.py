@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -71,13 +72,13 @@ def _broken(path, value):
     (("name",), "my space", "topology.name"),
 ])
 def test_bad_declarations_name_the_field(path, value, field):
-    with pytest.raises(SpecError, match="^topology") as info:
+    with pytest.raises(SpecError, match=r"^topology") as info:
         space_from_declaration(_broken(path, value))
     assert field in str(info.value)
 
 
 def test_a_declaration_may_not_take_a_registered_name():
-    with pytest.raises(SpecError, match="topology.name: 'micro' is a shipped"):
+    with pytest.raises(SpecError, match=re.escape("topology.name: 'micro' is a shipped")):
         register_declared({**MICRO, "name": "micro"})
     register_declared(MICRO)
     register_declared(copy.deepcopy(MICRO))  # the same declaration again: fine
@@ -101,10 +102,10 @@ def test_an_architecture_file_carries_its_declaration(tmp_path):
 def test_config_space_must_name_the_declaration():
     from tunas_jax.config_files import load_config
 
-    with pytest.raises(UsageError, match="config.space: 'micro', but config.topology "
-                                         "declares 'digits_ibn'"):
+    with pytest.raises(UsageError, match=re.escape(
+            "config.space: 'micro', but config.topology declares 'digits_ibn'")):
         load_config(CONFIG, {"space": "micro"})
-    with pytest.raises(UsageError, match="config.topology.stem.stride"):
+    with pytest.raises(UsageError, match=re.escape("config.topology.stem.stride")):
         load_config(CONFIG, {"topology.stem.stride": 0})
 
 
