@@ -2,8 +2,9 @@
 hardware-aware rewards, and the random-search baseline. The REINFORCE
 controller is pure JAX and functional (explicit state pytrees), so its update
 runs inside the one jitted search step; multi-trial strategies implement the
-host-side propose/observe interface (`controllers.strategy`). Imports
-`search_spaces` only."""
+host-side propose/observe interface (`controllers.strategy`), among them the
+OSS Vizier back-end (`controllers.vizier_*`, the `vizier` extra, imported only
+when a `vizier` strategy is built). Imports `search_spaces` (and Vizier)."""
 
 from controllers.random_search import random_search, sample_uniform
 from controllers.reinforce import (

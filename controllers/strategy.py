@@ -12,7 +12,9 @@ search, an evolution, or a client of an external service (e.g. Vizier):
 
 Strategies are looked up by name (`register_strategy`, `get_strategy`) and
 save and restore their state as JSON-able dicts (`state_dict`,
-`load_state_dict`), so a study can resume. The one-shot search's
+`load_state_dict`), so a study can resume. One that holds a resource (the
+`vizier` strategy's server process) also has `close()`, which the study
+calls when it ends. The one-shot search's
 REINFORCE controller (`controllers.reinforce`) is the in-jit counterpart: it
 updates inside the jitted step, where a host round trip per step would cost
 more than the step.
@@ -113,7 +115,8 @@ _STRATEGIES: dict[str, Callable[..., Strategy]] = {"random": RandomStrategy}
 
 
 def strategy_names() -> list[str]:
-    import controllers.evolution  # noqa: F401  (registers `evolution`)
+    import controllers.evolution
+    import controllers.vizier_strategy  # noqa: F401  (registers `vizier`; imports no Vizier)
 
     return sorted(_STRATEGIES)
 
@@ -128,7 +131,8 @@ def register_strategy(name: str, factory: Callable[..., Strategy], *,
 
 
 def get_strategy(name: str, space: SearchSpace, **settings: Any) -> Strategy:
-    import controllers.evolution  # noqa: F401  (registers `evolution`)
+    import controllers.evolution
+    import controllers.vizier_strategy  # noqa: F401  (registers `vizier`; imports no Vizier)
 
     if name not in _STRATEGIES:
         raise SpecError(f"strategy {name!r} is unknown; choose one of {sorted(_STRATEGIES)}")

@@ -302,8 +302,26 @@ def multi_trial_defaults() -> ml_collections.ConfigDict:
     # Hardware targets; the reward's latency is the first one's (`latency_metric` ms).
     config.targets = ("pixel6_edgetpu",)
     # Strategy (controllers.get_strategy name): 'random' or 'evolution' (regularized
-    # evolution, Real et al. 2019), proposing and observing on the host.
+    # evolution, Real et al. 2019), proposing and observing on the host, or 'vizier' (an
+    # OSS Vizier study, `pip install 'tunas-jax[vizier]'`, set up by config.vizier).
     config.strategy = "evolution"
+    config.vizier = ml_collections.ConfigDict()
+    # controllers.vizier_strategy.ALGORITHMS: Vizier's RANDOM_SEARCH, QUASI_RANDOM_SEARCH,
+    # GRID_SEARCH, NSGA2 (Pareto fronts), EAGLE_STRATEGY, or our REGULARIZED_EVOLUTION
+    # designer (population_size and tournament_size below).
+    config.vizier.algorithm = "REGULARIZED_EVOLUTION"
+    # Modules the started server imports first, each registering designers of its own
+    # (controllers.vizier_designers.register_designer); their names become algorithms.
+    config.vizier.designer_modules = ()
+    # What Vizier optimizes: ('reward',), or several for NSGA2, e.g. ('quality', 'latency_ms').
+    config.vizier.objectives = ("reward",)
+    # '' = start a Vizier server in a child process for the study (stopped with it);
+    # 'HOST:PORT' = use a running one (its own datastore; database_url is then unused).
+    config.vizier.server = ""
+    # The started server's SQL datastore (any SQLAlchemy URL); '' = sqlite:///W/vizier.db.
+    config.vizier.database_url = ""
+    # The Vizier study's id (owner 'tunas-jax'); '' = one derived from the workdir's path.
+    config.vizier.study_id = ""
     # Regularized evolution: population (the most recent completed trials) and tournament.
     config.population_size = 10
     config.tournament_size = 3

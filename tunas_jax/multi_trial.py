@@ -2,8 +2,9 @@
 
     tunas-jax multi-trial --config experiments/multi_trial/micro_digits.py --workdir W
 
-A strategy (`controllers.get_strategy`: random search, regularized evolution)
-proposes architectures of the config's space; each candidate is trained by the
+A strategy (`controllers.get_strategy`: random search, regularized evolution,
+or `vizier`, an OSS Vizier study set up by `config.vizier`) proposes
+architectures of the config's space; each candidate is trained by the
 proxy trainer (`tunas_jax.train.run_training` with `config.proxy`, scored on a
 split held out of its training split), costed through the cost interface on
 the config's targets (the training's cost report), and scored with TuNAS's
@@ -17,6 +18,11 @@ The study lives in `W/study.sqlite` (SQLite, standard library):
   proposed but not finished is finished (its training resumes from its own
   checkpoints), never proposed again;
 - a failed trial is recorded with its error and the study goes on.
+With the `vizier` strategy the Vizier study lives in Vizier's SQL datastore
+(`W/vizier.db` unless `config.vizier.database_url` or `config.vizier.server`
+says otherwise) and `W/study.sqlite` is the loop's ledger of what it handed
+out; the strategy keeps the two consistent across a kill
+(`controllers.vizier_strategy`).
 
 Outputs: `W/config.json`, `W/trials.jsonl` (every finished trial), `W/pareto.json` (the
 non-dominated trials: max quality, min latency) and `W/architecture.json`
@@ -27,6 +33,9 @@ non-dominated trials: max quality, min latency) and `W/architecture.json`
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
+import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -40,7 +49,13 @@ import ml_collections
 import controllers
 from controllers.strategy import Trial, strategy_names
 from cost_models.interface import check_targets
-from search_spaces import Architecture, atomic_write, get_space, write_json_atomic
+from search_spaces import (
+    Architecture,
+    SpecError,
+    atomic_write,
+    get_space,
+    write_json_atomic,
+)
 from search_spaces.declared import register_declared
 from tunas_jax import train
 from tunas_jax.checkpointing import make_workdir
@@ -50,6 +65,8 @@ from tunas_jax.pareto import pareto_front
 from tunas_jax.progress import progress
 
 DATABASE_FILE = "study.sqlite"
+VIZIER_DB = "vizier.db"  # the `vizier` strategy's study (Vizier's SQL datastore)
+VIZIER_LOG = "vizier_server.log"
 CONFIG_FILE = "config.json"
 TRIALS_FILE = "trials.jsonl"
 PARETO_FILE = "pareto.json"
@@ -68,6 +85,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.strategy not in strategy_names():
         raise UsageError(f"config.strategy: {config.strategy!r} is unknown; use one of "
                          f"{strategy_names()}")
+    if config.strategy == "vizier":
+        validate_vizier(config.vizier)
     for name in ("num_trials", "workers", "population_size", "tournament_size"):
         if int(config[name]) < 1:
             raise UsageError(f"config.{name}: {config[name]} must be at least 1")
@@ -75,6 +94,24 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise UsageError(f"config.target_latency_ms: {config.target_latency_ms} must be > 0 "
                          "(ms of config.latency_metric on the first target)")
     train.check_train_config(proxy_config(config, "unused"))
+
+
+def validate_vizier(vizier: ml_collections.ConfigDict) -> None:
+    """config.vizier: known fields, the extra installed, settings Vizier can run."""
+    known = sorted(multi_trial_defaults().vizier)
+    unknown = sorted(set(vizier) - set(known))
+    if unknown:
+        raise UsageError(f"config.vizier.{unknown[0]}: unknown field; known: {known}")
+    if importlib.util.find_spec("vizier") is None:
+        raise UsageError("config.strategy: 'vizier' needs OSS Vizier; pip install "
+                         "'tunas-jax[vizier]' (or pick 'random' or 'evolution')")
+    from controllers.vizier_strategy import check_settings
+
+    try:
+        check_settings(vizier.algorithm, tuple(vizier.objectives), vizier.server,
+                       "config.vizier", tuple(vizier.designer_modules))
+    except SpecError as err:
+        raise UsageError(str(err)) from None
 
 
 def proxy_config(config: ml_collections.ConfigDict, architecture: str
@@ -87,8 +124,21 @@ def proxy_config(config: ml_collections.ConfigDict, architecture: str
     return proxy
 
 
-def make_strategy(config: ml_collections.ConfigDict) -> controllers.Strategy:
+def make_strategy(config: ml_collections.ConfigDict, workdir: str) -> controllers.Strategy:
     space = get_space(config.space)
+    if config.strategy == "vizier":
+        # The Vizier study: a server of our own over W/vizier.db unless one is named.
+        v = config.vizier
+        study_id = v.study_id or "w" + hashlib.sha1(os.path.abspath(workdir).encode()
+                                                     ).hexdigest()[:16]
+        return controllers.get_strategy(
+            "vizier", space, seed=int(config.seed), algorithm=v.algorithm,
+            objectives=tuple(v.objectives), server=v.server, study_id=study_id,
+            database_url=v.database_url or "sqlite:///" + os.path.join(workdir, VIZIER_DB),
+            population_size=int(config.population_size),
+            tournament_size=int(config.tournament_size),
+            server_log=os.path.join(workdir, VIZIER_LOG),
+            designer_modules=tuple(v.designer_modules))
     if config.strategy == "evolution":
         return controllers.get_strategy("evolution", space, seed=int(config.seed),
                                         population_size=int(config.population_size),
@@ -232,10 +282,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     workdir = make_workdir(workdir)
     start = time.monotonic()
     study = Study(os.path.join(workdir, DATABASE_FILE))
+    stack = contextlib.ExitStack()
     try:
         study.start(config.to_dict())
         write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
-        strategy = make_strategy(config)
+        strategy = make_strategy(config, workdir)
+        stack.callback(getattr(strategy, "close", lambda: None))  # e.g. a Vizier server
         saved = study.meta("strategy")
         if saved is not None:
             strategy.load_state_dict(saved)
@@ -301,6 +353,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                 pool.shutdown(cancel_futures=True)
         summary = write_outputs(config, workdir, study.finished())
     finally:
+        stack.close()
         study.close()
     summary["stopped"] = finished < total
     summary["wall_time_s"] = round(time.monotonic() - start, 1)
