@@ -1,8 +1,10 @@
 """The model generator for OSS Vizier: a search space as a Vizier problem, and back.
 
-Every decision of a `SearchSpace` becomes one categorical parameter named by
-its path (`stages.2.blocks.1.op`), its feasible values the choices as strings
-(`"3"`, `"ibn"`); objectives become metrics with their goals.
+Every decision of a `SearchSpace` (shipped, or declared in the config's
+`topology`: its declaration travels in the problem's metadata, so the
+server's designers rebuild the same space) becomes one categorical parameter
+named by its path (`stages.2.blocks.1.op`), its feasible values the choices
+as strings (`"3"`, `"ibn"`); objectives become metrics with their goals.
 
 Inactive decisions (a kernel size under a `skip` op, a decision nested in a
 branch not taken) are *canonicalised*, not conditional parameters: Vizier's
@@ -19,6 +21,7 @@ and mutates active decisions only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -26,6 +29,7 @@ from vizier import pyvizier as vz
 
 from controllers.vizier_strategy import GOALS
 from search_spaces import SearchSpace, SpecError, get_space
+from search_spaces.declared import declaration_of, register_declared
 
 NAMESPACE = "tunas"  # problem metadata: the space's name and the study's seed
 
@@ -48,13 +52,19 @@ def problem(space: SearchSpace, objectives: Sequence[str], seed: int = 0
         goal = vz.ObjectiveMetricGoal[GOALS[name]]
         out.metric_information.append(vz.MetricInformation(name, goal=goal))
     out.metadata.ns(NAMESPACE)["space"] = space.name
+    declaration = declaration_of(space)
+    if declaration is not None:  # a declared topology: the server's designers rebuild it
+        out.metadata.ns(NAMESPACE)["declaration"] = json.dumps(declaration, sort_keys=True)
     out.metadata.ns(NAMESPACE)["seed"] = str(int(seed))
     return out
 
 
 def space_of(problem_statement: vz.ProblemStatement) -> SearchSpace | None:
     """The space a problem was generated from (None for a problem not made by `problem`)."""
-    name = problem_statement.metadata.ns(NAMESPACE).get("space")
+    meta = problem_statement.metadata.ns(NAMESPACE)
+    if meta.get("declaration") is not None:  # declared in the study's config, not shipped
+        return register_declared(json.loads(meta["declaration"]), "config.topology")
+    name = meta.get("space")
     return None if name is None else get_space(name)
 
 

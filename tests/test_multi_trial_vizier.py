@@ -268,3 +268,22 @@ def test_a_designer_module_from_outside_is_served_by_name(tmp_path, monkeypatch)
         strategy.close()
     with pytest.raises(search_spaces.SpecError, match=r"FIRST_CHOICE.*it serves.*FIRST_CHOICES"):
         controllers.get_strategy("vizier", SPACE, algorithm="FIRST_CHOICE", **settings)
+
+
+def test_a_declared_topology_reaches_the_servers_designer(server):
+    # The server process never read the config: the declaration travels in the problem.
+    from experiments.multi_trial.declared_topology import TOPOLOGY
+    from search_spaces.declared import register_declared
+
+    space = register_declared(TOPOLOGY)
+    strategy = controllers.get_strategy("vizier", space, algorithm="REGULARIZED_EVOLUTION",
+                                        objectives=("reward",), server=server.endpoint,
+                                        study_id="declared", population_size=2,
+                                        tournament_size=2)
+    handed = []
+    for _ in range(4):  # two uniform, then two children of the tournament's winner
+        for trial in strategy.propose(1):
+            space.check_indices(trial.indices)
+            handed.append(trial.indices)
+            strategy.observe(trial, synthetic(trial))
+    assert len(set(handed)) == 4
