@@ -77,7 +77,8 @@ def tiny_config(cost_model_dir, **more):
     ({"target_latency_ms": "-1.5"}, SpecError, "target_latency_ms"),
     ({"space": "nope"}, SpecError, "space"),
     ({"targets": "tpu9000"}, SpecError, "targets"),
-    ({"targets": "('pixel6_edgetpu', 'coral_edgetpu')"}, UsageError, "config.targets"),
+    ({"targets": "('pixel6_edgetpu', 'coral_edgetpu')"}, UsageError,
+     "config.target_latencies_ms: 0 values"),
     ({"reward": "linear"}, SpecError, "reward"),
     ({"latency_metric": "wall_clock"}, SpecError, "latency_metric"),
     ({"steps_total": "3"}, UsageError, "steps_total"),
@@ -110,7 +111,7 @@ def test_every_shipped_config_loads():
 
 def test_cost_model_for_another_space_is_refused(cost_model_dir, tmp_path):
     config = tiny_config(cost_model_dir)
-    search.ensure_cost_model(config, str(tmp_path), log=lambda _: None)
+    search.ensure_cost_models(config, str(tmp_path), log=lambda _: None)
     config.space = "micro"
     config.cost_model.overrides = {}
     with pytest.raises(SpecError, match="trained for space"):
