@@ -95,6 +95,49 @@ def test_config_errors_name_the_field(overrides, error, words):
     assert "\n" not in str(info.value)
 
 
+MULTI_CONFIG = "experiments/search/multi_hw_micro_digits.py"
+
+
+@pytest.mark.parametrize("config_file, overrides, words", [
+    (MULTI_CONFIG, {"multi_hardware_metric": "median"},
+     r"config.multi_hardware_metric: 'median' is unknown.*average.*geomean.*worst"),
+    (MULTI_CONFIG, {"target_latencies_ms": "(0.02, 0.1)"},
+     r"config.target_latencies_ms: 2 values .* for the 3 targets"),
+    (MULTI_CONFIG, {"target_latencies_ms": "(0.02, 0.1, 0.0)"},
+     r"config.target_latencies_ms: 0.0 for pixel3_gpu must be a positive"),
+    (MULTI_CONFIG, {"cost_model.configs": "('experiments/cost_models/micro_pixel6.py',)"},
+     r"config.cost_model.configs: 1 files for the 3 targets"),
+    (MULTI_CONFIG, {"targets": "('pixel4_dsp', 'pixel4_dsp', 'pixel3_gpu')"},
+     r"config.targets: .* names a target twice"),
+    (MULTI_CONFIG, {"cost_model.overrides.target": "pixel1_cpu"},
+     r"config.cost_model.overrides.target: set in a multi-hardware search"),
+    (MICRO_CONFIG, {"target_latencies_ms": "(0.02,)"},
+     r"config.target_latencies_ms: .* single target pixel6_edgetpu; use "
+     r"config.target_latency_ms"),
+    (MICRO_CONFIG, {"cost_model.configs": "('experiments/cost_models/micro_pixel6.py',)"},
+     r"config.cost_model.configs: .* single target"),
+])
+def test_multi_hardware_config_errors(config_file, overrides, words):
+    with pytest.raises(UsageError, match=words) as info:
+        search.load_search_config(config_file, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_multi_hardware_config_loads_and_pairs_targets():
+    from tunas_jax import search_targets as st
+
+    config = search.load_search_config(MULTI_CONFIG)
+    assert st.target_latencies_ms(config) == (0.0176, 0.134, 0.986)
+    assert st.multi_hardware_metric(config) == "worst"
+    files = {t: f for t, (f, _) in st.cost_model_configs(config).items()}
+    assert files["pixel4_dsp"].endswith("micro_pixel4_dsp.py")
+    assert st.cost_model_workdirs(config, "/w")["pixel3_gpu"] == "/w/cost_model/pixel3_gpu"
+    # Without per-target files: the one cost-model config, retargeted per target.
+    config.cost_model.configs = ()
+    pairs = st.cost_model_configs(config)
+    assert {t: o["target"] for t, (_, o) in pairs.items()} == {t: t for t in config.targets}
+
+
 def test_unknown_key_in_a_variant_is_refused():
     config = search.load_search_config(MICRO_CONFIG)
     config.target_latncy_ms = 1.0
@@ -104,7 +147,7 @@ def test_unknown_key_in_a_variant_is_refused():
 
 def test_every_shipped_config_loads():
     for name in ("micro_digits", "cifar10_micro", "imagenet_mobilenet_edgetpu_v2",
-                 "imagenet_proxylessnas"):
+                 "imagenet_proxylessnas", "multi_hw_micro_digits"):
         config = search.load_search_config(f"experiments/search/{name}.py")
         assert config.target_latency_ms > 0
 
