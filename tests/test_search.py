@@ -567,6 +567,68 @@ def test_command_parses_nested_overrides_and_formats_help():
     assert "--config.cost_model.overrides.FIELD=VALUE" in text
 
 
+# ---- multi-hardware search (end to end, through the CLI) --------------------------------
+def test_multi_hardware_search_and_report_through_the_cli(tiny_registered, tmp_path,
+                                                         monkeypatch, capsys):
+    """Three targets, worst case: a regressor trained per target, the three evaluated in
+    one step compiled once, every target's latency and ratio in architecture.json, the
+    logged reward equal to abs of the worst logged ratio, and the report's per-device
+    table and bar chart."""
+    import functools
+
+    from tunas_jax import cli
+
+    traces: list = []
+    monkeypatch.setattr(search, "run_search",
+                        functools.partial(search.run_search, trace_counter=traces))
+    t0 = {"pixel6_edgetpu": 0.0013, "pixel4_dsp": 0.04, "pixel3_gpu": 0.38}  # tiny's medians
+    workdir, cost_dir = tmp_path / "multi", tmp_path / "cost_models"
+    overrides = dict(TINY_OVERRIDES, **{
+        "controller.op_warmup_fraction": "0.0", "cost_model.workdir": str(cost_dir),
+        "target_latencies_ms": repr(tuple(t0.values())),
+        "cost_model.overrides.space": "tiny_search",
+        "cost_model.overrides.num_architectures": "200",
+        "cost_model.overrides.num_steps": "200", "cost_model.overrides.model": "linear"})
+    del overrides["target_latency_ms"]
+    assert cli.main(["search", "--config", MULTI_CONFIG, "--workdir", str(workdir),
+                     *[f"--config.{k}={v}" for k, v in overrides.items()]]) == 0
+    assert "worst latency ratio" in capsys.readouterr().out
+    assert len(traces) == 1  # 8 steps, three regressors in the step: one trace
+
+    for target in t0:  # one regressor per target, each trained for its own
+        meta = json.loads((cost_dir / target / "cost_model.json").read_text())
+        assert (meta["space"], meta["target"]) == ("tiny_search", target)
+    doc = json.loads((workdir / "architecture.json").read_text())
+    arch = search_spaces.load(workdir / "architecture.json")
+    assert doc["name"] == "tunas_tiny_search_multi_worst"
+    assert doc["targets"] == list(t0) and doc["multi_hardware_metric"] == "worst"
+    assert doc["target_latency_ms_by_target"] == t0
+    net = tasks.describe(arch.spec, 8, 10)
+    for target in t0:
+        expected = (cost_models.simulate(net, target).latency_ms
+                    - cost_models.fixed_latency_ms(target, 8, 10))
+        assert doc["latency_ms_by_target"][target] == pytest.approx(expected, abs=1e-9)
+        assert doc["latency_ratio_by_target"][target] == pytest.approx(expected / t0[target])
+    assert doc["combined_latency_ratio"] == pytest.approx(
+        max(doc["latency_ratio_by_target"].values()), rel=1e-6)
+    # The single-target fields stay, as the first target's.
+    assert doc["simulated_latency_ms"] == doc["latency_ms_by_target"]["pixel6_edgetpu"]
+
+    row = read_metrics(str(workdir))[-1]  # K = 1 on one device: the step's own values
+    ratios = [row[f"predicted_latency_ms_{t}"] / t0[t] for t in t0]
+    assert row["latency_ratio"] == pytest.approx(max(ratios), rel=1e-5)
+    assert row["reward"] == pytest.approx(  # micro_digits' beta = -1
+        row["valid_quality"] - abs(row["latency_ratio"] - 1.0), rel=1e-5, abs=1e-6)
+
+    out = tmp_path / "report"
+    assert cli.main(["report", str(workdir), "--out", str(out)]) == 0
+    assert (out / "multi_devices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert "multi: latency per device" in page and "worst ratio" in page
+    for target in t0:
+        assert f"{target} ms (/ {t0[target]:.4g})" in page
+
+
 # ---- random baseline and report (end to end, through the CLI) ---------------------------
 def test_random_baseline_and_report_commands(straight_run, tiny_registered, tmp_path, capsys):
     from tunas_jax import cli, report
