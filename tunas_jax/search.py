@@ -20,6 +20,7 @@ runs the jitted step (`tunas_jax.search_step`) with a progress bar, metrics
 Several hardware targets at once (`config.targets` of several, with
 `config.target_latencies_ms` and `config.multi_hardware_metric`): one regressor
 per target, all evaluated in the one jitted step; see `tunas_jax.search_targets`.
+
 A search killed at any point and rerun with the same command continues from
 its last checkpoint and ends with the same architecture and controller logits.
 
