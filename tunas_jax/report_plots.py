@@ -224,6 +224,8 @@ def device_latency_bars(search: SearchRun, path: str) -> bool:
                     f"{entry['latency_ms_by_target'][t]:.3g}", ha="center", va="bottom",
                     fontsize=6, rotation=90)
     ax.axhline(1.0, color="tab:red", lw=0.8, ls="--")
+    highest = max([1.0] + [r for _, e in rows for r in e["latency_ratio_by_target"].values()])
+    ax.set_ylim(0, 1.2 * highest)  # room for the rotated ms labels above the bars
     ax.set_xticks(x)
     ax.set_xticklabels([f"{t}\nT0 {best['target_latency_ms_by_target'][t]:.4g} ms"
                         for t in targets], fontsize=8)
