@@ -193,10 +193,13 @@ def device_rows(search: SearchRun) -> list[tuple[str, dict[str, Any]]]:
     best = search.summary.get("argmax", {})
     if "latency_ms_by_target" not in best:
         return []
+    space, spec = search.architecture.space, search.architecture.spec
     rows = [("argmax", best)]
+    # A top network that decodes to the argmax (its inactive decisions written as 0) is
+    # the argmax: left out.
     rows += [(f"top {i + 1} (p={t['probability']:.2f})", t)
              for i, t in enumerate(search.summary.get("top_architectures", []))
-             if "latency_ratio_by_target" in t and t["indices"] != best.get("indices")]
+             if "latency_ratio_by_target" in t and space.decode(t["indices"]) != spec]
     return rows
 
 
