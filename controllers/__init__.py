@@ -22,10 +22,14 @@ from controllers.reinforce import (
 )
 from controllers.rewards import (
     DEFAULT_BETA,
+    DEFAULT_MULTI_HARDWARE_METRIC,
     DEFAULT_REWARD,
+    MULTI_HARDWARE_METRICS,
     REWARDS,
     abs_reward,
+    check_multi_hardware_metric,
     check_target_latency_ms,
+    combine_latency_ratios,
     get_reward_fn,
     make_reward_fn,
     mnas_hard_reward,
@@ -52,7 +56,9 @@ from controllers.strategy import (
 
 __all__ = [
     "DEFAULT_BETA",
+    "DEFAULT_MULTI_HARDWARE_METRIC",
     "DEFAULT_REWARD",
+    "MULTI_HARDWARE_METRICS",
     "PADDED_LOGIT",
     "REWARDS",
     "ControllerSpec",
@@ -66,7 +72,9 @@ __all__ = [
     "abs_reward",
     "apply_filter_warmup",
     "argmax_architecture",
+    "check_multi_hardware_metric",
     "check_target_latency_ms",
+    "combine_latency_ratios",
     "controller_learning_rate",
     "decision_entropies",
     "decision_tag_masks",

@@ -12,6 +12,14 @@ target latency in ms:
 
 The functions are plain jnp arithmetic, broadcast over batches and usable
 inside `jax.jit`.
+
+Several hardware targets at once (multi-hardware search, Chu et al. 2020):
+each device's latency is normalized by its own target, r_i = T_i / T0_i, and
+the ratios are combined into one (`combine_latency_ratios`): `average` (mean,
+the average case), `geomean` (geometric mean) or `worst` (max, the worst
+case). The reward is then the same function of the combined ratio r with
+T = r, T0 = 1: for `abs`, Q + beta * |r - 1|. One target is the special case
+r = T / T0 (every metric of one ratio is that ratio).
 """
 
 from __future__ import annotations
@@ -50,6 +58,34 @@ def mnas_hard_reward(quality: Any, latency_ms: Any, target_latency_ms: Any,
     """Q * min((T / T0) ** beta, 1)."""
     ratio = jnp.asarray(latency_ms, jnp.float32) / target_latency_ms
     return jnp.asarray(quality, jnp.float32) * jnp.minimum(jnp.power(ratio, beta), 1.0)
+
+
+def _geomean(ratios: jax.Array, axis: int) -> jax.Array:
+    return jnp.exp(jnp.mean(jnp.log(ratios), axis=axis))
+
+
+MULTI_HARDWARE_METRICS: dict[str, Callable[[jax.Array, int], jax.Array]] = {
+    "average": lambda ratios, axis: jnp.mean(ratios, axis=axis),
+    "geomean": _geomean,
+    "worst": lambda ratios, axis: jnp.max(ratios, axis=axis),
+}
+DEFAULT_MULTI_HARDWARE_METRIC = "average"
+
+
+def check_multi_hardware_metric(name: str) -> str:
+    """`name` if it is a multi-hardware metric (SpecError naming the field otherwise)."""
+    if name not in MULTI_HARDWARE_METRICS:
+        raise SpecError(f"multi_hardware_metric: {name!r} is unknown; choose one of "
+                        f"{sorted(MULTI_HARDWARE_METRICS)}")
+    return name
+
+
+def combine_latency_ratios(ratios: Any, metric: str = DEFAULT_MULTI_HARDWARE_METRIC,
+                           axis: int = -1) -> jax.Array:
+    """The per-target latency ratios T_i / T0_i ([..., targets] on `axis`) combined into
+    one: mean (`average`), geometric mean (`geomean`) or max (`worst`)."""
+    fn = MULTI_HARDWARE_METRICS[check_multi_hardware_metric(metric)]
+    return fn(jnp.asarray(ratios, jnp.float32), axis)
 
 
 REWARDS: dict[str, RewardFn] = {

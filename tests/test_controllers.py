@@ -297,6 +297,48 @@ def test_reward_errors():
             C.make_reward_fn("abs", target_latency_ms=bad)
 
 
+# ---- multi-hardware latency metrics --------------------------------------------
+MULTI_NUMPY = {"average": lambda r: np.mean(r, -1), "worst": lambda r: np.max(r, -1),
+               "geomean": lambda r: np.exp(np.mean(np.log(r), -1))}
+
+
+@pytest.mark.parametrize("metric", sorted(MULTI_NUMPY))
+def test_combined_latency_ratio_matches_numpy(metric):
+    ratios = np.random.default_rng(3).uniform(0.5, 1.8, (6, 3))  # [K, targets]
+    got = np.asarray(jax.jit(lambda r: C.combine_latency_ratios(r, metric))(ratios))
+    np.testing.assert_allclose(got, MULTI_NUMPY[metric](ratios), rtol=1e-6)
+    # One target: every metric is that target's ratio.
+    np.testing.assert_allclose(np.asarray(C.combine_latency_ratios(ratios[:, :1], metric)),
+                               ratios[:, 0], rtol=1e-6)
+
+
+def test_metrics_differ_and_order_as_means_do():
+    ratios = np.asarray([[0.5, 1.0, 2.0]])
+    values = {m: float(C.combine_latency_ratios(ratios, m)[0]) for m in MULTI_NUMPY}
+    assert values["geomean"] == pytest.approx(1.0)
+    assert values["average"] == pytest.approx(3.5 / 3)
+    assert values["worst"] == pytest.approx(2.0)
+
+
+def test_abs_reward_on_the_combined_ratio():
+    """The search's reward: abs of the combined ratio, Q + beta * |r - 1| (target 1); for
+    one target it is the single-device abs reward Q + beta * |T / T0 - 1|."""
+    quality = np.asarray([0.7, 0.9])
+    latency_ms = np.asarray([[0.02, 0.10, 1.2], [0.015, 0.16, 0.8]])
+    t0_ms = np.asarray([0.0176, 0.134, 0.986])
+    for metric, combine in MULTI_NUMPY.items():
+        r = C.combine_latency_ratios(latency_ms / t0_ms, metric)
+        expected = quality - 0.5 * np.abs(combine(latency_ms / t0_ms) - 1.0)
+        np.testing.assert_allclose(np.asarray(C.abs_reward(quality, r, 1.0, -0.5)), expected,
+                                   rtol=1e-6)
+    single = C.combine_latency_ratios(latency_ms[:, :1] / t0_ms[:1], "worst")
+    np.testing.assert_allclose(np.asarray(C.abs_reward(quality, single, 1.0, -0.5)),
+                               np.asarray(C.abs_reward(quality, latency_ms[:, 0], t0_ms[0], -0.5)),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match=r"multi_hardware_metric: 'median'.*average"):
+        C.combine_latency_ratios(latency_ms, "median")
+
+
 # ---- random search ------------------------------------------------------------
 def _macs_latency_ms(indices):
     """A real cost: MACs of the decoded network at 1 GMAC/s."""

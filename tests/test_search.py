@@ -77,7 +77,8 @@ def tiny_config(cost_model_dir, **more):
     ({"target_latency_ms": "-1.5"}, SpecError, "target_latency_ms"),
     ({"space": "nope"}, SpecError, "space"),
     ({"targets": "tpu9000"}, SpecError, "targets"),
-    ({"targets": "('pixel6_edgetpu', 'coral_edgetpu')"}, UsageError, "config.targets"),
+    ({"targets": "('pixel6_edgetpu', 'coral_edgetpu')"}, UsageError,
+     "config.target_latencies_ms: 0 values"),
     ({"reward": "linear"}, SpecError, "reward"),
     ({"latency_metric": "wall_clock"}, SpecError, "latency_metric"),
     ({"steps_total": "3"}, UsageError, "steps_total"),
@@ -94,6 +95,49 @@ def test_config_errors_name_the_field(overrides, error, words):
     assert "\n" not in str(info.value)
 
 
+MULTI_CONFIG = "experiments/search/multi_hw_micro_digits.py"
+
+
+@pytest.mark.parametrize("config_file, overrides, words", [
+    (MULTI_CONFIG, {"multi_hardware_metric": "median"},
+     r"config.multi_hardware_metric: 'median' is unknown.*average.*geomean.*worst"),
+    (MULTI_CONFIG, {"target_latencies_ms": "(0.02, 0.1)"},
+     r"config.target_latencies_ms: 2 values .* for the 3 targets"),
+    (MULTI_CONFIG, {"target_latencies_ms": "(0.02, 0.1, 0.0)"},
+     r"config.target_latencies_ms: 0.0 for pixel3_gpu must be a positive"),
+    (MULTI_CONFIG, {"cost_model.configs": "('experiments/cost_models/micro_pixel6.py',)"},
+     r"config.cost_model.configs: 1 files for the 3 targets"),
+    (MULTI_CONFIG, {"targets": "('pixel4_dsp', 'pixel4_dsp', 'pixel3_gpu')"},
+     r"config.targets: .* names a target twice"),
+    (MULTI_CONFIG, {"cost_model.overrides.target": "pixel1_cpu"},
+     r"config.cost_model.overrides.target: set in a multi-hardware search"),
+    (MICRO_CONFIG, {"target_latencies_ms": "(0.02,)"},
+     r"config.target_latencies_ms: .* single target pixel6_edgetpu; use "
+     r"config.target_latency_ms"),
+    (MICRO_CONFIG, {"cost_model.configs": "('experiments/cost_models/micro_pixel6.py',)"},
+     r"config.cost_model.configs: .* single target"),
+])
+def test_multi_hardware_config_errors(config_file, overrides, words):
+    with pytest.raises(UsageError, match=words) as info:
+        search.load_search_config(config_file, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_multi_hardware_config_loads_and_pairs_targets():
+    from tunas_jax import search_targets as st
+
+    config = search.load_search_config(MULTI_CONFIG)
+    assert st.target_latencies_ms(config) == (0.0176, 0.134, 0.986)
+    assert st.multi_hardware_metric(config) == "worst"
+    files = {t: f for t, (f, _) in st.cost_model_configs(config).items()}
+    assert files["pixel4_dsp"].endswith("micro_pixel4_dsp.py")
+    assert st.cost_model_workdirs(config, "/w")["pixel3_gpu"] == "/w/cost_model/pixel3_gpu"
+    # Without per-target files: the one cost-model config, retargeted per target.
+    config.cost_model.configs = ()
+    pairs = st.cost_model_configs(config)
+    assert {t: o["target"] for t, (_, o) in pairs.items()} == {t: t for t in config.targets}
+
+
 def test_unknown_key_in_a_variant_is_refused():
     config = search.load_search_config(MICRO_CONFIG)
     config.target_latncy_ms = 1.0
@@ -103,14 +147,14 @@ def test_unknown_key_in_a_variant_is_refused():
 
 def test_every_shipped_config_loads():
     for name in ("micro_digits", "cifar10_micro", "imagenet_mobilenet_edgetpu_v2",
-                 "imagenet_proxylessnas"):
+                 "imagenet_proxylessnas", "multi_hw_micro_digits"):
         config = search.load_search_config(f"experiments/search/{name}.py")
         assert config.target_latency_ms > 0
 
 
 def test_cost_model_for_another_space_is_refused(cost_model_dir, tmp_path):
     config = tiny_config(cost_model_dir)
-    search.ensure_cost_model(config, str(tmp_path), log=lambda _: None)
+    search.ensure_cost_models(config, str(tmp_path), log=lambda _: None)
     config.space = "micro"
     config.cost_model.overrides = {}
     with pytest.raises(SpecError, match="trained for space"):
@@ -521,6 +565,68 @@ def test_command_parses_nested_overrides_and_formats_help():
     text = parser._subparsers._group_actions[0].choices["search"].format_help()
     assert "--config.dataset.image_size=32" in text
     assert "--config.cost_model.overrides.FIELD=VALUE" in text
+
+
+# ---- multi-hardware search (end to end, through the CLI) --------------------------------
+def test_multi_hardware_search_and_report_through_the_cli(tiny_registered, tmp_path,
+                                                         monkeypatch, capsys):
+    """Three targets, worst case: a regressor trained per target, the three evaluated in
+    one step compiled once, every target's latency and ratio in architecture.json, the
+    logged reward equal to abs of the worst logged ratio, and the report's per-device
+    table and bar chart."""
+    import functools
+
+    from tunas_jax import cli
+
+    traces: list = []
+    monkeypatch.setattr(search, "run_search",
+                        functools.partial(search.run_search, trace_counter=traces))
+    t0 = {"pixel6_edgetpu": 0.0013, "pixel4_dsp": 0.04, "pixel3_gpu": 0.38}  # tiny's medians
+    workdir, cost_dir = tmp_path / "multi", tmp_path / "cost_models"
+    overrides = dict(TINY_OVERRIDES, **{
+        "controller.op_warmup_fraction": "0.0", "cost_model.workdir": str(cost_dir),
+        "target_latencies_ms": repr(tuple(t0.values())),
+        "cost_model.overrides.space": "tiny_search",
+        "cost_model.overrides.num_architectures": "200",
+        "cost_model.overrides.num_steps": "200", "cost_model.overrides.model": "linear"})
+    del overrides["target_latency_ms"]
+    assert cli.main(["search", "--config", MULTI_CONFIG, "--workdir", str(workdir),
+                     *[f"--config.{k}={v}" for k, v in overrides.items()]]) == 0
+    assert "worst latency ratio" in capsys.readouterr().out
+    assert len(traces) == 1  # 8 steps, three regressors in the step: one trace
+
+    for target in t0:  # one regressor per target, each trained for its own
+        meta = json.loads((cost_dir / target / "cost_model.json").read_text())
+        assert (meta["space"], meta["target"]) == ("tiny_search", target)
+    doc = json.loads((workdir / "architecture.json").read_text())
+    arch = search_spaces.load(workdir / "architecture.json")
+    assert doc["name"] == "tunas_tiny_search_multi_worst"
+    assert doc["targets"] == list(t0) and doc["multi_hardware_metric"] == "worst"
+    assert doc["target_latency_ms_by_target"] == t0
+    net = tasks.describe(arch.spec, 8, 10)
+    for target in t0:
+        expected = (cost_models.simulate(net, target).latency_ms
+                    - cost_models.fixed_latency_ms(target, 8, 10))
+        assert doc["latency_ms_by_target"][target] == pytest.approx(expected, abs=1e-9)
+        assert doc["latency_ratio_by_target"][target] == pytest.approx(expected / t0[target])
+    assert doc["combined_latency_ratio"] == pytest.approx(
+        max(doc["latency_ratio_by_target"].values()), rel=1e-6)
+    # The single-target fields stay, as the first target's.
+    assert doc["simulated_latency_ms"] == doc["latency_ms_by_target"]["pixel6_edgetpu"]
+
+    row = read_metrics(str(workdir))[-1]  # K = 1 on one device: the step's own values
+    ratios = [row[f"predicted_latency_ms_{t}"] / t0[t] for t in t0]
+    assert row["latency_ratio"] == pytest.approx(max(ratios), rel=1e-5)
+    assert row["reward"] == pytest.approx(  # micro_digits' beta = -1
+        row["valid_quality"] - abs(row["latency_ratio"] - 1.0), rel=1e-5, abs=1e-6)
+
+    out = tmp_path / "report"
+    assert cli.main(["report", str(workdir), "--out", str(out)]) == 0
+    assert (out / "multi_devices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert "multi: latency per device" in page and "worst ratio" in page
+    for target in t0:
+        assert f"{target} ms (/ {t0[target]:.4g})" in page
 
 
 # ---- random baseline and report (end to end, through the CLI) ---------------------------

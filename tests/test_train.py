@@ -284,3 +284,28 @@ def test_predicted_latency_from_a_trained_regressor(arch_path, tmp_path):
     preset = train.config_architecture(tiny_config("preset:mobilenet_edgetpu_v2_tiny"))
     report = train.cost_report(config, preset, 10, 3, log=lambda _: None)
     assert "no search space" in report["predicted_latency_reason"]
+
+
+def test_result_carries_the_multi_hardware_search_ratios(tmp_path):
+    """An architecture from a multi-hardware search (its JSON names each target's target
+    latency and the metric): result.json's cost report gives each target's ratio and the
+    combined ratio, on the training's own simulated latencies."""
+    space = get_space("micro")
+    path = str(tmp_path / "multi.json")
+    t0 = {"pixel6_edgetpu": 0.01, "pixel4_dsp": 0.1}
+    Architecture.from_indices(space, [1] * len(space.decisions), name="tunas_micro_multi").save(
+        path, extra={"latency_metric": "layers", "target_latency_ms_by_target": t0,
+                     "multi_hardware_metric": "worst"})
+    config = tiny_config(path, targets="('pixel6_edgetpu', 'pixel4_dsp', 'pixel3_gpu')")
+    report = train.cost_report(config, train.config_architecture(config), 10, 3,
+                               log=lambda _: None)
+    by_target = report["latency_ms_by_target"]
+    assert by_target == report["simulated_latency_ms_by_target"] and len(by_target) == 3
+    ratios = {t: by_target[t] / t0[t] for t in t0}
+    assert report["latency_ratio_by_target"] == pytest.approx(ratios)
+    assert report["multi_hardware_metric"] == "worst"
+    assert report["combined_latency_ratio"] == pytest.approx(max(ratios.values()), rel=1e-6)
+    config.targets = ("pixel6_edgetpu",)  # a searched target not costed: no ratios
+    report = train.cost_report(config, train.config_architecture(config), 10, 3,
+                               log=lambda _: None)
+    assert "combined_latency_ratio" not in report and "latency_ms_by_target" in report

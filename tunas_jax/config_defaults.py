@@ -28,9 +28,14 @@ def search_defaults() -> ml_collections.ConfigDict:
     # Task (tasks.get_task name): the head, loss, reward quality and metrics.
     config.task = "classification"
     # Hardware targets (cost_models.get_target names), a list: one target = a list of one.
-    # The one-shot reward takes one latency: searching several devices at once needs a
-    # combined latency metric (the multi-hardware search), so a search names one.
+    # Several = a multi-hardware search: each target's latency is normalized by its own
+    # target latency (target_latencies_ms) and the ratios are combined into one
+    # (multi_hardware_metric) that the reward uses.
     config.targets = ("pixel6_edgetpu",)
+    # How several targets' latency ratios T_i / T0_i combine: 'average' (mean, the
+    # average case), 'geomean' (geometric mean) or 'worst' (max, the worst case).
+    # See controllers/rewards.py. Unused with one target.
+    config.multi_hardware_metric = "average"
 
     # Input data: shared weights train on dataset.train_split, the reward comes from
     # dataset.valid_split (held out of the training split). See tunas_jax.data.
@@ -44,6 +49,10 @@ def search_defaults() -> ml_collections.ConfigDict:
     # Config file used to train it when the workdir holds none (relative paths are
     # tried from the current directory, then from the repository root).
     config.cost_model.config = "experiments/cost_models/micro_pixel6.py"
+    # Several targets: one regressor per target, each in <workdir above>/<target>, trained
+    # from configs[i] for targets[i] (one per target, in the order of config.targets);
+    # () = `config` above with its target set to each target. Unused with one target.
+    config.cost_model.configs = ()
     # Fields of that config to override for the build (e.g. fewer architectures):
     # every cost-model field, typed, None = keep the config file's value.
     config.cost_model.overrides = cost_model_overrides()
@@ -53,8 +62,12 @@ def search_defaults() -> ml_collections.ConfigDict:
     # every architecture; for spaces so small that the fixed part dominates). See
     # cost_models/latency_metric.py.
     config.latency_metric = "end_to_end"
-    # Latency target T0 of the reward, in ms of latency_metric on the target (> 0).
+    # Latency target T0 of the reward, in ms of latency_metric on the target (> 0); for
+    # one target.
     config.target_latency_ms = 0.41
+    # Several targets: one T0_i per target, in the order of config.targets (> 0 each;
+    # target_latency_ms is then unused). Must stay () with one target.
+    config.target_latencies_ms = ()
     # Reward: 'abs' (TuNAS default: Q + beta |T/T0 - 1|), 'mnas', 'mnas_hard'.
     config.reward = "abs"
     # Reward beta; negative so that missing the target costs reward (TuNAS: -0.10).

@@ -12,7 +12,8 @@ Writes into DIR (atomically, file by file) the PNG plots of
 `tunas_jax.report_plots` and `report.html`, a self-contained page (plots
 inlined) with the tables: searched vs random quality (the task's metric, top1
 for classification) at matched latency, each
-search's landing against its target.
+search's landing against its target, and for a multi-hardware search (several
+targets) a per-device latency table of its architectures.
 """
 
 from __future__ import annotations
@@ -220,6 +221,27 @@ def _image(path: str, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def _device_table(search: SearchRun) -> str:
+    """A multi-hardware search's architectures: ms / target ms (ratio) per device and the
+    combined ratio; '' for a single-target search."""
+    rows = report_plots.device_rows(search)
+    if not rows or len(rows[0][1]["latency_ms_by_target"]) < 2:
+        return ""
+    best = rows[0][1]
+    targets = list(best["latency_ms_by_target"])
+    metric = best["multi_hardware_metric"]
+    body = [[label, entry.get("indices_string") or ":".join(map(str, entry["indices"]))]
+            + [f"{entry['latency_ms_by_target'][t]:.4g} ({entry['latency_ratio_by_target'][t]:.3f})"
+               for t in targets] + [entry["combined_latency_ratio"]] for label, entry in rows]
+    header = (["architecture", "indices"]
+              + [f"{t} ms (/ {best['target_latency_ms_by_target'][t]:.4g})" for t in targets]
+              + [f"{metric} ratio"])
+    return (f"<h3>{html.escape(search.name)}: latency per device</h3><p>Simulated ms in "
+            f"<code>{html.escape(search.summary.get('latency_metric', 'end_to_end'))}</code>, "
+            "in brackets over the device's target; the reward used the "
+            f"<b>{html.escape(metric)}</b> ratio.</p>" + _table(header, body))
+
+
 def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
     metric, quality = collection.latency_metric, collection.quality_metric
     parts = ["<h1>tunas-jax report</h1>",
@@ -250,6 +272,8 @@ def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
                          s.architecture.indices_string])
         parts.append(_table(["search", "metric", "target ms", "simulated ms", "miss",
                              "params", f"trained {quality}", "indices"], rows))
+        for s in collection.searches:
+            parts.append(_device_table(s))
     for study in collection.studies:
         done = [t for t in study.trials if t["state"] == "completed"]
         front = {t["id"] for t in pareto_trials(done)}

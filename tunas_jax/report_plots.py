@@ -10,7 +10,10 @@
 - per search `<name>_probabilities.png`: every decision's choice
   probabilities over the steps (a heatmap, one row per choice);
 - per search `<name>_architecture.png`: the argmax architecture as a block
-  diagram, each block shaded by its share of the simulated latency.
+  diagram, each block shaded by its share of the simulated latency;
+- per multi-hardware search (several targets) `<name>_devices.png`: bars per
+  device for each architecture (the argmax and the top ones), each device's
+  simulated latency over its target latency, with the combined ratio.
 """
 
 from __future__ import annotations
@@ -184,6 +187,60 @@ def architecture_diagram(search: SearchRun, path: str) -> None:
     _save(fig, path)
 
 
+def device_rows(search: SearchRun) -> list[tuple[str, dict[str, Any]]]:
+    """(label, entry) of the argmax and the top architectures of a search that wrote
+    per-target latencies (`latency_ms_by_target`); [] for one written before them."""
+    best = search.summary.get("argmax", {})
+    if "latency_ms_by_target" not in best:
+        return []
+    space, spec = search.architecture.space, search.architecture.spec
+    rows = [("argmax", best)]
+    # A top network that decodes to the argmax (its inactive decisions written as 0) is
+    # the argmax: left out.
+    rows += [(f"top {i + 1} (p={t['probability']:.2f})", t)
+             for i, t in enumerate(search.summary.get("top_architectures", []))
+             if "latency_ratio_by_target" in t and space.decode(t["indices"]) != spec]
+    return rows
+
+
+def device_latency_bars(search: SearchRun, path: str) -> bool:
+    """A multi-hardware search's architectures on each device: grouped bars of
+    T_i / T0_i (1 = on that device's target), labelled with T_i in ms; False (nothing
+    drawn) for a single-target search."""
+    rows = device_rows(search)
+    if not rows or len(rows[0][1]["latency_ms_by_target"]) < 2:
+        return False
+    plt = _plt()
+    best = rows[0][1]
+    targets = list(best["latency_ms_by_target"])
+    metric = best["multi_hardware_metric"]
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(1.9 * len(targets) + 2.5, 3.8))
+    x = np.arange(len(targets))
+    for j, (label, entry) in enumerate(rows):
+        ratios = [entry["latency_ratio_by_target"][t] for t in targets]
+        bars = ax.bar(x + (j - (len(rows) - 1) / 2) * width, ratios, width,
+                      label=f"{label}: {metric} {entry['combined_latency_ratio']:.3f}",
+                      color=f"C{j}", alpha=1.0 if j == 0 else 0.55)
+        for bar, t in zip(bars, targets, strict=True):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(),
+                    f"{entry['latency_ms_by_target'][t]:.3g}", ha="center", va="bottom",
+                    fontsize=6, rotation=90)
+    ax.axhline(1.0, color="tab:red", lw=0.8, ls="--")
+    highest = max([1.0] + [r for _, e in rows for r in e["latency_ratio_by_target"].values()])
+    ax.set_ylim(0, 1.2 * highest)  # room for the rotated ms labels above the bars
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{t}\nT0 {best['target_latency_ms_by_target'][t]:.4g} ms"
+                        for t in targets], fontsize=8)
+    ax.set_ylabel(f"simulated / target latency ({search.summary.get('latency_metric')})")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(f"{search.name}: latency per device (labels: ms; dashed: target)",
+                 fontsize=9)
+    _save(fig, path)
+    return True
+
+
 def study_plot(study: Any, path: str) -> None:
     """A multi-trial study: each objective over the trials, and quality vs latency with the
     Pareto front, the best trial by reward and the latency target."""
@@ -241,6 +298,9 @@ def draw_all(collection: Collection, out_dir: str) -> list[tuple[str, str]]:
         architecture_diagram(search, prefix + "_architecture.png")
         images.append((prefix + "_architecture.png",
                        f"{search.name}: the found architecture, blocks shaded by latency share"))
+        if device_latency_bars(search, prefix + "_devices.png"):
+            images.append((prefix + "_devices.png",
+                           f"{search.name}: each architecture's latency on each device"))
     for study in collection.studies:
         path = os.path.join(out_dir, f"{study.name}_study.png")
         study_plot(study, path)

@@ -11,9 +11,16 @@ runs the jitted step (`tunas_jax.search_step`) with a progress bar, metrics
   `target_latency_ms`, `predicted_latency_ms` and the simulated
   `simulated_latency_ms`, all three in the config's `latency_metric` (named in
   the file, see `cost_models.latency_metric`), plus
-  `simulated_end_to_end_latency_ms`, `energy_mj`, `params`, `macs` on the target;
+  `simulated_end_to_end_latency_ms`, `energy_mj`, `params`, `macs` on the
+  (first) target, and every target's latency, ratio and the combined ratio
+  (`latency_ms_by_target`, ...: `tunas_jax.search_targets`);
 - `W/search_summary.json`: the 5 most probable distinct networks under the
   final controller (indices, probability, predicted and simulated latency).
+
+Several hardware targets at once (`config.targets` of several, with
+`config.target_latencies_ms` and `config.multi_hardware_metric`): one regressor
+per target, all evaluated in the one jitted step; see `tunas_jax.search_targets`.
+
 A search killed at any point and rerun with the same command continues from
 its last checkpoint and ends with the same architecture and controller logits.
 
@@ -42,29 +49,31 @@ import numpy as np
 
 import controllers
 import supernet
-from cost_models import check_latency_metric, get_target
-from cost_models.interface import (
-    RegressorCostModel,
-    SimulatorCostModel,
-    Workload,
-    check_targets,
-)
-from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
+from cost_models import check_latency_metric
+from cost_models.interface import RegressorCostModel, SimulatorCostModel, Workload
+from cost_models.regressor import load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tasks import Task, get_task, task_names
-from tunas_jax import cost_model_training, search_step
+from tunas_jax import search_step
 from tunas_jax.checkpointing import SearchCheckpointer, make_workdir
-from tunas_jax.config_defaults import search_defaults, set_overrides
+from tunas_jax.config_defaults import search_defaults
 from tunas_jax.config_files import load_config
 from tunas_jax.errors import UsageError
 from tunas_jax.metrics_logging import MetricsLogger
 from tunas_jax.progress import progress
+from tunas_jax.search_targets import (
+    cost_model_configs,
+    ensure_cost_models,
+    latency_costs,
+    multi_hardware_metric,
+    search_targets,
+    target_latencies_ms,
+)
 
 ARCHITECTURE_FILE = "architecture.json"
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "search_summary.json"
 OPTIMIZERS = ("rmsprop", "momentum", "adam")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_K = 5
 
 
@@ -96,11 +105,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     get_space(config.space)  # SpecError naming unknown spaces
     if config.task not in task_names():
         raise UsageError(f"config.task: {config.task!r} is unknown; use one of {task_names()}")
-    search_target(config)
+    search_targets(config)
+    multi_hardware_metric(config)
+    cost_model_configs(config)
     check_latency_metric(config.latency_metric, "config.latency_metric")
-    controllers.check_target_latency_ms(config.target_latency_ms)
-    controllers.make_reward_fn(config.reward, target_latency_ms=config.target_latency_ms,
-                               beta=config.reward_beta)
+    for t0 in target_latencies_ms(config):
+        controllers.make_reward_fn(config.reward, target_latency_ms=t0, beta=config.reward_beta)
     for name in ("steps", "batch_size"):
         if int(config[name]) <= 0:
             raise UsageError(f"config.{name}: {config[name]} must be positive")
@@ -127,16 +137,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"config.{name}: {value} is not divisible by the {num} devices x "
                 f"{per_device} architectures_per_device; pick a multiple of "
                 f"{num * per_device} or change config.architectures_per_device")
-
-
-def search_target(config: ml_collections.ConfigDict) -> str:
-    """The one hardware target of a search's reward (`config.targets`, a list of one)."""
-    targets = check_targets(config.targets, "config.targets")
-    if len(targets) != 1:
-        raise UsageError(f"config.targets: {list(targets)}; the one-shot reward takes one "
-                         "device's latency: name one target (several at once need a combined "
-                         "latency metric, the multi-hardware search)")
-    return get_target(targets[0]).name
 
 
 def _num_devices(config: ml_collections.ConfigDict) -> int:
@@ -198,33 +198,6 @@ def restore_search_state(workdir: str, num_classes: int, input_channels: int
     return config, state, step
 
 
-# ---- cost model -----------------------------------------------------------------------
-def cost_model_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
-    return os.path.abspath(config.cost_model.workdir or os.path.join(workdir, "cost_model"))
-
-
-def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
-                      log: Callable[[str], Any] = print) -> str:
-    """The regressor's workdir; trains it first (from config.cost_model) when it is missing."""
-    path = cost_model_workdir(config, workdir)
-    if os.path.exists(os.path.join(path, METADATA_FILE)):
-        return path
-    config_path = config.cost_model.config
-    if not os.path.isabs(config_path) and not os.path.exists(config_path):
-        config_path = os.path.join(REPO_ROOT, config_path)
-    overrides = set_overrides(config.cost_model.overrides)
-    cm_config = load_config(config_path, overrides)
-    target = search_target(config)
-    if cm_config.space != config.space or cm_config.target != target:
-        raise UsageError(
-            f"config.cost_model.config: {config.cost_model.config} trains for "
-            f"{cm_config.space}/{cm_config.target}, the search is {config.space}/"
-            f"{target}; point it at a cost-model config for this space and target")
-    log(f"cost model: none in {path}; training one from {config.cost_model.config} first")
-    cost_model_training.train_cost_model(cm_config, path, log=log)
-    return path
-
-
 # ---- outputs ------------------------------------------------------------------------------
 def _group_paths(log_p: list[np.ndarray], space: SearchSpace, group: tuple[int, ...]
                  ) -> list[tuple[float, dict[int, int]]]:
@@ -279,11 +252,13 @@ def top_networks(logits: np.ndarray, space: SearchSpace, k: int = TOP_K
 
 
 def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace,
-                  state: search_step.SearchState, predictor: Any,
+                  state: search_step.SearchState, predictors: dict[str, Any],
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    # Simulate at the resolution and class count the cost model was trained for (the
+    """`predictors`: target -> its regressor, every target of the search."""
+    # Simulate at the resolution and class count the cost models were trained for (the
     # deployment's), not the search's possibly reduced image size.
-    meta = predictor.metadata
+    targets = search_targets(config)
+    meta = predictors[targets[0]].metadata
     workload = Workload(int(meta.get("image_size") or space.default_image_size),
                         get_task(config.task, num_classes=int(
                             meta.get("num_classes") or space.default_num_classes)))
@@ -292,30 +267,26 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
     best = [int(i) for i in np.asarray(controllers.argmax_architecture(state.controller))]
     top = top_networks(logits, space)
     candidates = np.asarray([best] + [idx for idx, _ in top], np.int32)
-    offset = predictor.metric_offset_ms(config.latency_metric)
-    target = search_target(config)
-    predicted = RegressorCostModel({target: predictor}).cost(candidates, [target])[target]
-    predicted_ms = predicted.latency_ms - offset
-    simulated = simulator.cost(candidates, [target])[target]
-    simulated_ms = simulated.latency_ms - offset
-    costs = {"latency_metric": config.latency_metric,
-             "target_latency_ms": float(config.target_latency_ms),
-             "predicted_latency_ms": float(predicted_ms[0]),
-             "simulated_latency_ms": float(simulated_ms[0]),
-             "simulated_end_to_end_latency_ms": float(simulated.latency_ms[0]),
-             **{k: v for k, v in simulated.item(0).items() if k != "latency_ms"},
-             "workload": workload.to_json()}
-    arch = Architecture.from_indices(space, best, name=f"tunas_{space.name}_{target}")
+    offsets = {t: p.metric_offset_ms(config.latency_metric) for t, p in predictors.items()}
+    per_item = latency_costs(config, simulator.cost(candidates, targets),
+                             RegressorCostModel(predictors).cost(candidates, targets), offsets)
+    costs = {**per_item[0], "workload": workload.to_json()}
+    target = targets[0]  # the scalar fields' target (the only one, or the first)
+    name = (f"tunas_{space.name}_{target}" if len(targets) == 1 else
+            f"tunas_{space.name}_multi_{costs['multi_hardware_metric']}")
+    arch = Architecture.from_indices(space, best, name=name)
     arch.save(os.path.join(workdir, ARCHITECTURE_FILE), extra={"target": target, **costs})
+    keep = ("predicted_latency_ms", "simulated_latency_ms", "latency_ms_by_target",
+            "latency_ratio_by_target", "combined_latency_ratio")
     summary = {
-        "space": space.name, "target": target,
+        "space": space.name, "target": target, "targets": list(targets),
         "latency_metric": config.latency_metric,
-        "target_latency_ms": float(config.target_latency_ms),
+        "target_latency_ms": costs["target_latency_ms"],
+        "multi_hardware_metric": costs["multi_hardware_metric"],
         "steps": int(state.step), "argmax": {"indices": best, **costs},
         "top_architectures": [
             {"indices": idx, "indices_string": ":".join(map(str, idx)), "probability": p,
-             "predicted_latency_ms": float(predicted_ms[i + 1]),
-             "simulated_latency_ms": float(simulated_ms[i + 1])}
+             **{k: per_item[i + 1][k] for k in keep}}
             for i, (idx, p) in enumerate(top)],
         **(extra or {}),
     }
@@ -350,11 +321,12 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     times: dict[str, float] = {}
     start = time.perf_counter()
     space = get_space(config.space)
-    cm_dir = ensure_cost_model(config, workdir, log)
-    # The in-jit predictor of the reward, through the cost interface.
-    target_name = search_target(config)
-    costs = RegressorCostModel({target_name: load_cost_model(cm_dir, space, target_name)})
-    predictor = costs.in_jit(target_name)
+    cm_dirs = ensure_cost_models(config, workdir, log)
+    # The in-jit predictors of the reward (one per target), through the cost interface.
+    targets = search_targets(config)
+    costs = RegressorCostModel({t: load_cost_model(cm_dirs[t], space, t) for t in targets})
+    predictors = {t: costs.in_jit(t) for t in targets}
+    _check_same_workload(predictors)
     times["cost_model_s"] = time.perf_counter() - start
 
     mesh = search_step.make_mesh(_num_devices(config))
@@ -376,14 +348,15 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         log(f"resuming from step {resume_step} ({checkpointer.directory})")
     state = search_step.replicate(state, mesh)
     reward_params = search_step.RewardParams.create(
-        float(config.target_latency_ms), float(config.reward_beta),
-        predictor.metric_offset_ms(config.latency_metric))
-    step_fn = search_step.make_step(space, plan, task, optimizer, lr_schedule, predictor,
-                                    config.reward, reward_params,
+        target_latencies_ms(config), float(config.reward_beta),
+        [p.metric_offset_ms(config.latency_metric) for p in predictors.values()])
+    step_fn = search_step.make_step(space, plan, task, optimizer, lr_schedule,
+                                    tuple(predictors.values()), config.reward, reward_params,
                                     float(config.optimizer.label_smoothing), mesh, trace_counter,
                                     weight_decay=float(config.optimizer.weight_decay),
                                     architectures_per_device=int(
-                                        config.architectures_per_device))
+                                        config.architectures_per_device),
+                                    multi_hardware_metric=multi_hardware_metric(config))
     logger = MetricsLogger(workdir, space, resume_step)
     total = int(config.steps)
     end = total if stop_at_step is None else min(total, stop_at_step)
@@ -403,7 +376,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                     logger.log(step, scalars, controllers.probabilities(state.controller.logits))
                     bar.set_postfix(loss=f"{scalars['loss']:.3f}",
                                     q=f"{scalars['valid_quality']:.2f}",
-                                    lat=f"{scalars['predicted_latency_ms']:.4f}")
+                                    lat=f"{scalars['predicted_latency_ms']:.4f}",
+                                    r=f"{scalars['latency_ratio']:.3f}")
                 if step % int(config.checkpoint_every) == 0 or step == total:
                     checkpointer.save(step, state, data.get_state())
                 bar.update(1)
@@ -414,8 +388,20 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         checkpointer.close()
     if step < total:
         return {"stopped_at": step}
-    summary = write_outputs(config, workdir, space, state, predictor,
+    summary = write_outputs(config, workdir, space, state, predictors,
                             extra={"timing_s": times})
     summary["final_logits"] = np.asarray(state.controller.logits).tolist()
-    summary["cost_model_metrics"] = read_metadata(cm_dir).get("heldout")
+    heldout = {t: read_metadata(cm_dirs[t]).get("heldout") for t in targets}
+    summary["cost_model_metrics"] = heldout[targets[0]] if len(targets) == 1 else heldout
     return summary
+
+
+def _check_same_workload(predictors: Mapping[str, Any]) -> None:
+    """The targets' regressors must cost the same network (resolution and classes): the
+    outputs simulate every target at one workload."""
+    workloads = {t: (p.metadata.get("image_size"), p.metadata.get("num_classes"))
+                 for t, p in predictors.items()}
+    if len(set(workloads.values())) > 1:
+        raise UsageError(f"config.cost_model: the targets' regressors were trained for "
+                         f"different (image_size, num_classes) {workloads}; train them all "
+                         "for one workload")

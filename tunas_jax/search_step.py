@@ -15,13 +15,18 @@ one per accelerator core, 32 per step on its v2-32 slice, each on 128 images):
 3. evaluate THE SAME architectures (same indices, same op warmup) with the
    UPDATED weights, each on its 1/K of the device's share of the validation
    batch: the task's quality Q (top-1 accuracy for classification);
-4. predict its latency T with the learned regressor (pure JAX, in the jit),
-   minus `RewardParams.latency_offset_ms` (the fixed per-inference part when
-   the config's `latency_metric` is `layers`, see `cost_models.latency_metric`);
-5. reward R(Q, T); every device gathers all devices' architectures, rewards
-   and credited decisions (the ones no warmup replaced) and applies the same
-   REINFORCE update (rewards averaged, Adam's second moment from the
-   per-architecture squared gradients), so the controller stays replicated.
+4. predict its latency T_i on every target i with that target's learned
+   regressor (pure JAX, all in the one jit), minus
+   `RewardParams.latency_offset_ms` (the fixed per-inference part when the
+   config's `latency_metric` is `layers`, see `cost_models.latency_metric`);
+   normalize by each target's T0_i and combine the ratios into one, r
+   (`controllers.combine_latency_ratios`: average, geomean or worst; one
+   target: r = T / T0);
+5. reward R(Q, r) (the reward function with T = r, T0 = 1); every device
+   gathers all devices' architectures, rewards and credited decisions (the
+   ones no warmup replaced) and applies the same REINFORCE update (rewards
+   averaged, Adam's second moment from the per-architecture squared
+   gradients), so the controller stays replicated.
 
 The K architectures of a device run one after the other in a `lax.scan` (the
 supernet traced once, the shared-weight gradient summed in the carry): under
@@ -32,13 +37,13 @@ The step is a `shard_map` over a 1-D mesh (axis `devices`): the state is
 replicated (`P()`), the batches are split along their first axis
 (`P('devices')`). One device is the same code on a mesh of one.
 Architectures are traced int32 values, so no sample ever retraces. The
-reward's target, beta and latency offset are traced too: searches at several
-targets share one compiled step (and the persistent compilation cache).
+reward's targets, beta and latency offsets are traced too: searches at several
+latency targets share one compiled step (and the persistent compilation cache).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.struct
@@ -78,16 +83,19 @@ class SearchState:
 
 @flax.struct.dataclass
 class RewardParams:
-    """The reward's numbers, passed into the jitted step as float32 scalars."""
+    """The reward's numbers, passed into the jitted step as float32 arrays: one target
+    latency and one offset per hardware target ([T], in the order of the predictors)."""
 
-    target_latency_ms: jax.Array
-    beta: jax.Array
-    latency_offset_ms: jax.Array  # subtracted from the regressor's end-to-end prediction
+    target_latency_ms: jax.Array  # [T]
+    beta: jax.Array  # scalar
+    latency_offset_ms: jax.Array  # [T], subtracted from each regressor's end-to-end latency
 
     @classmethod
-    def create(cls, target_latency_ms: float, beta: float, latency_offset_ms: float = 0.0
-               ) -> RewardParams:
-        return cls(*(jnp.float32(v) for v in (target_latency_ms, beta, latency_offset_ms)))
+    def create(cls, target_latency_ms: float | Sequence[float], beta: float,
+               latency_offset_ms: float | Sequence[float] = 0.0) -> RewardParams:
+        targets = jnp.atleast_1d(jnp.asarray(target_latency_ms, jnp.float32))
+        offsets = jnp.broadcast_to(jnp.asarray(latency_offset_ms, jnp.float32), targets.shape)
+        return cls(targets, jnp.float32(beta), offsets)
 
 
 def make_optimizer(opt_config: Any, steps: int, batch_size: int
@@ -140,13 +148,19 @@ def init_state(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
 
 def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
               optimizer: optax.GradientTransformation, lr_schedule: optax.Schedule,
-              predictor: LatencyPredictor, reward: str, reward_params: RewardParams,
-              label_smoothing: float, mesh: Mesh, trace_counter: list | None = None,
-              weight_decay: float = 0.0, architectures_per_device: int = 1
+              predictor: LatencyPredictor | Sequence[LatencyPredictor], reward: str,
+              reward_params: RewardParams, label_smoothing: float, mesh: Mesh,
+              trace_counter: list | None = None, weight_decay: float = 0.0,
+              architectures_per_device: int = 1,
+              multi_hardware_metric: str = controllers.DEFAULT_MULTI_HARDWARE_METRIC
               ) -> Callable[..., tuple[SearchState, dict[str, jax.Array]]]:
     """`step(state, train_batch, valid_batch) -> (state, metrics)`, jitted.
 
-    `reward` names a `controllers.REWARDS` function, applied with `reward_params`.
+    `predictor`: one latency predictor per hardware target (or one), all evaluated in
+    the step; `reward_params` holds as many target latencies and offsets.
+    `multi_hardware_metric` combines the per-target latency ratios
+    (`controllers.combine_latency_ratios`). `reward` names a `controllers.REWARDS`
+    function, applied to the combined ratio with a target of 1.
     `weight_decay`: TuNAS's L2 on the sampled paths' conv kernels (`shared_weight_loss`).
     `architectures_per_device` (K): architectures sampled per device per step; each
     device's batches must split into K equal shares.
@@ -155,6 +169,12 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
     sampling new architectures never retraces).
     """
     reward_fn = controllers.get_reward_fn(reward)
+    metric = controllers.check_multi_hardware_metric(multi_hardware_metric)
+    predictors = tuple(predictor) if isinstance(predictor, (list, tuple)) else (predictor,)
+    if int(reward_params.target_latency_ms.shape[0]) != len(predictors):
+        raise ValueError(f"reward_params: {reward_params.target_latency_ms.shape[0]} target "
+                         f"latencies for {len(predictors)} latency predictors")
+    names = [getattr(p, "target_name", None) or f"target{i}" for i, p in enumerate(predictors)]
     num = int(architectures_per_device)
     if num < 1:
         raise ValueError(f"architectures_per_device: {num}; use at least 1")
@@ -168,8 +188,9 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
             return a.reshape(num, a.shape[0] // num, *a.shape[1:])
         return jax.tree.map(one, batch)
 
-    def device_step(state: SearchState, predictor: LatencyPredictor, rp: RewardParams,
-                    train: dict, valid: dict) -> tuple[SearchState, dict[str, jax.Array]]:
+    def device_step(state: SearchState, predictors: tuple[LatencyPredictor, ...],
+                    rp: RewardParams, train: dict, valid: dict
+                    ) -> tuple[SearchState, dict[str, jax.Array]]:
         schedule = state.controller.spec.config.schedule
         rng, next_rng = jax.random.split(state.rng)
         # Same rng on every device; fold in the device index for its own samples.
@@ -227,8 +248,11 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
                 jnp.arange(num))  # [K]
         # Floor: with the 'layers' offset a regressor error could reach <= 0 ms, which the
         # mnas rewards' power would turn into NaN.
-        latency_ms = jnp.maximum(predictor(indices) - rp.latency_offset_ms, 1e-6)  # [K]
-        reward = reward_fn(quality, latency_ms, rp.target_latency_ms, rp.beta)  # [K]
+        latency_ms = jnp.maximum(jnp.stack([p(indices) for p in predictors], axis=-1)
+                                 - rp.latency_offset_ms, 1e-6)  # [K, T]
+        ratio = controllers.combine_latency_ratios(latency_ms / rp.target_latency_ms,
+                                                   metric)  # [K]
+        reward = reward_fn(quality, ratio, 1.0, rp.beta)  # [K]
 
         # Every device gathers all samples and rewards and does the same update.
         def gather(a: jax.Array) -> jax.Array:  # [K, ...] -> [devices * K, ...]
@@ -242,7 +266,11 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
             "loss": jax.lax.pmean(loss, AXIS),
             **{f"train_{k}": jax.lax.pmean(v, AXIS) for k, v in train_metrics.items()},
             "valid_quality": jax.lax.pmean(jnp.mean(quality), AXIS),
-            "predicted_latency_ms": jax.lax.pmean(jnp.mean(latency_ms), AXIS),
+            # The first target's (the only one's for a single-target search).
+            "predicted_latency_ms": jax.lax.pmean(jnp.mean(latency_ms[:, 0]), AXIS),
+            "latency_ratio": jax.lax.pmean(jnp.mean(ratio), AXIS),
+            **({f"predicted_latency_ms_{name}": jax.lax.pmean(jnp.mean(latency_ms[:, i]), AXIS)
+                for i, name in enumerate(names)} if len(names) > 1 else {}),
             "reward": cmetrics["reward"],
             "baseline": cmetrics["baseline"],
             "entropy": cmetrics["entropy"],
@@ -264,16 +292,16 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(AXIS))
 
-    def step(state: SearchState, predictor: LatencyPredictor, rp: RewardParams, train: dict,
-             valid: dict):
+    def step(state: SearchState, predictors: tuple[LatencyPredictor, ...], rp: RewardParams,
+             train: dict, valid: dict):
         if trace_counter is not None:
             trace_counter.append(1)
-        return sharded(state, predictor, rp, train, valid)
+        return sharded(state, predictors, rp, train, valid)
 
     jitted = jax.jit(step, in_shardings=(replicated, replicated, replicated, batch_sharding,
                                          batch_sharding),
                      out_shardings=(replicated, replicated), donate_argnums=(0,))
-    return lambda state, train, valid: jitted(state, predictor, reward_params, train, valid)
+    return lambda state, train, valid: jitted(state, predictors, reward_params, train, valid)
 
 
 def replicate(state: SearchState, mesh: Mesh) -> SearchState:

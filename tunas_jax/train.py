@@ -20,7 +20,11 @@
   `predicted_latency_ms` from the learned regressor (null with
   `predicted_latency_reason` when there is none). Both latencies are in
   `config.latency_metric` (named in the file, see `cost_models.latency_metric`);
-  `simulated_end_to_end_latency_ms` is the whole inference either way.
+  `simulated_end_to_end_latency_ms` is the whole inference either way;
+  `latency_ms_by_target` has every target's, and for an architecture from a
+  multi-hardware search (its JSON names each target's target latency) also
+  `latency_ratio_by_target` and the search's `combined_latency_ratio`
+  (`multi_hardware_metric`) when the training costs every searched target.
 `evaluate_workdir(W)` re-evaluates W's newest checkpoint; `load_trained_model(W)`
 gives it as an eval-mode standalone model (what `tunas-jax export` writes).
 The jitted steps are in `tunas_jax.train_step`.
@@ -41,10 +45,11 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+import controllers
 import supernet
 from cost_models import check_latency_metric, get_target, metric_offset_ms
 from cost_models.interface import SimulatorCostModel, Workload, check_targets
-from search_spaces import Architecture, SpecError, get_preset, write_json_atomic
+from search_spaces import Architecture, SpecError, get_preset, read_json, write_json_atomic
 from search_spaces import load as load_architecture
 from tasks import Task, describe, get_task
 from tunas_jax import train_step
@@ -74,14 +79,20 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     check_latency_metric(config.latency_metric, "config.latency_metric")
 
 
-def config_architecture(config: ml_collections.ConfigDict) -> Architecture:
-    """The architecture to train: config.architecture, else the init_from search's."""
+def _architecture_source(config: ml_collections.ConfigDict) -> str:
+    """config.architecture, else the init_from search's architecture.json ('' if none)."""
     text = config.architecture.strip()
     if not text and config.init_from:
-        text = os.path.join(config.init_from, ARCHITECTURE_FILE)
-        if not os.path.isfile(text):
-            raise UsageError(f"config.init_from={config.init_from!r}: no {ARCHITECTURE_FILE} "
-                             "there; is it a finished search workdir? Or set config.architecture")
+        return os.path.join(config.init_from, ARCHITECTURE_FILE)
+    return text
+
+
+def config_architecture(config: ml_collections.ConfigDict) -> Architecture:
+    """The architecture to train: config.architecture, else the init_from search's."""
+    text = _architecture_source(config)
+    if not config.architecture.strip() and config.init_from and not os.path.isfile(text):
+        raise UsageError(f"config.init_from={config.init_from!r}: no {ARCHITECTURE_FILE} "
+                         "there; is it a finished search workdir? Or set config.architecture")
     if not text:
         raise UsageError("config.architecture: missing; pass --config.architecture=FILE.json "
                          "(an architecture JSON, e.g. a search's architecture.json) or "
@@ -182,15 +193,19 @@ def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_class
     sim = by_target[target.name]
     metric = config.latency_metric
     offset = metric_offset_ms(metric, target, image_size, num_classes, input_channels)
+    latency_ms_by_target = {
+        name: float(batch.latency_ms[0]) - metric_offset_ms(
+            metric, name, image_size, num_classes, input_channels)
+        for name, batch in by_target.items()}
     report: dict[str, Any] = {
         **{k: v for k, v in sim.item(0).items() if k != "latency_ms"},
         "latency_metric": metric, "simulated_latency_ms": float(sim.latency_ms[0]) - offset,
         "simulated_end_to_end_latency_ms": float(sim.latency_ms[0]),
         "target": target.name, "image_size": image_size, "num_classes": num_classes,
-        "simulated_latency_ms_by_target": {
-            name: float(batch.latency_ms[0]) - metric_offset_ms(
-                metric, name, image_size, num_classes, input_channels)
-            for name, batch in by_target.items()},
+        # Both names: `simulated_...` for readers from before multi-hardware searches.
+        "simulated_latency_ms_by_target": latency_ms_by_target,
+        "latency_ms_by_target": latency_ms_by_target,
+        **searched_latency_ratios(config, latency_ms_by_target),
         "predicted_latency_ms": None}
     cm_dir = config.cost_model_workdir
     if arch.space is None:
@@ -214,6 +229,26 @@ def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_class
             log(f"predicted latency: none ({reason})")
     report["predicted_latency_reason"] = reason
     return report
+
+
+def searched_latency_ratios(config: ml_collections.ConfigDict,
+                            latency_ms_by_target: dict[str, float]) -> dict[str, Any]:
+    """Each target's ratio to the search's target latency and the search's combined ratio,
+    for an architecture JSON from a search that names them (`target_latency_ms_by_target`,
+    `multi_hardware_metric`); {} when it does not, when it searched another latency
+    metric, or when config.targets lacks one of its targets."""
+    path = _architecture_source(config)
+    if not path or path.startswith(PRESET_PREFIX) or not os.path.isfile(path):
+        return {}
+    doc = read_json(path, "architecture")
+    t0, combine = doc.get("target_latency_ms_by_target"), doc.get("multi_hardware_metric")
+    if (not t0 or not combine or doc.get("latency_metric") != config.latency_metric
+            or not set(t0) <= set(latency_ms_by_target)):
+        return {}
+    ratios = {t: latency_ms_by_target[t] / float(ms) for t, ms in t0.items()}
+    return {"target_latency_ms_by_target": t0, "latency_ratio_by_target": ratios,
+            "multi_hardware_metric": combine, "combined_latency_ratio": float(
+                controllers.combine_latency_ratios(list(ratios.values()), combine))}
 
 
 def eval_record(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:

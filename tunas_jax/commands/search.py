@@ -4,7 +4,8 @@ r"""`tunas-jax search`: the TuNAS one-shot architecture search.
         [--config.steps=500 --config.dataset.image_size=16 \
          --config.cost_model.overrides.num_steps=500 ...]
 
-Trains the latency regressor first if `config.cost_model.workdir` holds none,
+Trains the latency regressor first if `config.cost_model.workdir` holds none
+(one per target for several `config.targets`: tunas_jax/search_targets.py),
 then searches, writing `architecture.json`, `search_summary.json`,
 `metrics.jsonl`, TensorBoard events and checkpoints into the workdir. Rerun
 the same command after an interruption to resume from the last checkpoint.
@@ -38,5 +39,10 @@ def run(args: argparse.Namespace) -> int:
           f"{best['target_latency_ms']:.4f} ms, predicted {best['predicted_latency_ms']:.4f} ms; "
           f"end to end {best['simulated_end_to_end_latency_ms']:.4f} ms), {best['params']:,} "
           f"params, {best['macs']:,} MACs")
+    if len(best["targets"]) > 1:
+        print(f"{best['multi_hardware_metric']} latency ratio "
+              f"{best['combined_latency_ratio']:.3f} over " + ", ".join(
+                  f"{t} {ms:.4f} ms / {best['target_latency_ms_by_target'][t]:.4f}"
+                  for t, ms in best["latency_ms_by_target"].items()))
     print(f"wrote {args.workdir}/architecture.json and search_summary.json")
     return 0
