@@ -171,3 +171,28 @@ def test_config_errors_name_the_field(overrides, words, tmp_path):
     with pytest.raises((UsageError, search_spaces.SpecError), match=words) as info:
         multi_trial.run_study(tiny_config(**overrides), tmp_path, log=lambda _: None)
     assert "\n" not in str(info.value)
+
+
+def test_multi_hardware_study_scores_the_combined_ratio(tmp_path):
+    targets, t0 = ("pixel6_edgetpu", "pixel4_dsp"), (0.0176, 0.134)
+    config = tiny_config(targets=targets, target_latencies_ms=t0,
+                         multi_hardware_metric="worst", num_trials=2)
+    multi_trial.run_study(config, tmp_path, log=lambda _: None)
+    trials = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    for t in trials:
+        trained = json.loads((tmp_path / "trials" / f"trial_{t['id']:04d}" / "result.json"
+                              ).read_text())
+        assert t["latency_ms_by_target"] == {k: trained["latency_ms_by_target"][k]
+                                             for k in targets}
+        worst = max(t["latency_ms_by_target"][k] / ms for k, ms in zip(targets, t0))
+        assert t["latency_ratio"] == pytest.approx(worst, rel=1e-6)
+        assert t["reward"] == pytest.approx(t["quality"] - abs(worst - 1.0), rel=1e-6)
+    assert json.loads((tmp_path / "pareto.json").read_text())["objectives"] == {
+        "quality": "max", "latency_ratio": "min"}
+    doc = json.loads((tmp_path / "architecture.json").read_text())
+    best = max(trials, key=lambda t: t["reward"])
+    assert doc["multi_hardware_metric"] == "worst"
+    assert doc["combined_latency_ratio"] == best["latency_ratio"]
+    assert doc["latency_ms_by_target"] == best["latency_ms_by_target"]
+    with pytest.raises(UsageError, match=r"config\.target_latencies_ms"):
+        multi_trial.validate_config(tiny_config(targets=targets, target_latencies_ms=(0.0176,)))

@@ -312,7 +312,7 @@ def multi_trial_defaults() -> ml_collections.ConfigDict:
     # searchable parameter. Empty = `space` names a registered space; set = `space` must
     # be the declaration's name.
     config.topology = ml_collections.ConfigDict()
-    # Hardware targets; the reward's latency is the first one's (`latency_metric` ms).
+    # Hardware targets; several combine as `multi_hardware_metric` says.
     config.targets = ("pixel6_edgetpu",)
     # Strategy (controllers.get_strategy name): 'random' or 'evolution' (regularized
     # evolution, Real et al. 2019), proposing and observing on the host, or 'vizier' (an
@@ -351,6 +351,11 @@ def multi_trial_defaults() -> ml_collections.ConfigDict:
     # non-dominated trials (max quality, min latency) whatever the objective.
     config.target_latency_ms = 0.0176
     config.reward_beta = -0.1
+    # Several targets (a multi-hardware study): one target latency per target, in the order
+    # of `targets` (`target_latency_ms` is then unused), and how the ratios T_i / T0_i
+    # combine into the reward's one ratio: 'average', 'geomean' or 'worst' (as the search).
+    config.target_latencies_ms = ()
+    config.multi_hardware_metric = "average"
     # 'end_to_end' or 'layers' (cost_models/latency_metric.py), as in the search configs.
     config.latency_metric = "layers"
     # The proxy trainer: a `tunas-jax train` recipe run per candidate, scored on

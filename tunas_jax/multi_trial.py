@@ -57,7 +57,7 @@ from search_spaces import (
     write_json_atomic,
 )
 from search_spaces.declared import register_declared
-from tunas_jax import train
+from tunas_jax import search_targets, train
 from tunas_jax.checkpointing import make_workdir
 from tunas_jax.config_defaults import multi_trial_defaults
 from tunas_jax.errors import UsageError
@@ -93,6 +93,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if float(config.target_latency_ms) <= 0:
         raise UsageError(f"config.target_latency_ms: {config.target_latency_ms} must be > 0 "
                          "(ms of config.latency_metric on the first target)")
+    search_targets.target_latencies_ms(config)
+    search_targets.multi_hardware_metric(config)
     train.check_train_config(proxy_config(config, "unused"))
 
 
@@ -226,21 +228,34 @@ def evaluate_trial(config_dict: dict[str, Any], workdir: str, trial_id: int,
     Architecture.from_indices(space, indices, name=name).save(arch_path)
     result = train.run_training(proxy_config(config, arch_path),
                                 os.path.join(workdir, "trials", name), log=lambda _: None)
-    latency_ms = float(result["simulated_latency_ms"])
-    ratio = latency_ms / float(config.target_latency_ms)
+    targets = search_targets.search_targets(config)
+    by_target = {t: float(result["latency_ms_by_target"][t]) for t in targets}
+    ratios = [by_target[t] / t0 for t, t0 in
+              zip(targets, search_targets.target_latencies_ms(config), strict=True)]
+    # One target: T / T0 exactly; several: the search's combination (float32, as in its step).
+    ratio = ratios[0] if len(ratios) == 1 else float(
+        controllers.combine_latency_ratios(ratios, config.multi_hardware_metric))
     return {"quality": float(result["quality"]), "quality_metric": result["quality_metric"],
-            "latency_ms": latency_ms, "latency_metric": result["latency_metric"],
+            "latency_ms": by_target[targets[0]], "latency_metric": result["latency_metric"],
+            "latency_ms_by_target": by_target, "latency_ratio": ratio,
             "target": result["target"], "energy_mj": float(result["energy_mj"]),
             "params": int(result["params"]),
             "reward": float(result["quality"]) + float(config.reward_beta) * abs(ratio - 1.0)}
 
 
 # ---- outputs ---------------------------------------------------------------------------------
-def pareto_trials(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Completed trials no other completed trial beats on both quality (max) and latency
-    (min), fastest first."""
+def latency_objective(config: ml_collections.ConfigDict) -> str:
+    """The trial field the Pareto front minimizes: the first (only) target's latency, or
+    for several targets the combined ratio (ms on different devices do not compare)."""
+    return "latency_ms" if len(config.targets) == 1 else "latency_ratio"
+
+
+def pareto_trials(trials: list[dict[str, Any]], latency_key: str = "latency_ms"
+                  ) -> list[dict[str, Any]]:
+    """Completed trials no other completed trial beats on both quality (max) and
+    `latency_key` (min), fastest first."""
     done = [t for t in trials if t["state"] == "completed"]
-    front = pareto_front([t["latency_ms"] for t in done], [t["quality"] for t in done])
+    front = pareto_front([t[latency_key] for t in done], [t["quality"] for t in done])
     return [done[i] for i in front]
 
 
@@ -248,9 +263,10 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str,
                   trials: list[dict[str, Any]]) -> dict[str, Any]:
     with atomic_write(os.path.join(workdir, TRIALS_FILE)) as f:
         f.writelines(json.dumps(t, sort_keys=True) + "\n" for t in trials)
-    front = pareto_trials(trials)
+    latency_key = latency_objective(config)
+    front = pareto_trials(trials, latency_key)
     write_json_atomic(os.path.join(workdir, PARETO_FILE),
-                      {"objectives": {"quality": "max", "latency_ms": "min"}, "trials": front})
+                      {"objectives": {"quality": "max", latency_key: "min"}, "trials": front})
     done = [t for t in trials if t["state"] == "completed"]
     summary: dict[str, Any] = {"trials": len(trials), "completed": len(done),
                                "failed": len(trials) - len(done), "pareto": len(front)}
@@ -264,9 +280,25 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str,
                 "latency_metric": best["latency_metric"],
                 "target_latency_ms": float(config.target_latency_ms),
                 "simulated_latency_ms": best["latency_ms"], "quality": best["quality"],
-                "quality_metric": best["quality_metric"], "reward": best["reward"]})
+                "quality_metric": best["quality_metric"], "reward": best["reward"],
+                **multi_target_fields(config, best)})
         summary["best"] = best
     return summary
+
+
+def multi_target_fields(config: ml_collections.ConfigDict, trial: dict[str, Any]
+                        ) -> dict[str, Any]:
+    """A multi-hardware study's per-device fields of architecture.json (the search's names)."""
+    if len(config.targets) == 1:
+        return {}
+    targets = search_targets.search_targets(config)
+    t0 = dict(zip(targets, search_targets.target_latencies_ms(config), strict=True))
+    return {"targets": list(targets), "latency_ms_by_target": trial["latency_ms_by_target"],
+            "target_latency_ms_by_target": t0,
+            "latency_ratio_by_target": {t: trial["latency_ms_by_target"][t] / t0[t]
+                                        for t in targets},
+            "multi_hardware_metric": config.multi_hardware_metric,
+            "combined_latency_ratio": trial["latency_ratio"]}
 
 
 # ---- the loop -----------------------------------------------------------------------------------

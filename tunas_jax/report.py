@@ -276,13 +276,17 @@ def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
             parts.append(_device_table(s))
     for study in collection.studies:
         done = [t for t in study.trials if t["state"] == "completed"]
-        front = {t["id"] for t in pareto_trials(done)}
+        # Several devices: the front is over the combined ratio (as the study's pareto.json).
+        multi = bool(done) and len(done[0].get("latency_ms_by_target", {})) > 1
+        front = {t["id"] for t in pareto_trials(done, "latency_ratio" if multi else "latency_ms")}
         parts.append(f"<h2>Multi-trial study {html.escape(study.name)}</h2>")
         parts.append(f"<p>{len(done)} completed, {len(study.trials) - len(done)} failed; "
                      f"target {study.target_latency_ms} ms. Pareto front (max quality, "
                      "min latency):</p>")
-        parts.append(_table(["trial", "quality", "latency ms", "reward", "indices"],
-                            [[t["id"], t["quality"], t["latency_ms"], t["reward"],
+        parts.append(_table(["trial", "quality", "latency ms (first target)",
+                             "latency ratio", "reward", "indices"],
+                            [[t["id"], t["quality"], t["latency_ms"],
+                              t.get("latency_ratio", "-"), t["reward"],
                               ":".join(map(str, t["indices"]))]
                              for t in done if t["id"] in front]))
     if collection.points:
