@@ -47,9 +47,9 @@ def first_argmax(logits: jax.Array) -> jax.Array:
     return jnp.min(jnp.where(is_max, jnp.arange(classes, dtype=jnp.int32), classes), axis=-1)
 
 
-def resize_nearest(labels: jax.Array, height: int, width: int) -> jax.Array:
-    """Nearest-neighbour resize of [N, h, w] maps, half-pixel centers (source pixel of
-    output pixel i: floor((i + 0.5) * h / height))."""
+def resize_nearest(labels: Any, height: int, width: int) -> Any:
+    """Nearest-neighbour resize of [N, h, w] maps (jax or numpy), half-pixel centers
+    (source pixel of output pixel i: floor((i + 0.5) * h / height))."""
     h, w = labels.shape[1:3]
     rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
