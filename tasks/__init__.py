@@ -7,10 +7,10 @@ Shipped: `classification` (`tasks.classification`) and `segmentation`
 a `Task` subclass and a `register_task(name, factory)` call.
 """
 
-from tasks.base import Task, get_task, register_task, task_names
+from tasks.base import Task, get_task, register_task, task_from_json, task_names
 from tasks.classification import Classification, ClassificationHead
 from tasks.describe import describe, describe_graph
 from tasks.segmentation import Segmentation
 
 __all__ = ["Classification", "ClassificationHead", "Segmentation", "Task", "describe",
-           "describe_graph", "get_task", "register_task", "task_names"]
+           "describe_graph", "get_task", "register_task", "task_from_json", "task_names"]

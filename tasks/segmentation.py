@@ -87,6 +87,14 @@ def iou_from_confusion(confusion: Any, xp: Any = jnp) -> tuple[Any, Any]:
 
 
 class Segmentation(Task):
+    """Settings: `ignore_label` (a label outside 0..num_classes-1 marking unlabelled
+    pixels), `output_stage` ('exact' | 'approximate', module docstring), and the
+    DeepLabv3+ head's (`tasks.deeplab`): `aspp_channels` (every ASPP branch and the
+    projection), `low_level_channels` (the low-level 1x1 projection),
+    `decoder_channels` and `num_decoder_convs` (separable 3x3 convs after the fusion),
+    `atrous_rates` (one separable ASPP branch per rate), `aspp_endpoint` and
+    `low_level_endpoint` (backbone endpoint names: `stride_N` or `features`)."""
+
     name = "segmentation"
     primary_metric = "miou"
 
@@ -197,6 +205,9 @@ class Segmentation(Task):
         pixels = max(float(sums["pixels"]), 1.0)
         return {"miou": float(miou), "pixel_accuracy": float(accuracy),
                 "loss": float(sums["loss_sum"]) / pixels, "num_examples": int(sums["count"])}
+
+    def output_values(self, image_size: int) -> int:
+        return image_size * image_size  # the class map
 
     def to_json(self) -> dict[str, Any]:
         h = self.head

@@ -31,6 +31,7 @@ compile of the supernet step.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -51,8 +52,8 @@ from cost_models.interface import (
 )
 from cost_models.regressor import METADATA_FILE, load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
-from tasks import Task, get_task, task_names
-from tunas_jax import cost_model_training, search_step
+from tasks import Classification, Task, get_task, task_names
+from tunas_jax import cost_model_training, search_step, train
 from tunas_jax.checkpointing import SearchCheckpointer, make_workdir
 from tunas_jax.config_defaults import search_defaults, set_overrides
 from tunas_jax.config_files import load_config
@@ -154,9 +155,7 @@ def make_plan(config: ml_collections.ConfigDict, input_channels: int = 3
     return supernet.make_plan(get_space(config.space), limit or None, input_channels)
 
 
-def make_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
-    """The config's task (`config.task`) for a dataset of `num_classes` classes."""
-    return get_task(config.task, num_classes=num_classes)
+make_task = train.make_task
 
 
 def controller_config(config: ml_collections.ConfigDict) -> controllers.ReinforceConfig:
@@ -204,15 +203,27 @@ def cost_model_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def ensure_cost_model(config: ml_collections.ConfigDict, workdir: str,
-                      log: Callable[[str], Any] = print) -> str:
-    """The regressor's workdir; trains it first (from config.cost_model) when it is missing."""
+                      log: Callable[[str], Any] = print, task: Task | None = None) -> str:
+    """The regressor's workdir; trains it first (from config.cost_model) when it is missing.
+
+    A `task` other than classification is costed with its own head: it is handed to the
+    cost-model config (its `task` field), and an existing regressor must have been
+    trained for it."""
     path = cost_model_workdir(config, workdir)
+    wanted = None if task is None or isinstance(task, Classification) else task.to_json()
     if os.path.exists(os.path.join(path, METADATA_FILE)):
+        trained_for = read_metadata(path).get("task")
+        if wanted is not None and trained_for != wanted:
+            raise UsageError(f"config.cost_model.workdir: the regressor in {path} was trained "
+                             f"for task {trained_for or 'classification'}, the search's is "
+                             f"{wanted}; point config.cost_model.workdir at a new folder")
         return path
     config_path = config.cost_model.config
     if not os.path.isabs(config_path) and not os.path.exists(config_path):
         config_path = os.path.join(REPO_ROOT, config_path)
     overrides = set_overrides(config.cost_model.overrides)
+    if wanted is not None:
+        overrides["task"] = json.dumps(wanted, sort_keys=True)
     cm_config = load_config(config_path, overrides)
     target = search_target(config)
     if cm_config.space != config.space or cm_config.target != target:
@@ -284,9 +295,9 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
     # Simulate at the resolution and class count the cost model was trained for (the
     # deployment's), not the search's possibly reduced image size.
     meta = predictor.metadata
-    workload = Workload(int(meta.get("image_size") or space.default_image_size),
-                        get_task(config.task, num_classes=int(
-                            meta.get("num_classes") or space.default_num_classes)))
+    task = (get_task(**meta["task"]) if meta.get("task") else make_task(
+        config, int(meta.get("num_classes") or space.default_num_classes)))
+    workload = Workload(int(meta.get("image_size") or space.default_image_size), task)
     simulator = SimulatorCostModel(space, workload)
     logits = np.asarray(state.controller.logits)
     best = [int(i) for i in np.asarray(controllers.argmax_architecture(state.controller))]
@@ -350,7 +361,14 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     times: dict[str, float] = {}
     start = time.perf_counter()
     space = get_space(config.space)
-    cm_dir = ensure_cost_model(config, workdir, log)
+    batch_size = int(config.batch_size)
+    valid_batch_size = int(config.valid_batch_size) or 4 * batch_size
+    # The data first: the task (the cost model's head) needs the dataset's classes.
+    data = create_search_data(config.dataset, batch_size=batch_size,
+                              valid_batch_size=valid_batch_size, seed=int(config.seed),
+                              num_threads=int(config.data_threads))
+    task = make_task(config, data.num_classes)
+    cm_dir = ensure_cost_model(config, workdir, log, task)
     # The in-jit predictor of the reward, through the cost interface.
     target_name = search_target(config)
     costs = RegressorCostModel({target_name: load_cost_model(cm_dir, space, target_name)})
@@ -358,13 +376,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     times["cost_model_s"] = time.perf_counter() - start
 
     mesh = search_step.make_mesh(_num_devices(config))
-    batch_size = int(config.batch_size)
-    valid_batch_size = int(config.valid_batch_size) or 4 * batch_size
-    data = create_search_data(config.dataset, batch_size=batch_size,
-                              valid_batch_size=valid_batch_size, seed=int(config.seed),
-                              num_threads=int(config.data_threads))
     plan = make_plan(config, data.image_shape[-1])
-    task = make_task(config, data.num_classes)
     optimizer, lr_schedule = search_step.make_optimizer(config.optimizer, int(config.steps),
                                                         batch_size)
     state = search_step.init_state(space, plan, task, optimizer, controller_config(config),
