@@ -359,7 +359,6 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     enable_compilation_cache(config.compilation_cache_dir)
     write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
     times: dict[str, float] = {}
-    start = time.perf_counter()
     space = get_space(config.space)
     batch_size = int(config.batch_size)
     valid_batch_size = int(config.valid_batch_size) or 4 * batch_size
@@ -368,6 +367,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                               valid_batch_size=valid_batch_size, seed=int(config.seed),
                               num_threads=int(config.data_threads))
     task = make_task(config, data.num_classes)
+    start = time.perf_counter()
     cm_dir = ensure_cost_model(config, workdir, log, task)
     # The in-jit predictor of the reward, through the cost interface.
     target_name = search_target(config)

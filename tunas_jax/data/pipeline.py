@@ -60,7 +60,7 @@ class Preprocess:
     def _to_output(self, image: np.ndarray, label: Any) -> dict[str, np.ndarray]:
         image = image_ops.normalize(image, self.mean, self.std)
         return {"image": np.ascontiguousarray(image, np.float32),
-                "label": np.ascontiguousarray(label, np.int32)}
+                "label": np.asarray(label, np.int32)}
 
     def _resized(self, image: np.ndarray, label: Any) -> tuple[np.ndarray, Any]:
         size = self.image_size
