@@ -70,7 +70,7 @@ def confusion_matrix(labels: jax.Array, predictions: jax.Array, valid: jax.Array
     """[classes, classes] pixel counts (row: label, column: prediction) where `valid`."""
     labels = jnp.clip(labels, 0, num_classes - 1)
     index = (labels * num_classes + predictions).reshape(-1)
-    counts = jnp.bincount(index, weights=valid.reshape(-1).astype(jnp.float32),
+    counts = jnp.bincount(index, weights=valid.reshape(-1).astype(jnp.int32),
                           length=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes)
 
