@@ -142,7 +142,10 @@ class ArchitectureCoster:
         shapes = {source: (size, size, cin)}
         layers = node_layers(nodes, shapes)
         if unit.kind == "head":
-            endpoints, spatial = {"features": (layers[-1].name, layers[-1].output_shape)}, []
+            endpoints = {"input": ("input", (self.image_size, self.image_size,
+                                             self.input_channels)),
+                         "features": (layers[-1].name, layers[-1].output_shape)}
+            spatial = []
             size = self.image_size
             for u in self.space.units[:-1]:
                 size = math.ceil(size / u.stride)

@@ -120,14 +120,18 @@ _COSTERS: dict[tuple[Any, ...], Any] = {}
 
 
 def cost_chunk(space: SearchSpace, target: Any, image_size: int | None,
-               num_classes: int | None, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """Costs of one chunk of index vectors (runs in a worker process)."""
+               num_classes: int | None, indices: np.ndarray, task: str = ""
+               ) -> dict[str, np.ndarray]:
+    """Costs of one chunk of index vectors (runs in a worker process); `task`: the head's
+    task as `Task.to_json()` JSON text, '' = classification of `num_classes`."""
     from cost_models.arch_cost import ArchitectureCoster
+    from tasks import task_from_json
 
-    key = (space.fingerprint, target, image_size, num_classes)
+    key = (space.fingerprint, target, image_size, num_classes, task)
     if key not in _COSTERS:  # a coster caches per-layer costs: keep one per worker
-        _COSTERS[key] = ArchitectureCoster(space, target, image_size=image_size,
-                                           num_classes=num_classes)
+        _COSTERS[key] = ArchitectureCoster(
+            space, target, image_size=image_size,
+            task=task_from_json(task, num_classes or space.default_num_classes))
     coster = _COSTERS[key]
     costs = coster.cost_batch(np.asarray(indices))
     out = {c: np.asarray(costs[c]) for c in COLUMNS}
@@ -167,6 +171,7 @@ def default_chunk_size(n: int, workers: int) -> int:
 
 def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
                            image_size: int | None = None, num_classes: int | None = None,
+                           task: str = "",
                            workers: int | None = None, chunk_size: int | None = None,
                            on_progress: Callable[[int], Any] | None = None,
                            executor: str = "local", ray_address: str | None = None,
@@ -184,6 +189,9 @@ def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
     check_executor(executor)
     indices = np.asarray(indices, np.int32)
     n = len(indices)
+    if task and (cost_service or executor == "ray"):
+        raise SpecError("task: a head other than classification is costed by the local "
+                        "executor only (not yet by the cost service or Ray)")
     if cost_service and n:
         return _simulate_on_service(cost_service, space, target, indices, image_size,
                                     num_classes, chunk_size or SERVICE_CHUNK, on_progress)
@@ -200,14 +208,15 @@ def simulate_architectures(space: SearchSpace, target: Any, indices: np.ndarray,
     if workers == 1 or n < MIN_PARALLEL:
         for i, s in enumerate(starts):
             results[i] = cost_chunk(space, target, image_size, num_classes,
-                                    indices[s:s + chunk_size])
+                                    indices[s:s + chunk_size], task)
             if on_progress:
                 on_progress(len(results[i]["latency_ms"]))
     else:
         context = multiprocessing.get_context("spawn")  # never fork a process that has JAX
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {pool.submit(cost_chunk, space, target, image_size, num_classes,
-                                   indices[s:s + chunk_size]): i for i, s in enumerate(starts)}
+                                   indices[s:s + chunk_size], task): i
+                       for i, s in enumerate(starts)}
             for future in concurrent.futures.as_completed(futures):
                 i = futures[future]
                 results[i] = future.result()
@@ -256,7 +265,7 @@ def check_executor(executor: str, field: str = "executor") -> str:
 def simulate_dataset(space: SearchSpace, target: Any, num: int, seed: int = 0,
                      image_size: int | None = None, num_classes: int | None = None,
                      workers: int | None = None,
-                     on_progress: Callable[[int], Any] | None = None,
+                     on_progress: Callable[[int], Any] | None = None, task: str = "",
                      executor: str = "local", ray_address: str | None = None,
                      cost_service: str | None = None) -> SimulatorDataset:
     """Sample `num` architectures of `space` (presets first) and simulate them on
@@ -270,7 +279,7 @@ def simulate_dataset(space: SearchSpace, target: Any, num: int, seed: int = 0,
     target = get_target(target)  # unknown names fail before any work
     check_executor(executor)
     indices, preset_rows = sample_architectures(space, num, seed)
-    costs = simulate_architectures(space, target, indices, image_size, num_classes,
+    costs = simulate_architectures(space, target, indices, image_size, num_classes, task,
                                    workers, on_progress=on_progress, executor=executor,
                                    ray_address=ray_address, cost_service=cost_service)
     metadata = {
@@ -280,6 +289,8 @@ def simulate_dataset(space: SearchSpace, target: Any, num: int, seed: int = 0,
         "image_size": image_size or space.default_image_size,
         "num_classes": num_classes or space.default_num_classes,
         "presets": preset_rows,
+        # A head other than classification's (`Task.to_json()`); absent = classification.
+        **({"task": json.loads(task)} if task else {}),
         # The exact hardware numbers (a calibrated target keeps its shipped name).
         "target_config": target.to_json(),
     }

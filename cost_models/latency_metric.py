@@ -39,16 +39,18 @@ def check_latency_metric(name: str, field: str = "latency_metric") -> str:
     return name
 
 
-def fixed_latency_ms(target: HardwareTarget | str, image_size: int, num_classes: int,
+def fixed_latency_ms(target: HardwareTarget | str, image_size: int, output_values: int,
                      input_channels: int = 3) -> float:
-    """The architecture-independent part of one inference's latency, in ms."""
-    io_ps, _ = io_terms(image_size * image_size * input_channels, num_classes, get_target(target))
+    """The architecture-independent part of one inference's latency, in ms; the output
+    holds `output_values` values (`Task.output_values`: the classes of a classifier)."""
+    io_ps, _ = io_terms(image_size * image_size * input_channels, output_values,
+                        get_target(target))
     return io_ps / 1e9
 
 
 def metric_offset_ms(metric: str, target: HardwareTarget | str, image_size: int,
-                     num_classes: int, input_channels: int = 3) -> float:
+                     output_values: int, input_channels: int = 3) -> float:
     """What to subtract from an end-to-end latency to get `metric` (0 for end_to_end)."""
     if check_latency_metric(metric) == END_TO_END:
         return 0.0
-    return fixed_latency_ms(target, image_size, num_classes, input_channels)
+    return fixed_latency_ms(target, image_size, output_values, input_channels)

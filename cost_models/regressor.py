@@ -39,6 +39,7 @@ from flax import nnx
 from cost_models.features import FeatureEncoder, encoder_for
 from cost_models.latency_metric import metric_offset_ms
 from search_spaces import SearchSpace, SpecError, write_json_atomic
+from tasks import get_task
 
 FORMAT = "tunas-jax/cost-model"
 FORMAT_VERSION = 1
@@ -211,10 +212,11 @@ class LatencyPredictor:
         (`cost_models.latency_metric`), at the resolution and class count it was trained
         for."""
         space = self.space
-        return metric_offset_ms(metric, self.target_name,
-                                int(self.metadata.get("image_size") or space.default_image_size),
-                                int(self.metadata.get("num_classes")
-                                    or space.default_num_classes))
+        image_size = int(self.metadata.get("image_size") or space.default_image_size)
+        task = self.metadata.get("task")
+        outputs = (get_task(**task).output_values(image_size) if task
+                   else int(self.metadata.get("num_classes") or space.default_num_classes))
+        return metric_offset_ms(metric, self.target_name, image_size, outputs)
 
     def log_latency(self, indices: jax.Array) -> jax.Array:
         slots = self.encoder.field_ids(jnp.asarray(indices), xp=jnp)

@@ -160,7 +160,9 @@ def describe_graph(graph: LayerGraph, image_size: int, head_layers: Any,
     (`head_layers({endpoint: (layer name, shape)}) -> list[Layer]`)."""
     shapes = {"input": (image_size, image_size, graph.input_channels)}
     layers = node_layers(graph.nodes, shapes)
-    layers.extend(head_layers({name: (node, shapes[node])
-                               for name, node in graph.endpoints.items()}))
+    # `input` too: a head with a full-resolution output (segmentation) needs its size.
+    layers.extend(head_layers({"input": ("input", shapes["input"]),
+                               **{name: (node, shapes[node])
+                                  for name, node in graph.endpoints.items()}}))
     return NetworkDescription(name, (image_size, image_size, graph.input_channels),
                               tuple(layers)).validate()

@@ -60,8 +60,10 @@ def inherit(model: StandaloneModel, space: SearchSpace, plan: SupernetPlan, para
         module.kernel[...] = jnp.asarray(w["kernel"])
         if "scale" in w:
             module.bn.scale[...] = jnp.asarray(w["scale"])
-        module_bias = module.bn.bias if "scale" in w else module.bias
-        module_bias[...] = jnp.asarray(w["bias"])
+            module.bn.bias[...] = jnp.asarray(w["bias"])
+        elif "bias" in w:
+            module.bias[...] = jnp.asarray(w["bias"])
+        # else: a bare conv (e.g. segmentation's ASPP depthwise convs): the kernel only
     if weights:
         raise ValueError(f"layers {sorted(weights)} have no module in the model")
     return model

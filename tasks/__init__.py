@@ -2,13 +2,15 @@
 head on the backbone's endpoints, the loss, the reward's quality signal and the
 evaluation metrics (`tasks.base.Task`). Imports `search_spaces` only.
 
-Shipped: `classification` (`tasks.classification`). A new task is a module with
+Shipped: `classification` (`tasks.classification`) and `segmentation`
+(`tasks.segmentation`, its DeepLabv3+ head in `tasks.deeplab`). A new task is a module with
 a `Task` subclass and a `register_task(name, factory)` call.
 """
 
-from tasks.base import Task, get_task, register_task, task_names
+from tasks.base import Task, get_task, register_task, task_from_json, task_names
 from tasks.classification import Classification, ClassificationHead
 from tasks.describe import describe, describe_graph
+from tasks.segmentation import Segmentation
 
-__all__ = ["Classification", "ClassificationHead", "Task", "describe", "describe_graph",
-           "get_task", "register_task", "task_names"]
+__all__ = ["Classification", "ClassificationHead", "Segmentation", "Task", "describe",
+           "describe_graph", "get_task", "register_task", "task_from_json", "task_names"]

@@ -83,6 +83,11 @@ class Task:
         """Metrics of a whole evaluation pass from the added-up `eval_sums`."""
         raise NotImplementedError
 
+    def output_values(self, image_size: int) -> int:
+        """Values the network's output holds at `image_size` px (what the cost models'
+        I/O term moves off the device): the logits by default."""
+        return int(self.num_classes)
+
     def to_json(self) -> dict[str, Any]:
         """The task's name and settings (what `get_task(**to_json())` rebuilds)."""
         return {"name": self.name}
@@ -113,7 +118,19 @@ def get_task(name: str, **settings: Any) -> Task:
         from search_spaces import SpecError
 
         raise SpecError(f"task {name!r} is unknown; choose one of {task_names()}")
-    return _TASKS[name](**settings)
+    try:
+        return _TASKS[name](**settings)
+    except TypeError as err:  # an unknown setting
+        from search_spaces import SpecError
+
+        raise SpecError(f"task {name!r}: {err}") from None
+
+
+def task_from_json(text: str, num_classes: int) -> Task:
+    """The task a JSON `to_json()` text describes; '' = classification of `num_classes`."""
+    if not text:
+        return get_task("classification", num_classes=num_classes)
+    return get_task(**json.loads(text))
 
 
 def task_names() -> list[str]:

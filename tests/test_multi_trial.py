@@ -184,7 +184,7 @@ def test_multi_hardware_study_scores_the_combined_ratio(tmp_path):
                               ).read_text())
         assert t["latency_ms_by_target"] == {k: trained["latency_ms_by_target"][k]
                                              for k in targets}
-        worst = max(t["latency_ms_by_target"][k] / ms for k, ms in zip(targets, t0))
+        worst = max(t["latency_ms_by_target"][k] / ms for k, ms in zip(targets, t0, strict=True))
         assert t["latency_ratio"] == pytest.approx(worst, rel=1e-6)
         assert t["reward"] == pytest.approx(t["quality"] - abs(worst - 1.0), rel=1e-6)
     assert json.loads((tmp_path / "pareto.json").read_text())["objectives"] == {

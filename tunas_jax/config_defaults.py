@@ -9,9 +9,12 @@ field is commented here, once.
 
 from __future__ import annotations
 
+import inspect
+
 import ml_collections
 from ml_collections import config_dict
 
+from tasks import Segmentation
 from tunas_jax.data import default_dataset_config
 
 
@@ -27,6 +30,8 @@ def search_defaults() -> ml_collections.ConfigDict:
     config.topology = ml_collections.ConfigDict()
     # Task (tasks.get_task name): the head, loss, reward quality and metrics.
     config.task = "classification"
+    # The segmentation task's settings (read when task = 'segmentation').
+    config.segmentation = segmentation_defaults()
     # Hardware targets (cost_models.get_target names), a list: one target = a list of one.
     # Several = a multi-hardware search: each target's latency is normalized by its own
     # target latency (target_latencies_ms) and the ratios are combined into one
@@ -168,6 +173,8 @@ def train_defaults() -> ml_collections.ConfigDict:
     config.init_from = ""
     # Task (tasks.get_task name): the head, loss and evaluation metrics.
     config.task = "classification"
+    # The segmentation task's settings (read when task = 'segmentation').
+    config.segmentation = segmentation_defaults()
 
     # Input data: the `tunas_jax.data` section. Training reads all of `train_split`
     # (the search's held-out valid_split is not needed here) and evaluates on eval_split.
@@ -257,6 +264,10 @@ def cost_model_defaults() -> ml_collections.ConfigDict:
     # Input resolution and classes to cost the networks at; None = the space's defaults.
     config.image_size = config_dict.placeholder(int)
     config.num_classes = config_dict.placeholder(int)
+    # The task whose head is costed with each network, as its `Task.to_json()` JSON text
+    # ('' = classification of num_classes). A search sets it for a task other than
+    # classification (e.g. segmentation, whose head reads the backbone's endpoints).
+    config.task = ""
 
     # Dataset: simulated when the file is missing; None = <workdir>/dataset.npz.
     config.dataset_path = config_dict.placeholder(str)
@@ -364,6 +375,15 @@ def multi_trial_defaults() -> ml_collections.ConfigDict:
     config.proxy.dataset.train_split = "train[:90%]"
     config.proxy.dataset.eval_split = "train[90%:]"
     return config
+
+
+def segmentation_defaults() -> ml_collections.ConfigDict:
+    """`config.segmentation`: `tasks.Segmentation`'s settings with its defaults (its
+    docstring says what each does), so the task's constructor stays their one source."""
+    signature = inspect.signature(Segmentation.__init__)
+    return ml_collections.ConfigDict({
+        name: p.default for name, p in signature.parameters.items()
+        if p.default is not inspect.Parameter.empty})
 
 
 def cost_model_overrides() -> ml_collections.ConfigDict:

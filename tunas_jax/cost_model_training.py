@@ -104,7 +104,8 @@ def ensure_dataset(config: ml_collections.ConfigDict, workdir: str, space: Searc
         f"{target.name} ({config.cost_service or config.executor}) -> {path}")
     data = simulate_to_file(space, target, config.num_architectures, path,
                             seed=config.dataset_seed, image_size=config.image_size,
-                            num_classes=config.num_classes, workers=config.workers or None,
+                            num_classes=config.num_classes, task=config.task,
+                            workers=config.workers or None,
                             executor=config.executor, ray_address=config.ray_address or None,
                             cost_service=config.cost_service or None)
     return data, path
@@ -112,7 +113,8 @@ def ensure_dataset(config: ml_collections.ConfigDict, workdir: str, space: Searc
 
 def simulate_to_file(space: SearchSpace, target: HardwareTarget, num: int, path: str,
                      seed: int = 0, image_size: int | None = None,
-                     num_classes: int | None = None, workers: int | None = None,
+                     num_classes: int | None = None, task: str = "",
+                     workers: int | None = None,
                      executor: str = "local", ray_address: str | None = None,
                      cost_service: str | None = None) -> dataset_lib.SimulatorDataset:
     """Sample and simulate `num` architectures (with a progress bar) on `executor`
@@ -121,6 +123,7 @@ def simulate_to_file(space: SearchSpace, target: HardwareTarget, num: int, path:
     with progress(total=num, desc="simulate", unit="arch") as bar:
         data = dataset_lib.simulate_dataset(space, target, num, seed=seed,
                                             image_size=image_size, num_classes=num_classes,
+                                            task=task,
                                             workers=workers, on_progress=bar.update,
                                             executor=executor, ray_address=ray_address,
                                             cost_service=cost_service)
@@ -228,6 +231,7 @@ def train_cost_model(config: ml_collections.ConfigDict, workdir: str | os.PathLi
         "target_config": target.to_json(),
         "image_size": data.metadata.get("image_size"),
         "num_classes": data.metadata.get("num_classes"),
+        **({"task": data.metadata["task"]} if data.metadata.get("task") else {}),
         "model": {"kind": config.model, "hidden_sizes": list(config.hidden_sizes),
                   "kronecker": bool(config.kronecker_features),
                   "vocab_size": encoder.vocab_size, "num_fields": encoder.num_fields},

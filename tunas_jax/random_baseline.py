@@ -71,7 +71,7 @@ def sample_in_band(space: SearchSpace, config: ml_collections.ConfigDict, num: i
     task = train.make_task(config, num_classes or space.default_num_classes)
     costs = SimulatorCostModel(space, Workload(image_size, task))
     offset = metric_offset_ms(config.latency_metric, target, image_size,
-                              task.num_classes)
+                              task.output_values(image_size))
 
     def latency_ms(indices: np.ndarray) -> np.ndarray:
         return costs.cost(indices, [target])[target].latency_ms - offset

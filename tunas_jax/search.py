@@ -53,8 +53,8 @@ from cost_models import check_latency_metric
 from cost_models.interface import RegressorCostModel, SimulatorCostModel, Workload
 from cost_models.regressor import load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
-from tasks import Task, get_task, task_names
-from tunas_jax import search_step
+from tasks import get_task, task_names
+from tunas_jax import search_step, train
 from tunas_jax.checkpointing import SearchCheckpointer, make_workdir
 from tunas_jax.config_defaults import search_defaults
 from tunas_jax.config_files import load_config
@@ -154,9 +154,7 @@ def make_plan(config: ml_collections.ConfigDict, input_channels: int = 3
     return supernet.make_plan(get_space(config.space), limit or None, input_channels)
 
 
-def make_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
-    """The config's task (`config.task`) for a dataset of `num_classes` classes."""
-    return get_task(config.task, num_classes=num_classes)
+make_task = train.make_task
 
 
 def controller_config(config: ml_collections.ConfigDict) -> controllers.ReinforceConfig:
@@ -259,9 +257,9 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
     # deployment's), not the search's possibly reduced image size.
     targets = search_targets(config)
     meta = predictors[targets[0]].metadata
-    workload = Workload(int(meta.get("image_size") or space.default_image_size),
-                        get_task(config.task, num_classes=int(
-                            meta.get("num_classes") or space.default_num_classes)))
+    task = (get_task(**meta["task"]) if meta.get("task") else make_task(
+        config, int(meta.get("num_classes") or space.default_num_classes)))
+    workload = Workload(int(meta.get("image_size") or space.default_image_size), task)
     simulator = SimulatorCostModel(space, workload)
     logits = np.asarray(state.controller.logits)
     best = [int(i) for i in np.asarray(controllers.argmax_architecture(state.controller))]
@@ -319,9 +317,16 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     enable_compilation_cache(config.compilation_cache_dir)
     write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
     times: dict[str, float] = {}
-    start = time.perf_counter()
     space = get_space(config.space)
-    cm_dirs = ensure_cost_models(config, workdir, log)
+    batch_size = int(config.batch_size)
+    valid_batch_size = int(config.valid_batch_size) or 4 * batch_size
+    # The data first: the task (the cost models' head) needs the dataset's classes.
+    data = create_search_data(config.dataset, batch_size=batch_size,
+                              valid_batch_size=valid_batch_size, seed=int(config.seed),
+                              num_threads=int(config.data_threads))
+    task = make_task(config, data.num_classes)
+    start = time.perf_counter()
+    cm_dirs = ensure_cost_models(config, workdir, log, task)
     # The in-jit predictors of the reward (one per target), through the cost interface.
     targets = search_targets(config)
     costs = RegressorCostModel({t: load_cost_model(cm_dirs[t], space, t) for t in targets})
@@ -330,13 +335,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     times["cost_model_s"] = time.perf_counter() - start
 
     mesh = search_step.make_mesh(_num_devices(config))
-    batch_size = int(config.batch_size)
-    valid_batch_size = int(config.valid_batch_size) or 4 * batch_size
-    data = create_search_data(config.dataset, batch_size=batch_size,
-                              valid_batch_size=valid_batch_size, seed=int(config.seed),
-                              num_threads=int(config.data_threads))
     plan = make_plan(config, data.image_shape[-1])
-    task = make_task(config, data.num_classes)
     optimizer, lr_schedule = search_step.make_optimizer(config.optimizer, int(config.steps),
                                                         batch_size)
     state = search_step.init_state(space, plan, task, optimizer, controller_config(config),

@@ -27,6 +27,7 @@ The outputs (`latency_costs`) keep the single-target scalar fields
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,8 +38,9 @@ import numpy as np
 import controllers
 from cost_models import get_target
 from cost_models.interface import CostBatch, check_targets
-from cost_models.regressor import METADATA_FILE
+from cost_models.regressor import METADATA_FILE, read_metadata
 from search_spaces import SpecError
+from tasks import Classification, Task
 from tunas_jax import cost_model_training
 from tunas_jax.config_defaults import set_overrides
 from tunas_jax.config_files import load_config
@@ -123,16 +125,30 @@ def cost_model_configs(config: ml_collections.ConfigDict
 
 
 def ensure_cost_models(config: ml_collections.ConfigDict, workdir: str,
-                       log: Callable[[str], Any] = print) -> dict[str, str]:
-    """target -> its regressor's workdir; trains each missing one first (one at a time)."""
+                       log: Callable[[str], Any] = print, task: Task | None = None
+                       ) -> dict[str, str]:
+    """target -> its regressor's workdir; trains each missing one first (one at a time).
+
+    A `task` other than classification is costed with its own head: it is handed to
+    each cost-model config (its `task` field), and an existing regressor must have
+    been trained for it."""
     paths = cost_model_workdirs(config, workdir)
+    wanted = None if task is None or isinstance(task, Classification) else task.to_json()
     for target, (config_path, overrides) in cost_model_configs(config).items():
         path = paths[target]
         if os.path.exists(os.path.join(path, METADATA_FILE)):
+            trained_for = read_metadata(path).get("task")
+            if wanted is not None and trained_for != wanted:
+                raise UsageError(
+                    f"config.cost_model.workdir: the {target} regressor in {path} was trained "
+                    f"for task {trained_for or 'classification'}, the search's is {wanted}; "
+                    "point config.cost_model.workdir at a new folder")
             continue
         resolved = config_path
         if not os.path.isabs(resolved) and not os.path.exists(resolved):
             resolved = os.path.join(REPO_ROOT, resolved)
+        if wanted is not None:
+            overrides = {**overrides, "task": json.dumps(wanted, sort_keys=True)}
         cm_config = load_config(resolved, overrides)
         if cm_config.space != config.space or cm_config.target != target:
             raise UsageError(

@@ -166,8 +166,14 @@ def load_search_params(search_workdir: str, arch: Architecture, num_classes: int
 
 
 def make_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
-    """The config's task (`config.task`) for a dataset of `num_classes` classes."""
-    return get_task(config.task, num_classes=num_classes)
+    """The config's task (`config.task`, its settings in the section of that name if the
+    config has one, e.g. `config.segmentation`) for a dataset of `num_classes` classes."""
+    section = config.get(config.task)
+    settings = section.to_dict() if isinstance(section, ml_collections.ConfigDict) else {}
+    try:
+        return get_task(config.task, num_classes=num_classes, **settings)
+    except SpecError as err:
+        raise UsageError(f"config.{config.task}: {err}") from None
 
 
 def _build_model(config: ml_collections.ConfigDict, arch: Architecture, num_classes: int,
@@ -192,10 +198,11 @@ def cost_report(config: ml_collections.ConfigDict, arch: Architecture, num_class
     by_target = SimulatorCostModel(arch.space, workload).cost([network], targets)
     sim = by_target[target.name]
     metric = config.latency_metric
-    offset = metric_offset_ms(metric, target, image_size, num_classes, input_channels)
+    outputs = workload.task.output_values(image_size)
+    offset = metric_offset_ms(metric, target, image_size, outputs, input_channels)
     latency_ms_by_target = {
         name: float(batch.latency_ms[0]) - metric_offset_ms(
-            metric, name, image_size, num_classes, input_channels)
+            metric, name, image_size, outputs, input_channels)
         for name, batch in by_target.items()}
     report: dict[str, Any] = {
         **{k: v for k, v in sim.item(0).items() if k != "latency_ms"},

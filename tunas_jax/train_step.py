@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
@@ -206,11 +207,12 @@ def evaluate(fns: StepFunctions, state: State, eval_data: Any) -> dict[str, floa
     """The task's metrics over one pass of `eval_data` (padded batches; classification:
     top1 (0-1), mean cross-entropy, num_examples)."""
     params, batch_stats = fns.eval_weights(state)
-    sums: dict[str, float] = {}
+    sums: dict[str, Any] = {}
     for batch in eval_data:
         mask = batch["mask"]
         inputs = {k: v for k, v in batch.items() if k != "mask"}
         out = jax.device_get(fns.eval_step(params, batch_stats, inputs, mask))
         for key, value in out.items():
-            sums[key] = sums.get(key, 0.0) + float(value)
+            # Arrays too (segmentation's confusion matrix); float64 counts are exact.
+            sums[key] = sums.get(key, 0.0) + np.asarray(value, np.float64)
     return fns.task.finish_eval(sums)

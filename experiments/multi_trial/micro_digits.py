@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     # 32 per batch, not the recipe's 128: 8 epochs are then 320 steps, not 80. Batch
     # norm's running statistics (momentum 0.99) keep 0.99**80 = 45% of their initial
     # values after 80 steps, and a candidate evaluated on them scored 0.40 top-1 where
-    # the same training at 32 per batch scored 0.95 (EXPERIMENTS.md section 6).
+    # the same training at 32 per batch scored 0.95 (EXPERIMENTS.md section 8).
     proxy.batch_size = 32
     proxy.warmup_epochs = 1.0
     proxy.eval_every_epochs = 8

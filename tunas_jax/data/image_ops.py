@@ -9,6 +9,7 @@ pipeline seed and the element index, which keeps checkpoint-resume exact.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -81,15 +82,23 @@ def random_resized_crop_box(
     return center_crop_box(height, width, 1.0)
 
 
-def pad_and_random_crop(image: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray:
-    """Zero-pad by `pad` pixels per side, then crop back to the input size at a random offset."""
+def pad_and_random_crop(image: np.ndarray, rng: np.random.Generator, pad: int,
+                        label: np.ndarray | None = None) -> Any:
+    """Zero-pad by `pad` pixels per side, then crop back to the input size at a random offset.
+
+    With a dense `label` map [H, W] (segmentation), the same pad and crop are applied to it
+    (zero-padded: class 0 must be the background) and (image, label) is returned."""
     if pad <= 0:
-        return image
+        return image if label is None else (image, label)
     height, width = image.shape[:2]
-    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
     top = int(rng.integers(0, 2 * pad + 1))
     left = int(rng.integers(0, 2 * pad + 1))
-    return padded[top : top + height, left : left + width]
+
+    def cut(x: np.ndarray) -> np.ndarray:
+        padded = np.pad(x, ((pad, pad), (pad, pad)) + ((0, 0),) * (x.ndim - 2))
+        return padded[top : top + height, left : left + width]
+
+    return cut(image) if label is None else (cut(image), cut(label))
 
 
 def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -1,8 +1,11 @@
 """grain input pipelines for search, training and evaluation (numpy only, no TF).
 
-Batches are dicts {'image': float32 [B, H, W, C], 'label': int32 [B]}
+Batches are dicts {'image': float32 [B, H, W, C], 'label': int32 [B]}, or for a
+dataset whose label is a map (segmentation) 'label': int32 [B, H, W]
 (evaluation adds 'mask': bool [B]). Images are normalised with the dataset's
-per-channel mean/std after augmentation.
+per-channel mean/std after augmentation; a label map gets the same geometric
+augmentation as its image (resize: nearest; pad_crop: the same offset, zero
+padding; flips), and 'inception' crops are refused for it.
 
 Checkpointing. `make_iterator` returns a grain `DatasetIterator`:
 `state = it.get_state()` is a small JSON-serialisable dict (the index of the
@@ -25,6 +28,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from tasks.segmentation import resize_nearest
 from tunas_jax.data import image_ops, sources
 from tunas_jax.errors import UsageError
 
@@ -55,31 +59,55 @@ class Preprocess:
 
     def _to_output(self, image: np.ndarray, label: Any) -> dict[str, np.ndarray]:
         image = image_ops.normalize(image, self.mean, self.std)
-        return {"image": np.ascontiguousarray(image, np.float32), "label": np.int32(label)}
+        return {"image": np.ascontiguousarray(image, np.float32),
+                "label": np.asarray(label, np.int32)}
+
+    def _resized(self, image: np.ndarray, label: Any) -> tuple[np.ndarray, Any]:
+        size = self.image_size
+        if image.shape[:2] != (size, size):
+            image = image_ops.resize(image, size, size)
+            if _is_map(label):
+                label = resize_nearest(label[None], size, size)[0]
+        return image, label
+
+    def _check_map(self, label: Any) -> None:
+        if _is_map(label) and self.augment == "inception":
+            raise UsageError("config.dataset.augment='inception' crops and rescales the image;"
+                             " for a dataset with label maps use 'pad_crop' or 'none'")
 
     def train_example(self, example: dict[str, Any], rng: np.random.Generator) -> dict:
-        image = _as_hwc(example["image"])
+        image, label = _as_hwc(example["image"]), np.asarray(example["label"])
+        self._check_map(label)
         size = self.image_size
         if self.augment == "inception":
             box = image_ops.random_resized_crop_box(rng, *image.shape[:2])
             image = image_ops.resize(image_ops.crop(image, box), size, size)
         else:
-            if image.shape[:2] != (size, size):
-                image = image_ops.resize(image, size, size)
+            image, label = self._resized(image, label)
             if self.augment == "pad_crop":
-                image = image_ops.pad_and_random_crop(image, rng, pad=max(1, size // 8))
+                pad = max(1, size // 8)
+                if _is_map(label):
+                    image, label = image_ops.pad_and_random_crop(image, rng, pad, label)
+                else:
+                    image = image_ops.pad_and_random_crop(image, rng, pad)
         if self.random_flip and rng.random() < 0.5:
             image = image[:, ::-1]
-        return self._to_output(image, example["label"])
+            label = label[:, ::-1] if _is_map(label) else label
+        return self._to_output(image, label)
 
     def eval_example(self, example: dict[str, Any]) -> dict:
-        image = _as_hwc(example["image"])
+        image, label = _as_hwc(example["image"]), np.asarray(example["label"])
+        self._check_map(label)
         if self.augment == "inception":
             box = image_ops.center_crop_box(*image.shape[:2], image_ops.EVAL_CROP_FRACTION)
             image = image_ops.crop(image, box)
-        if image.shape[:2] != (self.image_size, self.image_size):
-            image = image_ops.resize(image, self.image_size, self.image_size)
-        return self._to_output(image, example["label"])
+        image, label = self._resized(image, label)
+        return self._to_output(image, label)
+
+
+def _is_map(label: Any) -> bool:
+    """A dense label map (segmentation) rather than one class id."""
+    return np.ndim(label) >= 2
 
 
 def _as_hwc(image: Any) -> np.ndarray:
@@ -175,7 +203,7 @@ class EvalDataset:
         first = preprocess.eval_example(source[0])
         self._padding = {
             "image": np.zeros_like(first["image"]),
-            "label": np.int32(0),
+            "label": np.zeros_like(first["label"]),
             "mask": np.bool_(False),
         }
 

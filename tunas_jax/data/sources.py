@@ -23,10 +23,13 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tunas_jax.data import digits
+from tunas_jax.data import digits, seg_digits
 from tunas_jax.errors import UsageError
 
 DIGITS_ALIASES = ("digits", digits.DIGITS_NAME)
+SEG_DIGITS_ALIASES = ("seg_digits", seg_digits.SEG_DIGITS_NAME)
+# Classes of datasets whose label is a dense map (a Tensor feature has no class count).
+DENSE_NUM_CLASSES = {seg_digits.SEG_DIGITS_NAME: seg_digits.NUM_CLASSES}
 
 # Per-channel mean/std in [0, 1] units for datasets we know; others are
 # estimated from a sample of their training split (`estimate_mean_std`).
@@ -48,7 +51,8 @@ _OVERLAP_CHECK_SIZE = 10**9
 def default_dataset_config() -> ml_collections.ConfigDict:
     """The `config.dataset` section with its defaults (the built-in digits)."""
     config = ml_collections.ConfigDict()
-    # 'digits' (built in, prepared offline on first use) or any TFDS name
+    # 'digits' (built in, prepared offline on first use), 'seg_digits' (the built-in
+    # segmentation dataset: digits on a canvas, per-pixel labels) or any TFDS name
     # prepared in ArrayRecord format in data_dir (e.g. 'cifar10', 'imagenet2012').
     config.name = "digits"
     # TFDS data_dir. '' = digits: ~/.cache/tunas_jax/tensorflow_datasets
@@ -77,11 +81,14 @@ def default_dataset_config() -> ml_collections.ConfigDict:
 
 def resolve_name(name: str) -> str:
     """Config name -> TFDS builder name ('digits' -> 'tunas_digits')."""
+    if name in SEG_DIGITS_ALIASES:
+        return seg_digits.SEG_DIGITS_NAME
     return digits.DIGITS_NAME if name in DIGITS_ALIASES else name
 
 
 def is_digits(name: str) -> bool:
-    return name in DIGITS_ALIASES
+    """Digits, plain or on a canvas (mirrored digits are not digits: no random flips)."""
+    return name in DIGITS_ALIASES + SEG_DIGITS_ALIASES
 
 
 def _data_dir(dataset_config: ml_collections.ConfigDict) -> str | None:
@@ -107,6 +114,8 @@ def load_source(
     data_dir = _data_dir(dataset_config)
     if name == digits.DIGITS_NAME:
         data_dir = str(digits.prepare_digits(data_dir))
+    elif name == seg_digits.SEG_DIGITS_NAME:
+        data_dir = str(seg_digits.prepare_seg_digits(data_dir))
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except tfds.core.registered.DatasetNotFoundError:
@@ -184,8 +193,16 @@ def make_search_splits(
 
 
 def num_classes(source: Any) -> int:
-    """Number of label classes, from the source's TFDS metadata."""
-    return int(source.dataset_info.features["label"].num_classes)
+    """Number of label classes, from the source's TFDS metadata (a dense label map's
+    from `DENSE_NUM_CLASSES`)."""
+    feature = source.dataset_info.features["label"]
+    if hasattr(feature, "num_classes"):
+        return int(feature.num_classes)
+    name = source.dataset_info.name
+    if name not in DENSE_NUM_CLASSES:
+        raise UsageError(f"dataset {name!r}: its 'label' feature has no class count; add the "
+                         "dataset to tunas_jax.data.sources.DENSE_NUM_CLASSES")
+    return DENSE_NUM_CLASSES[name]
 
 
 def estimate_mean_std(
@@ -227,6 +244,7 @@ class InMemorySource(Sequence):
         self.dataset_info = source.dataset_info
         examples = [source[index] for index in range(len(source))]
         self.images = np.stack([np.asarray(example["image"]) for example in examples])
+        # [N] class ids, or [N, H, W] label maps (segmentation).
         self.labels = np.asarray([example["label"] for example in examples], np.int64)
 
     def __len__(self) -> int:
