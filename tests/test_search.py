@@ -136,7 +136,9 @@ def straight_run(cost_model_dir, tmp_path_factory):
 
 def test_search_writes_outputs_without_retracing(straight_run):
     summary, tmp_path, traces = straight_run
-    assert len(traces) == 1  # 8 steps, 8 different samples, one trace
+    # 8 steps, 8 different samples: one trace of the warm program (steps 0-1, op
+    # warmup), one of the plain program (steps 2-7).
+    assert traces == ["warm", "plain"]
     arch = search_spaces.load(tmp_path / "architecture.json")
     doc = json.loads((tmp_path / "architecture.json").read_text())
     assert arch.space.name == "tiny_search"
@@ -404,10 +406,9 @@ class _SumPredictor:
         return self.scale * (1.0 + jnp.sum(indices, axis=-1))
 
 
-def test_k_architectures_per_device_each_train_and_score_on_their_share():
-    """K = 2 on one device: the shared-weight gradient is the mean of each architecture's
-    gradient on its half of the training batch (its own weight decay included), each is
-    scored on its half of the validation batch, and the controller gets both rewards."""
+def _tiny_step(schedule: dict, traces: list, **step_options):
+    """The tiny space's search step (momentum, a stand-in predictor, the abs reward) and
+    its initial state (seed 1), under the controller `schedule` overrides."""
     import controllers
     import supernet
     from tunas_jax import search_step
@@ -416,22 +417,92 @@ def test_k_architectures_per_device_each_train_and_score_on_their_share():
     plan, task = supernet.make_plan(space), tasks.get_task("classification", num_classes=10)
     opt = type("Opt", (), {"name": "momentum", "momentum": 0.9, "base_learning_rate": 2.0,
                            "warmup_fraction": 0.0})()
-    optimizer, schedule = search_step.make_optimizer(opt, 10, 8)
+    optimizer, lr_schedule = search_step.make_optimizer(opt, 10, 8)
     config = controllers.ReinforceConfig.from_mapping({
         "total_steps": 10, "delay_fraction": 0.0, "op_warmup_fraction": 0.0,
-        "filter_warmup_fraction": 0.0, "base_lr": 0.5, "batch_size": 8})
+        "filter_warmup_fraction": 0.0, "base_lr": 0.5, "batch_size": 8, **schedule})
     state = search_step.init_state(space, plan, task, optimizer, config, seed=1)
     predictor, rp = _SumPredictor(jnp.float32(0.01)), search_step.RewardParams.create(0.05,
                                                                                       -0.1)
-    wd, traces, mesh = 1e-2, [], search_step.make_mesh(1)
-    step = search_step.make_step(space, plan, task, optimizer, schedule, predictor, "abs", rp,
-                                 0.0, mesh, traces, weight_decay=wd,
-                                 architectures_per_device=2)
+    step = search_step.make_step(space, plan, task, optimizer, lr_schedule, predictor, "abs",
+                                 rp, 0.0, search_step.make_mesh(1), traces, **step_options)
+    return space, plan, task, optimizer, state, predictor, rp, step
+
+
+def _tiny_batches() -> tuple[dict, dict]:
     keys = jax.random.split(jax.random.key(5), 4)
-    train = {"image": jax.random.normal(keys[0], (8, 8, 8, 3)),
-             "label": jax.random.randint(keys[1], (8,), 0, 10)}
-    valid = {"image": jax.random.normal(keys[2], (8, 8, 8, 3)),
-             "label": jax.random.randint(keys[3], (8,), 0, 10)}
+    return ({"image": jax.random.normal(keys[0], (8, 8, 8, 3)),
+             "label": jax.random.randint(keys[1], (8,), 0, 10)},
+            {"image": jax.random.normal(keys[2], (8, 8, 8, 3)),
+             "label": jax.random.randint(keys[3], (8,), 0, 10)})
+
+
+def test_after_the_op_warmup_the_step_runs_the_plain_program():
+    """A search with op warmup runs the warm program only while the warmup probability is
+    above 0: its first step mixes the warm op decisions (the loss of the mixture the step
+    drew), its step after the warmup is the no-warmup search's step, bit for bit, from
+    the same state and batches (the warm program's per-unit mixtures are not in it)."""
+    import controllers
+    import supernet
+    from tunas_jax import search_step
+
+    warm_schedule = {"delay_fraction": 0.3, "op_warmup_fraction": 0.2,
+                     "filter_warmup_fraction": 0.2}  # warmups over steps 0 and 1 of 10
+    warm_traces, plain_traces = [], []
+    space, plan, task, _, warm_state, *_, warm_step = _tiny_step(
+        warm_schedule, warm_traces, weight_decay=1e-2)
+    *_, plain_state, _, _, plain_step = _tiny_step(
+        dict(warm_schedule, op_warmup_fraction=0.0), plain_traces, weight_decay=1e-2)
+    mesh = search_step.make_mesh(1)
+    train, valid = _tiny_batches()
+
+    def run(step, state, at):
+        state = search_step.replicate(jax.tree.map(jnp.copy, state.replace(
+            step=jnp.int32(at))), mesh)
+        return jax.device_get(step(state, train, valid))
+
+    # Step 0: warmup probability 1, every op decision of the sample mixed.
+    (_, warm_metrics), (_, plain_metrics) = run(warm_step, warm_state, 0), run(
+        plain_step, plain_state, 0)
+    rng, _ = jax.random.split(warm_state.rng)
+    sample_rng, warm_rng = jax.random.split(jax.random.fold_in(rng, 0))
+    schedule = warm_state.controller.spec.config.schedule
+    masks = controllers.warmup_masks(warm_rng, 0, space, schedule, 1)
+    indices = controllers.apply_filter_warmup(
+        controllers.sample(warm_state.controller, sample_rng, num=1), masks, space)[0]
+    assert bool(masks.all_ops.any())
+
+    def loss(op_warm):
+        output, _ = supernet.apply(plan, task, warm_state.params, indices, train["image"],
+                                   op_warm=op_warm)
+        return float(task.loss(output, train)[0])
+
+    assert float(warm_metrics["loss"]) == pytest.approx(loss(masks.all_ops[0]), rel=1e-5)
+    assert float(plain_metrics["loss"]) == pytest.approx(loss(None), rel=1e-5)
+    assert abs(loss(masks.all_ops[0]) - loss(None)) > 1e-4  # the mixture is another net
+    assert warm_traces == ["warm"] and plain_traces == ["plain"]
+
+    # Step 2: past both warmups; the warm search's step is the plain program's.
+    warm_after, plain_after = run(warm_step, warm_state, 2), run(plain_step, plain_state, 2)
+    assert warm_traces == ["warm", "plain"] and plain_traces == ["plain"]
+    for got, want in zip(jax.tree.leaves(warm_after), jax.tree.leaves(plain_after),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_k_architectures_per_device_each_train_and_score_on_their_share():
+    """K = 2 on one device: the shared-weight gradient is the mean of each architecture's
+    gradient on its half of the training batch (its own weight decay included), each is
+    scored on its half of the validation batch, and the controller gets both rewards."""
+    import controllers
+    import supernet
+    from tunas_jax import search_step
+
+    wd, traces = 1e-2, []
+    _, plan, task, optimizer, state, predictor, _, step = _tiny_step(
+        {}, traces, weight_decay=wd, architectures_per_device=2)
+    mesh = search_step.make_mesh(1)
+    train, valid = _tiny_batches()
     new, metrics = step(search_step.replicate(jax.tree.map(jnp.copy, state), mesh), train,
                         valid)
 
@@ -491,7 +562,7 @@ def test_one_architecture_per_device_on_four_cpu_devices(cost_model_dir, tmp_pat
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["devices"] == 4 and result["traces"] == 1
+    assert result["devices"] == 4 and result["traces"] == 2  # warm (step 0), plain
     assert search_spaces.load(tmp_path / "architecture.json").indices == tuple(
         result["indices"])
     rows = read_metrics(str(tmp_path))

@@ -38,6 +38,7 @@ targets share one compiled step (and the persistent compilation cache).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -143,7 +144,7 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
               predictor: LatencyPredictor, reward: str, reward_params: RewardParams,
               label_smoothing: float, mesh: Mesh, trace_counter: list | None = None,
               weight_decay: float = 0.0, architectures_per_device: int = 1
-              ) -> Callable[..., tuple[SearchState, dict[str, jax.Array]]]:
+              ) -> SearchStepFunction:
     """`step(state, train_batch, valid_batch) -> (state, metrics)`, jitted.
 
     `reward` names a `controllers.REWARDS` function, applied with `reward_params`.
@@ -151,8 +152,16 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
     `architectures_per_device` (K): architectures sampled per device per step; each
     device's batches must split into K equal shares.
 
-    `trace_counter`: a list that gets one element per trace (tests check that
-    sampling new architectures never retraces).
+    Two programs, chosen on the host from the state's step and the schedule: the
+    warm one (op warmup mixes choices, `supernet.apply(..., op_warm=...)`) while the
+    op warmup probability is above 0, the plain one after. The warm program's per-unit
+    mixtures (a `lax.scan` of skipped `lax.cond`s but for one member, differentiated)
+    cost several plain steps even when nothing is warm (BENCHMARKS.md, "op warmup"),
+    so no step after the warmup pays for them. Each is compiled on its first use; a
+    search without op warmup compiles the plain one only.
+
+    `trace_counter`: a list that gets one element per trace, 'warm' or 'plain' (tests
+    check that sampling new architectures never retraces).
     """
     reward_fn = controllers.get_reward_fn(reward)
     num = int(architectures_per_device)
@@ -169,7 +178,8 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
         return jax.tree.map(one, batch)
 
     def device_step(state: SearchState, predictor: LatencyPredictor, rp: RewardParams,
-                    train: dict, valid: dict) -> tuple[SearchState, dict[str, jax.Array]]:
+                    train: dict, valid: dict, *, op_warmup: bool
+                    ) -> tuple[SearchState, dict[str, jax.Array]]:
         schedule = state.controller.spec.config.schedule
         rng, next_rng = jax.random.split(state.rng)
         # Same rng on every device; fold in the device index for its own samples.
@@ -178,9 +188,9 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
         sampled = controllers.sample(state.controller, sample_rng, num=num)  # [K, D]
         masks = controllers.warmup_masks(warm_rng, state.step, space, schedule, num)
         indices = controllers.apply_filter_warmup(sampled, masks, space)  # [K, D]
-        # Without op warmup the plain supernet path is traced (the warm one adds a scan
-        # over each unit's block types and over each kxk switch's kernel/group choices).
-        op_warm = masks.all_ops if schedule.op_warmup_steps > 0 else None
+        # The plain program traces the plain supernet path (the warm one adds a scan over
+        # each unit's block types and over each kxk switch's kernel/group choices).
+        op_warm = masks.all_ops if op_warmup else None
         # TuNAS: a decision a warmup replaced gets no REINFORCE credit.
         credited = ~(masks.all_ops | masks.max_filters)
 
@@ -256,24 +266,56 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
                                 rng=next_rng, step=state.step + 1)
         return new_state, metrics
 
-    # Replication of the outputs holds by construction (pmean / all_gather feed every
-    # replicated output), which the checker cannot see through the controller update.
-    sharded = shard_map(device_step, mesh=mesh, in_specs=(P(), P(), P(), P(AXIS), P(AXIS)),
-                        out_specs=(P(), P()), **{_NO_CHECK: False})
-
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(AXIS))
 
-    def step(state: SearchState, predictor: LatencyPredictor, rp: RewardParams, train: dict,
-             valid: dict):
-        if trace_counter is not None:
-            trace_counter.append(1)
-        return sharded(state, predictor, rp, train, valid)
+    def program(op_warmup: bool) -> Callable[..., tuple[SearchState, dict[str, jax.Array]]]:
+        # Replication of the outputs holds by construction (pmean / all_gather feed every
+        # replicated output), which the checker cannot see through the controller update.
+        sharded = shard_map(functools.partial(device_step, op_warmup=op_warmup), mesh=mesh,
+                            in_specs=(P(), P(), P(), P(AXIS), P(AXIS)),
+                            out_specs=(P(), P()), **{_NO_CHECK: False})
 
-    jitted = jax.jit(step, in_shardings=(replicated, replicated, replicated, batch_sharding,
-                                         batch_sharding),
-                     out_shardings=(replicated, replicated), donate_argnums=(0,))
-    return lambda state, train, valid: jitted(state, predictor, reward_params, train, valid)
+        def step(state: SearchState, predictor: LatencyPredictor, rp: RewardParams,
+                 train: dict, valid: dict):
+            if trace_counter is not None:
+                trace_counter.append("warm" if op_warmup else "plain")
+            return sharded(state, predictor, rp, train, valid)
+
+        return jax.jit(step, in_shardings=(replicated, replicated, replicated,
+                                           batch_sharding, batch_sharding),
+                       out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+    return SearchStepFunction({False: program(False), True: program(True)}, predictor,
+                              reward_params)
+
+
+class SearchStepFunction:
+    """`step_fn(state, train, valid) -> (state, metrics)`: the warm program while the
+    state's step is inside the op warmup, the plain one after (`make_step`)."""
+
+    def __init__(self, programs: dict[bool, Any], predictor: LatencyPredictor,
+                 reward_params: RewardParams):
+        self._programs, self._predictor, self._reward_params = (programs, predictor,
+                                                                reward_params)
+
+    @staticmethod
+    def uses_warm_program(state: SearchState) -> bool:
+        # Reads the step back from the device (a wait for the previous step) only while
+        # the schedule has an op warmup: the state's step is the one source of truth.
+        schedule = state.controller.spec.config.schedule
+        return schedule.op_warmup_steps > 0 and controllers.op_warmup_active(
+            int(state.step), schedule)
+
+    def trace(self, warm: bool, state: SearchState, train: dict, valid: dict) -> Any:
+        """The jitted program's `jax.stages.Traced` (benchmarks: jaxpr size, compile)."""
+        return self._programs[warm].trace(state, self._predictor, self._reward_params,
+                                          train, valid)
+
+    def __call__(self, state: SearchState, train: dict, valid: dict
+                 ) -> tuple[SearchState, dict[str, jax.Array]]:
+        return self._programs[self.uses_warm_program(state)](
+            state, self._predictor, self._reward_params, train, valid)
 
 
 def replicate(state: SearchState, mesh: Mesh) -> SearchState:
