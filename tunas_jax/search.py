@@ -26,7 +26,9 @@ mesh from local devices only, so multi-host is not wired up yet.
 
 Compilation: the persistent compilation cache (`config.compilation_cache_dir`,
 default ~/.cache/tunas_jax/jax_cache) lets a rerun or a resume skip the
-compile of the supernet step.
+compile of the supernet step. With op warmup the step has two programs
+(`search_step.make_step`): the warm one compiles at the first step, the plain
+one at the first step after the warmup (`timing_s.first_plain_step_s`).
 """
 
 from __future__ import annotations
@@ -384,6 +386,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                                     weight_decay=float(config.optimizer.weight_decay),
                                     architectures_per_device=int(
                                         config.architectures_per_device))
+    op_warmup_steps = state.controller.spec.config.schedule.op_warmup_steps
     logger = MetricsLogger(workdir, space, resume_step)
     total = int(config.steps)
     end = total if stop_at_step is None else min(total, stop_at_step)
@@ -392,12 +395,16 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     try:
         with progress(total=total, initial=resume_step, desc="search", unit="step") as bar:
             while step < end:
+                plain_start = time.perf_counter()
                 state, metrics = step_fn(state, next(data.train), next(data.valid))
                 step += 1
                 if step == resume_step + 1:
                     jax.block_until_ready(state)
                     times["first_step_s"] = time.perf_counter() - step_start  # incl. compile
                     step_start = time.perf_counter()
+                elif step == op_warmup_steps + 1:  # the plain program's compile + 1 step
+                    jax.block_until_ready(state)
+                    times["first_plain_step_s"] = time.perf_counter() - plain_start
                 if step % int(config.log_every) == 0 or step == total:
                     scalars = jax.device_get(metrics)
                     logger.log(step, scalars, controllers.probabilities(state.controller.logits))
