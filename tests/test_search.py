@@ -406,7 +406,7 @@ class _SumPredictor:
         return self.scale * (1.0 + jnp.sum(indices, axis=-1))
 
 
-def _tiny_step(schedule: dict, traces: list, **step_options):
+def _tiny_step(schedule: dict, traces: list, num_devices: int = 1, **step_options):
     """The tiny space's search step (momentum, a stand-in predictor, the abs reward) and
     its initial state (seed 1), under the controller `schedule` overrides."""
     import controllers
@@ -425,7 +425,8 @@ def _tiny_step(schedule: dict, traces: list, **step_options):
     predictor, rp = _SumPredictor(jnp.float32(0.01)), search_step.RewardParams.create(0.05,
                                                                                       -0.1)
     step = search_step.make_step(space, plan, task, optimizer, lr_schedule, predictor, "abs",
-                                 rp, 0.0, search_step.make_mesh(1), traces, **step_options)
+                                 rp, 0.0, search_step.make_mesh(num_devices), traces,
+                                 **step_options)
     return space, plan, task, optimizer, state, predictor, rp, step
 
 
@@ -546,7 +547,8 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     from search_spaces import registry
     registry.SPACES["tiny_search"] = T.tiny_search_space
     from tunas_jax import search
-    config = T.tiny_config({cost_model!r}, num_devices="4", steps="4")
+    config = T.tiny_config({cost_model!r}, num_devices="4", steps="4",
+                           **{{"controller.op_warmup_fraction": "0"}})  # one program
     traces = []
     summary = search.run_search(config, {workdir!r}, trace_counter=traces)
     print(json.dumps({{"devices": jax.device_count(), "traces": len(traces),
@@ -562,7 +564,7 @@ def test_one_architecture_per_device_on_four_cpu_devices(cost_model_dir, tmp_pat
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["devices"] == 4 and result["traces"] == 2  # warm (step 0), plain
+    assert result["devices"] == 4 and result["traces"] == 1
     assert search_spaces.load(tmp_path / "architecture.json").indices == tuple(
         result["indices"])
     rows = read_metrics(str(tmp_path))
@@ -652,3 +654,63 @@ def test_pareto_front_and_comparison():
     assert verdict["searched_mean_above_random_median"]
     other_metric = {"latency_metric": "end_to_end", "latency_band_ms": [0.95, 1.05]}
     assert report.comparison(report.Collection([], points, [other_metric])) is None
+
+
+# ---- several processes (jax.distributed) ---------------------------------------------------
+MULTI_PROCESS_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    import numpy as np
+    jax.config.update("jax_disable_most_optimizations", True)
+    process, processes, port = (int(a) for a in sys.argv[1:4])
+    if processes > 1:
+        jax.distributed.initialize(f"127.0.0.1:{{port}}", num_processes=processes,
+                                   process_id=process)
+    sys.path.insert(0, {tests!r})
+    import test_search as T
+    from tunas_jax import search_step
+    traces = []
+    *_, state, _, _, step = T._tiny_step({{}}, traces, num_devices=0, weight_decay=1e-2)
+    state = search_step.replicate(state, step._batch_sharding.mesh)
+    rows = slice(4 * process, 4 * process + 4) if processes > 1 else slice(0, 8)
+    train, valid = (jax.tree.map(lambda a: np.asarray(a)[rows], b) for b in T._tiny_batches())
+    for _ in range(3):
+        state, metrics = step(state, train, valid)
+    params = [float(np.asarray(a, np.float64).sum()) for a in jax.tree.leaves(state.params)]
+    print(json.dumps({{"devices": jax.device_count(), "traces": len(traces),
+                      "logits": np.asarray(state.controller.logits).tolist(),
+                      "params": params, "reward": float(metrics["reward"])}}))
+""")
+
+
+def test_search_step_over_two_processes_matches_one_process(tmp_path):
+    """Two processes (`jax.distributed` on a loopback coordinator, one CPU device each,
+    each feeding its half of the global batch) end with the same controller and weights
+    as each other, and as one process with two devices on the whole batch."""
+    import socket
+
+    script = tmp_path / "multi_process.py"
+    script.write_text(MULTI_PROCESS_SCRIPT.format(tests=os.path.join(REPO, "tests")))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    runs = [subprocess.Popen([sys.executable, str(script), str(i), "2", str(port)], env=env,
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for i in range(2)]
+    runs.append(subprocess.Popen(
+        [sys.executable, str(script), "0", "1", "0"], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")))
+    results = []
+    for run in runs:
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    first, second, single = results
+    assert first["devices"] == second["devices"] == single["devices"] == 2
+    assert first == second  # replicated: the same controller and weights on both
+    assert first["traces"] == 1
+    np.testing.assert_allclose(first["logits"], single["logits"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first["params"], single["params"], rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(first["logits"])).max() > 0  # the controller learned

@@ -287,7 +287,7 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
                        out_shardings=(replicated, replicated), donate_argnums=(0,))
 
     return SearchStepFunction({False: program(False), True: program(True)}, predictor,
-                              reward_params)
+                              reward_params, batch_sharding)
 
 
 class SearchStepFunction:
@@ -295,9 +295,10 @@ class SearchStepFunction:
     state's step is inside the op warmup, the plain one after (`make_step`)."""
 
     def __init__(self, programs: dict[bool, Any], predictor: LatencyPredictor,
-                 reward_params: RewardParams):
+                 reward_params: RewardParams, batch_sharding: NamedSharding):
         self._programs, self._predictor, self._reward_params = (programs, predictor,
                                                                 reward_params)
+        self._batch_sharding = batch_sharding
 
     @staticmethod
     def uses_warm_program(state: SearchState) -> bool:
@@ -314,18 +315,43 @@ class SearchStepFunction:
 
     def __call__(self, state: SearchState, train: dict, valid: dict
                  ) -> tuple[SearchState, dict[str, jax.Array]]:
+        """One step. With several processes (`jax.distributed`), `train` and `valid` are
+        this process's rows of the global batches (process i: the i-th slice)."""
+        if jax.process_count() > 1:
+            train, valid = (global_batch(b, self._batch_sharding) for b in (train, valid))
         return self._programs[self.uses_warm_program(state)](
             state, self._predictor, self._reward_params, train, valid)
 
 
+def global_batch(local: dict, sharding: NamedSharding) -> dict:
+    """The global batch whose rows this process holds (`local`), split over the mesh."""
+    return jax.tree.map(
+        lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local)
+
+
 def replicate(state: SearchState, mesh: Mesh) -> SearchState:
     """The state placed as the step returns it (replicated over the mesh): a first call
-    with differently placed arrays would trace the step a second time."""
-    return jax.device_put(state, NamedSharding(mesh, P()))
+    with differently placed arrays would trace the step a second time. With several
+    processes every process passes the same values (same seed or checkpoint)."""
+    sharding = NamedSharding(mesh, P())
+    if jax.process_count() == 1:
+        return jax.device_put(state, sharding)
+
+    def one(leaf: Any) -> jax.Array:
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(one, state)
 
 
 def make_mesh(num_devices: int) -> Mesh:
-    """A 1-D mesh over the first `num_devices` local devices (0 = all)."""
+    """A 1-D mesh over the first `num_devices` local devices (0 = all); with several
+    processes (`jax.distributed`), over every process's devices (`num_devices` 0)."""
+    if jax.process_count() > 1:
+        if num_devices:
+            raise ValueError(f"num_devices: {num_devices}; with {jax.process_count()} "
+                             "processes the mesh spans all devices (use 0)")
+        return Mesh(np.asarray(jax.devices()), (AXIS,))
     devices = jax.local_devices()
     if num_devices:
         devices = devices[:num_devices]
