@@ -18,11 +18,13 @@ A search killed at any point and rerun with the same command continues from
 its last checkpoint and ends with the same architecture and controller logits.
 
 Devices: one architecture per device, gradients and rewards averaged over a
-`Mesh` of the local devices (`config.num_devices`, 0 = all). Multi-host: call
-`jax.distributed.initialize()` on every host before `run_search`; the mesh
-would then span `jax.devices()` and each host must feed its own slice of the
-batch (`jax.make_array_from_process_local_data`). This module builds the
-mesh from local devices only, so multi-host is not wired up yet.
+`Mesh` of the local devices (`config.num_devices`, 0 = all). Multi-host: the
+step is ready (`search_step`: under `jax.distributed` the mesh spans every
+process's devices and each process passes its rows of the global batch;
+tested with 2 CPU processes against one process with two devices), this loop
+is not: it does not yet give each process its own data shard, checks
+`num_devices` against local devices, and every process would write the
+checkpoints and outputs.
 
 Compilation: the persistent compilation cache (`config.compilation_cache_dir`,
 default ~/.cache/tunas_jax/jax_cache) lets a rerun or a resume skip the

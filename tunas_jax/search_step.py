@@ -30,7 +30,9 @@ branch. K = 1 traces the plain path, without the scan.
 
 The step is a `shard_map` over a 1-D mesh (axis `devices`): the state is
 replicated (`P()`), the batches are split along their first axis
-(`P('devices')`). One device is the same code on a mesh of one.
+(`P('devices')`). One device is the same code on a mesh of one. Under
+`jax.distributed` the mesh spans every process's devices (`make_mesh`) and
+each process passes its own rows of the global batches (`global_batch`).
 Architectures are traced int32 values, so no sample ever retraces. The
 reward's target, beta and latency offset are traced too: searches at several
 targets share one compiled step (and the persistent compilation cache).
