@@ -10,10 +10,11 @@ prediction, rewards, the REINFORCE update) with an untrained regressor of the
 config's kind (its numbers do not change the program). For each program the
 search runs (op warmup on: the warm one during the warmup, then the plain one;
 off: the plain one) it reports the jaxpr's size (equations, sub-jaxprs
-included), the trace, lower and compile times (`*_compile_s`: what a search
-pays on a cold compilation cache) and the median of `--repeats` steps at the
-config's batch sizes (warm: the warmup's second step, probability ~1; plain:
-past the warmups, one architecture per supernet pass), also per architecture.
+included), the bytes its scans stack per step (`*_scan_outputs_mb`), the
+trace, lower and compile times (`*_compile_s`: what a search pays on a cold
+compilation cache) and the median of `--repeats` steps at the config's batch
+sizes (warm: the warmup's second step, probability ~1, and the same program
+past the warmup; plain: past the warmups), also per architecture.
 Prints one JSON line each.
 Not part of CI; minutes per line on 2 cores.
 """
@@ -80,6 +81,7 @@ def measure(config_path: str, k: int, op_warmup: bool, repeats: int) -> dict:
         traced = step.trace(warm, state, train, valid)
         out[f"{name}_trace_s"] = round(time.perf_counter() - start, 1)
         out[f"{name}_jaxpr_eqns"] = count_equations(traced.jaxpr.jaxpr)
+        out[f"{name}_scan_outputs_mb"] = round(scan_output_bytes(traced.jaxpr.jaxpr) / 2**20, 1)
         start = time.perf_counter()
         lowered = traced.lower()
         out[f"{name}_lower_s"] = round(time.perf_counter() - start, 1)
@@ -110,6 +112,22 @@ def measure(config_path: str, k: int, op_warmup: bool, repeats: int) -> dict:
             out["warm_program_after_warmup_step_ms"] = round(1e3 * step_s, 1)
     out["machine"] = f"{jax.devices()[0].platform} x{jax.device_count()}"
     return out
+
+
+def scan_output_bytes(jaxpr: Any) -> int:
+    """Bytes the `lax.scan`s of a jaxpr write as stacked outputs (nested ones included):
+    under differentiation, the residuals each iteration saves for the backward pass."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            total += sum(int(np.prod(v.aval.shape)) * v.aval.dtype.itemsize
+                         for v in eqn.outvars)
+        for param in eqn.params.values():
+            for sub in (param if isinstance(param, (list, tuple)) else (param,)):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    total += scan_output_bytes(inner)
+    return total
 
 
 def count_equations(jaxpr: Any) -> int:
