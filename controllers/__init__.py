@@ -43,6 +43,7 @@ from controllers.schedules import (
     decision_tag_masks,
     filter_warmup_probability,
     largest_filter_indices,
+    op_warmup_active,
     op_warmup_probability,
     warmup_masks,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "make_reward_fn",
     "mnas_hard_reward",
     "mnas_reward",
+    "op_warmup_active",
     "op_warmup_probability",
     "probabilities",
     "random_search",

@@ -120,6 +120,12 @@ def op_warmup_probability(step: Any, schedule: Schedule) -> jax.Array:
     return linear_decay(step, schedule.op_warmup_steps)
 
 
+def op_warmup_active(step: int, schedule: Schedule) -> bool:
+    """Host-side: whether `op_warmup_probability(step)` is above 0 (the search step runs
+    its warm program then, its plain one after)."""
+    return int(step) < schedule.op_warmup_steps
+
+
 def filter_warmup_probability(step: Any, schedule: Schedule) -> jax.Array:
     """Probability that a FILTERS decision is forced to its largest choice at `step`."""
     return linear_decay(step, schedule.filter_warmup_steps)

@@ -275,7 +275,11 @@ def _weighted_sum(fn, members: jax.Array, weights: jax.Array, shape: jax.ShapeDt
                        lambda: jnp.zeros(shape.shape, shape.dtype))
         return total + out, None
 
-    total, _ = lax.scan(body, jnp.zeros(shape.shape, shape.dtype), (members, weights))
+    # Rematerialized: differentiating a scan of conds otherwise stacks, per member, the
+    # union of the cond's residuals (zero-filled for the skipped ones): about 0.9 GB per
+    # micro step (BENCHMARKS.md, "op warmup"). The backward recomputes the one member.
+    total, _ = lax.scan(jax.checkpoint(body), jnp.zeros(shape.shape, shape.dtype),
+                        (members, weights))
     return total
 
 

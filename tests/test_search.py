@@ -180,7 +180,9 @@ def straight_run(cost_model_dir, tmp_path_factory):
 
 def test_search_writes_outputs_without_retracing(straight_run):
     summary, tmp_path, traces = straight_run
-    assert len(traces) == 1  # 8 steps, 8 different samples, one trace
+    # 8 steps, 8 different samples: one trace of the warm program (steps 0-1, op
+    # warmup), one of the plain program (steps 2-7).
+    assert traces == ["warm", "plain"]
     arch = search_spaces.load(tmp_path / "architecture.json")
     doc = json.loads((tmp_path / "architecture.json").read_text())
     assert arch.space.name == "tiny_search"
@@ -448,10 +450,9 @@ class _SumPredictor:
         return self.scale * (1.0 + jnp.sum(indices, axis=-1))
 
 
-def test_k_architectures_per_device_each_train_and_score_on_their_share():
-    """K = 2 on one device: the shared-weight gradient is the mean of each architecture's
-    gradient on its half of the training batch (its own weight decay included), each is
-    scored on its half of the validation batch, and the controller gets both rewards."""
+def _tiny_step(schedule: dict, traces: list, num_devices: int = 1, **step_options):
+    """The tiny space's search step (momentum, a stand-in predictor, the abs reward) and
+    its initial state (seed 1), under the controller `schedule` overrides."""
     import controllers
     import supernet
     from tunas_jax import search_step
@@ -460,22 +461,93 @@ def test_k_architectures_per_device_each_train_and_score_on_their_share():
     plan, task = supernet.make_plan(space), tasks.get_task("classification", num_classes=10)
     opt = type("Opt", (), {"name": "momentum", "momentum": 0.9, "base_learning_rate": 2.0,
                            "warmup_fraction": 0.0})()
-    optimizer, schedule = search_step.make_optimizer(opt, 10, 8)
+    optimizer, lr_schedule = search_step.make_optimizer(opt, 10, 8)
     config = controllers.ReinforceConfig.from_mapping({
         "total_steps": 10, "delay_fraction": 0.0, "op_warmup_fraction": 0.0,
-        "filter_warmup_fraction": 0.0, "base_lr": 0.5, "batch_size": 8})
+        "filter_warmup_fraction": 0.0, "base_lr": 0.5, "batch_size": 8, **schedule})
     state = search_step.init_state(space, plan, task, optimizer, config, seed=1)
     predictor, rp = _SumPredictor(jnp.float32(0.01)), search_step.RewardParams.create(0.05,
                                                                                       -0.1)
-    wd, traces, mesh = 1e-2, [], search_step.make_mesh(1)
-    step = search_step.make_step(space, plan, task, optimizer, schedule, predictor, "abs", rp,
-                                 0.0, mesh, traces, weight_decay=wd,
-                                 architectures_per_device=2)
+    step = search_step.make_step(space, plan, task, optimizer, lr_schedule, predictor, "abs",
+                                 rp, 0.0, search_step.make_mesh(num_devices), traces,
+                                 **step_options)
+    return space, plan, task, optimizer, state, predictor, rp, step
+
+
+def _tiny_batches() -> tuple[dict, dict]:
     keys = jax.random.split(jax.random.key(5), 4)
-    train = {"image": jax.random.normal(keys[0], (8, 8, 8, 3)),
-             "label": jax.random.randint(keys[1], (8,), 0, 10)}
-    valid = {"image": jax.random.normal(keys[2], (8, 8, 8, 3)),
-             "label": jax.random.randint(keys[3], (8,), 0, 10)}
+    return ({"image": jax.random.normal(keys[0], (8, 8, 8, 3)),
+             "label": jax.random.randint(keys[1], (8,), 0, 10)},
+            {"image": jax.random.normal(keys[2], (8, 8, 8, 3)),
+             "label": jax.random.randint(keys[3], (8,), 0, 10)})
+
+
+def test_after_the_op_warmup_the_step_runs_the_plain_program():
+    """A search with op warmup runs the warm program only while the warmup probability is
+    above 0: its first step mixes the warm op decisions (the loss of the mixture the step
+    drew), its step after the warmup is the no-warmup search's step, bit for bit, from
+    the same state and batches (the warm program's per-unit mixtures are not in it)."""
+    import controllers
+    import supernet
+    from tunas_jax import search_step
+
+    warm_schedule = {"delay_fraction": 0.3, "op_warmup_fraction": 0.2,
+                     "filter_warmup_fraction": 0.2}  # warmups over steps 0 and 1 of 10
+    warm_traces, plain_traces = [], []
+    space, plan, task, _, warm_state, *_, warm_step = _tiny_step(
+        warm_schedule, warm_traces, weight_decay=1e-2)
+    *_, plain_state, _, _, plain_step = _tiny_step(
+        dict(warm_schedule, op_warmup_fraction=0.0), plain_traces, weight_decay=1e-2)
+    mesh = search_step.make_mesh(1)
+    train, valid = _tiny_batches()
+
+    def run(step, state, at):
+        state = search_step.replicate(jax.tree.map(jnp.copy, state.replace(
+            step=jnp.int32(at))), mesh)
+        return jax.device_get(step(state, train, valid))
+
+    # Step 0: warmup probability 1, every op decision of the sample mixed.
+    (_, warm_metrics), (_, plain_metrics) = run(warm_step, warm_state, 0), run(
+        plain_step, plain_state, 0)
+    rng, _ = jax.random.split(warm_state.rng)
+    sample_rng, warm_rng = jax.random.split(jax.random.fold_in(rng, 0))
+    schedule = warm_state.controller.spec.config.schedule
+    masks = controllers.warmup_masks(warm_rng, 0, space, schedule, 1)
+    indices = controllers.apply_filter_warmup(
+        controllers.sample(warm_state.controller, sample_rng, num=1), masks, space)[0]
+    assert bool(masks.all_ops.any())
+
+    def loss(op_warm):
+        output, _ = supernet.apply(plan, task, warm_state.params, indices, train["image"],
+                                   op_warm=op_warm)
+        return float(task.loss(output, train)[0])
+
+    assert float(warm_metrics["loss"]) == pytest.approx(loss(masks.all_ops[0]), rel=1e-5)
+    assert float(plain_metrics["loss"]) == pytest.approx(loss(None), rel=1e-5)
+    assert abs(loss(masks.all_ops[0]) - loss(None)) > 1e-4  # the mixture is another net
+    assert warm_traces == ["warm"] and plain_traces == ["plain"]
+
+    # Step 2: past both warmups; the warm search's step is the plain program's.
+    warm_after, plain_after = run(warm_step, warm_state, 2), run(plain_step, plain_state, 2)
+    assert warm_traces == ["warm", "plain"] and plain_traces == ["plain"]
+    for got, want in zip(jax.tree.leaves(warm_after), jax.tree.leaves(plain_after),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_k_architectures_per_device_each_train_and_score_on_their_share():
+    """K = 2 on one device: the shared-weight gradient is the mean of each architecture's
+    gradient on its half of the training batch (its own weight decay included), each is
+    scored on its half of the validation batch, and the controller gets both rewards."""
+    import controllers
+    import supernet
+    from tunas_jax import search_step
+
+    wd, traces = 1e-2, []
+    _, plan, task, optimizer, state, predictor, _, step = _tiny_step(
+        {}, traces, weight_decay=wd, architectures_per_device=2)
+    mesh = search_step.make_mesh(1)
+    train, valid = _tiny_batches()
     new, metrics = step(search_step.replicate(jax.tree.map(jnp.copy, state), mesh), train,
                         valid)
 
@@ -519,7 +591,8 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
     from search_spaces import registry
     registry.SPACES["tiny_search"] = T.tiny_search_space
     from tunas_jax import search
-    config = T.tiny_config({cost_model!r}, num_devices="4", steps="4")
+    config = T.tiny_config({cost_model!r}, num_devices="4", steps="4",
+                           **{{"controller.op_warmup_fraction": "0"}})  # one program
     traces = []
     summary = search.run_search(config, {workdir!r}, trace_counter=traces)
     print(json.dumps({{"devices": jax.device_count(), "traces": len(traces),
@@ -687,3 +760,63 @@ def test_pareto_front_and_comparison():
     assert verdict["searched_mean_above_random_median"]
     other_metric = {"latency_metric": "end_to_end", "latency_band_ms": [0.95, 1.05]}
     assert report.comparison(report.Collection([], points, [other_metric])) is None
+
+
+# ---- several processes (jax.distributed) ---------------------------------------------------
+MULTI_PROCESS_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    import numpy as np
+    jax.config.update("jax_disable_most_optimizations", True)
+    process, processes, port = (int(a) for a in sys.argv[1:4])
+    if processes > 1:
+        jax.distributed.initialize(f"127.0.0.1:{{port}}", num_processes=processes,
+                                   process_id=process)
+    sys.path.insert(0, {tests!r})
+    import test_search as T
+    from tunas_jax import search_step
+    traces = []
+    *_, state, _, _, step = T._tiny_step({{}}, traces, num_devices=0, weight_decay=1e-2)
+    state = search_step.replicate(state, step._batch_sharding.mesh)
+    rows = slice(4 * process, 4 * process + 4) if processes > 1 else slice(0, 8)
+    train, valid = (jax.tree.map(lambda a: np.asarray(a)[rows], b) for b in T._tiny_batches())
+    for _ in range(3):
+        state, metrics = step(state, train, valid)
+    params = [float(np.asarray(a, np.float64).sum()) for a in jax.tree.leaves(state.params)]
+    print(json.dumps({{"devices": jax.device_count(), "traces": len(traces),
+                      "logits": np.asarray(state.controller.logits).tolist(),
+                      "params": params, "reward": float(metrics["reward"])}}))
+""")
+
+
+def test_search_step_over_two_processes_matches_one_process(tmp_path):
+    """Two processes (`jax.distributed` on a loopback coordinator, one CPU device each,
+    each feeding its half of the global batch) end with the same controller and weights
+    as each other, and as one process with two devices on the whole batch."""
+    import socket
+
+    script = tmp_path / "multi_process.py"
+    script.write_text(MULTI_PROCESS_SCRIPT.format(tests=os.path.join(REPO, "tests")))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    runs = [subprocess.Popen([sys.executable, str(script), str(i), "2", str(port)], env=env,
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for i in range(2)]
+    runs.append(subprocess.Popen(
+        [sys.executable, str(script), "0", "1", "0"], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")))
+    results = []
+    for run in runs:
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    first, second, single = results
+    assert first["devices"] == second["devices"] == single["devices"] == 2
+    assert first == second  # replicated: the same controller and weights on both
+    assert first["traces"] == 1
+    np.testing.assert_allclose(first["logits"], single["logits"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(first["params"], single["params"], rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(first["logits"])).max() > 0  # the controller learned

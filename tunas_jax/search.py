@@ -25,15 +25,19 @@ A search killed at any point and rerun with the same command continues from
 its last checkpoint and ends with the same architecture and controller logits.
 
 Devices: one architecture per device, gradients and rewards averaged over a
-`Mesh` of the local devices (`config.num_devices`, 0 = all). Multi-host: call
-`jax.distributed.initialize()` on every host before `run_search`; the mesh
-would then span `jax.devices()` and each host must feed its own slice of the
-batch (`jax.make_array_from_process_local_data`). This module builds the
-mesh from local devices only, so multi-host is not wired up yet.
+`Mesh` of the local devices (`config.num_devices`, 0 = all). Multi-host: the
+step is ready (`search_step`: under `jax.distributed` the mesh spans every
+process's devices and each process passes its rows of the global batch;
+tested with 2 CPU processes against one process with two devices), this loop
+is not: it does not yet give each process its own data shard, checks
+`num_devices` against local devices, and every process would write the
+checkpoints and outputs.
 
 Compilation: the persistent compilation cache (`config.compilation_cache_dir`,
 default ~/.cache/tunas_jax/jax_cache) lets a rerun or a resume skip the
-compile of the supernet step.
+compile of the supernet step. With op warmup the step has two programs
+(`search_step.make_step`): the warm one compiles at the first step, the plain
+one at the first step after the warmup (`timing_s.first_plain_step_s`).
 """
 
 from __future__ import annotations
@@ -356,6 +360,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                                     architectures_per_device=int(
                                         config.architectures_per_device),
                                     multi_hardware_metric=multi_hardware_metric(config))
+    op_warmup_steps = state.controller.spec.config.schedule.op_warmup_steps
     logger = MetricsLogger(workdir, space, resume_step)
     total = int(config.steps)
     end = total if stop_at_step is None else min(total, stop_at_step)
@@ -364,12 +369,16 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     try:
         with progress(total=total, initial=resume_step, desc="search", unit="step") as bar:
             while step < end:
+                plain_start = time.perf_counter()
                 state, metrics = step_fn(state, next(data.train), next(data.valid))
                 step += 1
                 if step == resume_step + 1:
                     jax.block_until_ready(state)
                     times["first_step_s"] = time.perf_counter() - step_start  # incl. compile
                     step_start = time.perf_counter()
+                elif step == op_warmup_steps + 1:  # the plain program's compile + 1 step
+                    jax.block_until_ready(state)
+                    times["first_plain_step_s"] = time.perf_counter() - plain_start
                 if step % int(config.log_every) == 0 or step == total:
                     scalars = jax.device_get(metrics)
                     logger.log(step, scalars, controllers.probabilities(state.controller.logits))

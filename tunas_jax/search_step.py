@@ -35,7 +35,9 @@ branch. K = 1 traces the plain path, without the scan.
 
 The step is a `shard_map` over a 1-D mesh (axis `devices`): the state is
 replicated (`P()`), the batches are split along their first axis
-(`P('devices')`). One device is the same code on a mesh of one.
+(`P('devices')`). One device is the same code on a mesh of one. Under
+`jax.distributed` the mesh spans every process's devices (`make_mesh`) and
+each process passes its own rows of the global batches (`global_batch`).
 Architectures are traced int32 values, so no sample ever retraces. The
 reward's targets, beta and latency offsets are traced too: searches at several
 latency targets share one compiled step (and the persistent compilation cache).
@@ -43,6 +45,7 @@ latency targets share one compiled step (and the persistent compilation cache).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -153,7 +156,7 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
               trace_counter: list | None = None, weight_decay: float = 0.0,
               architectures_per_device: int = 1,
               multi_hardware_metric: str = controllers.DEFAULT_MULTI_HARDWARE_METRIC
-              ) -> Callable[..., tuple[SearchState, dict[str, jax.Array]]]:
+              ) -> SearchStepFunction:
     """`step(state, train_batch, valid_batch) -> (state, metrics)`, jitted.
 
     `predictor`: one latency predictor per hardware target (or one), all evaluated in
@@ -165,8 +168,16 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
     `architectures_per_device` (K): architectures sampled per device per step; each
     device's batches must split into K equal shares.
 
-    `trace_counter`: a list that gets one element per trace (tests check that
-    sampling new architectures never retraces).
+    Two programs, chosen on the host from the state's step and the schedule: the
+    warm one (op warmup mixes choices, `supernet.apply(..., op_warm=...)`) while the
+    op warmup probability is above 0, the plain one after. The warm program's per-unit
+    mixtures (a `lax.scan` of skipped `lax.cond`s but for one member, differentiated)
+    cost several plain steps even when nothing is warm (BENCHMARKS.md, "op warmup"),
+    so no step after the warmup pays for them. Each is compiled on its first use; a
+    search without op warmup compiles the plain one only.
+
+    `trace_counter`: a list that gets one element per trace, 'warm' or 'plain' (tests
+    check that sampling new architectures never retraces).
     """
     reward_fn = controllers.get_reward_fn(reward)
     metric = controllers.check_multi_hardware_metric(multi_hardware_metric)
@@ -189,7 +200,7 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
         return jax.tree.map(one, batch)
 
     def device_step(state: SearchState, predictors: tuple[LatencyPredictor, ...],
-                    rp: RewardParams, train: dict, valid: dict
+                    rp: RewardParams, train: dict, valid: dict, *, op_warmup: bool
                     ) -> tuple[SearchState, dict[str, jax.Array]]:
         schedule = state.controller.spec.config.schedule
         rng, next_rng = jax.random.split(state.rng)
@@ -199,9 +210,9 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
         sampled = controllers.sample(state.controller, sample_rng, num=num)  # [K, D]
         masks = controllers.warmup_masks(warm_rng, state.step, space, schedule, num)
         indices = controllers.apply_filter_warmup(sampled, masks, space)  # [K, D]
-        # Without op warmup the plain supernet path is traced (the warm one adds a scan
-        # over each unit's block types and over each kxk switch's kernel/group choices).
-        op_warm = masks.all_ops if schedule.op_warmup_steps > 0 else None
+        # The plain program traces the plain supernet path (the warm one adds a scan over
+        # each unit's block types and over each kxk switch's kernel/group choices).
+        op_warm = masks.all_ops if op_warmup else None
         # TuNAS: a decision a warmup replaced gets no REINFORCE credit.
         credited = ~(masks.all_ops | masks.max_filters)
 
@@ -284,34 +295,92 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
                                 rng=next_rng, step=state.step + 1)
         return new_state, metrics
 
-    # Replication of the outputs holds by construction (pmean / all_gather feed every
-    # replicated output), which the checker cannot see through the controller update.
-    sharded = shard_map(device_step, mesh=mesh, in_specs=(P(), P(), P(), P(AXIS), P(AXIS)),
-                        out_specs=(P(), P()), **{_NO_CHECK: False})
-
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(AXIS))
 
-    def step(state: SearchState, predictors: tuple[LatencyPredictor, ...], rp: RewardParams,
-             train: dict, valid: dict):
-        if trace_counter is not None:
-            trace_counter.append(1)
-        return sharded(state, predictors, rp, train, valid)
+    def program(op_warmup: bool) -> Callable[..., tuple[SearchState, dict[str, jax.Array]]]:
+        # Replication of the outputs holds by construction (pmean / all_gather feed every
+        # replicated output), which the checker cannot see through the controller update.
+        sharded = shard_map(functools.partial(device_step, op_warmup=op_warmup), mesh=mesh,
+                            in_specs=(P(), P(), P(), P(AXIS), P(AXIS)),
+                            out_specs=(P(), P()), **{_NO_CHECK: False})
 
-    jitted = jax.jit(step, in_shardings=(replicated, replicated, replicated, batch_sharding,
-                                         batch_sharding),
-                     out_shardings=(replicated, replicated), donate_argnums=(0,))
-    return lambda state, train, valid: jitted(state, predictors, reward_params, train, valid)
+        def step(state: SearchState, predictors: tuple[LatencyPredictor, ...],
+                 rp: RewardParams, train: dict, valid: dict):
+            if trace_counter is not None:
+                trace_counter.append("warm" if op_warmup else "plain")
+            return sharded(state, predictors, rp, train, valid)
+
+        return jax.jit(step, in_shardings=(replicated, replicated, replicated,
+                                           batch_sharding, batch_sharding),
+                       out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+    return SearchStepFunction({False: program(False), True: program(True)}, predictors,
+                              reward_params, batch_sharding)
+
+
+class SearchStepFunction:
+    """`step_fn(state, train, valid) -> (state, metrics)`: the warm program while the
+    state's step is inside the op warmup, the plain one after (`make_step`)."""
+
+    def __init__(self, programs: dict[bool, Any], predictors: tuple[LatencyPredictor, ...],
+                 reward_params: RewardParams, batch_sharding: NamedSharding):
+        self._programs, self._predictors, self._reward_params = (programs, predictors,
+                                                                 reward_params)
+        self._batch_sharding = batch_sharding
+
+    @staticmethod
+    def uses_warm_program(state: SearchState) -> bool:
+        # Reads the step back from the device (a wait for the previous step) only while
+        # the schedule has an op warmup: the state's step is the one source of truth.
+        schedule = state.controller.spec.config.schedule
+        return schedule.op_warmup_steps > 0 and controllers.op_warmup_active(
+            int(state.step), schedule)
+
+    def trace(self, warm: bool, state: SearchState, train: dict, valid: dict) -> Any:
+        """The jitted program's `jax.stages.Traced` (benchmarks: jaxpr size, compile)."""
+        return self._programs[warm].trace(state, self._predictors, self._reward_params,
+                                          train, valid)
+
+    def __call__(self, state: SearchState, train: dict, valid: dict
+                 ) -> tuple[SearchState, dict[str, jax.Array]]:
+        """One step. With several processes (`jax.distributed`), `train` and `valid` are
+        this process's rows of the global batches (process i: the i-th slice)."""
+        if jax.process_count() > 1:
+            train, valid = (global_batch(b, self._batch_sharding) for b in (train, valid))
+        return self._programs[self.uses_warm_program(state)](
+            state, self._predictors, self._reward_params, train, valid)
+
+
+def global_batch(local: dict, sharding: NamedSharding) -> dict:
+    """The global batch whose rows this process holds (`local`), split over the mesh."""
+    return jax.tree.map(
+        lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local)
 
 
 def replicate(state: SearchState, mesh: Mesh) -> SearchState:
     """The state placed as the step returns it (replicated over the mesh): a first call
-    with differently placed arrays would trace the step a second time."""
-    return jax.device_put(state, NamedSharding(mesh, P()))
+    with differently placed arrays would trace the step a second time. With several
+    processes every process passes the same values (same seed or checkpoint)."""
+    sharding = NamedSharding(mesh, P())
+    if jax.process_count() == 1:
+        return jax.device_put(state, sharding)
+
+    def one(leaf: Any) -> jax.Array:
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(one, state)
 
 
 def make_mesh(num_devices: int) -> Mesh:
-    """A 1-D mesh over the first `num_devices` local devices (0 = all)."""
+    """A 1-D mesh over the first `num_devices` local devices (0 = all); with several
+    processes (`jax.distributed`), over every process's devices (`num_devices` 0)."""
+    if jax.process_count() > 1:
+        if num_devices:
+            raise ValueError(f"num_devices: {num_devices}; with {jax.process_count()} "
+                             "processes the mesh spans all devices (use 0)")
+        return Mesh(np.asarray(jax.devices()), (AXIS,))
     devices = jax.local_devices()
     if num_devices:
         devices = devices[:num_devices]

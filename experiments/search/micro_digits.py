@@ -59,8 +59,9 @@ def get_config() -> ml_collections.ConfigDict:
     # within 1% (0.0177 vs 0.0176 ms).
     config.controller.base_lr = 0.1
     # No op warmup on CPU: mixing the op choices (per block type over the block, per
-    # kernel/group size at its switch) makes the step's compile, and every later step,
-    # several times slower on 2 cores (BENCHMARKS.md, "op warmup"). Filter warmup (free)
+    # kernel/group size at its switch) runs every combination while warm, many times a
+    # plain step on 2 cores, and adds a second compile; steps after the warmup run the
+    # plain program (BENCHMARKS.md, "Op warmup: two programs"). Filter warmup (free)
     # stays on.
     config.controller.op_warmup_fraction = 0.0
     config.log_every = 10
