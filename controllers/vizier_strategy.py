@@ -47,8 +47,9 @@ ALGORITHMS = VIZIER_ALGORITHMS + OWN_DESIGNERS
 # Algorithms that optimize one objective only (NSGA2 is the one for a Pareto front).
 SINGLE_OBJECTIVE = ("EAGLE_STRATEGY", "REGULARIZED_EVOLUTION")
 # Objectives a study can hand to Vizier, with their goals (Vizier's ObjectiveMetricGoal).
+# `latency_ratio`: a multi-hardware study's combined ratio (ms on several devices do not add).
 GOALS = {"reward": "MAXIMIZE", "quality": "MAXIMIZE", "latency_ms": "MINIMIZE",
-         "energy_mj": "MINIMIZE", "params": "MINIMIZE"}
+         "latency_ratio": "MINIMIZE", "energy_mj": "MINIMIZE", "params": "MINIMIZE"}
 OWNER = "tunas-jax"
 CLIENT_ID = "tunas-jax-study"
 MAX_SUGGEST_ROUNDS = 100  # suggestion rounds per propose() that may yield only repeats
