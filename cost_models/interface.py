@@ -80,6 +80,18 @@ class CostBatch:
                 out[key] = cast(value[i])
         return out
 
+    @classmethod
+    def from_results(cls, target: str, results: Sequence[Any],
+                     networks: Sequence[NetworkDescription], per_layer: bool = False
+                     ) -> CostBatch:
+        """One target's `SimulationResult`s of `networks` (in order) as a batch."""
+        return cls(target, np.array([r.latency_ms for r in results]),
+                   np.array([r.energy_mj for r in results]),
+                   np.array([net.params for net in networks], np.int64),
+                   np.array([net.macs for net in networks], np.int64),
+                   [[dataclasses.asdict(layer) for layer in r.layers] for r in results]
+                   if per_layer else None)
+
 
 Items = np.ndarray | Sequence[NetworkDescription]
 
@@ -134,14 +146,8 @@ class SimulatorCostModel:
                 out[target] = CostBatch(target, c["latency_ms"], c["energy_mj"], c["params"],
                                         c["macs"])
                 continue
-            results = [simulate(net, target) for net in items]
-            out[target] = CostBatch(
-                target, np.array([r.latency_ms for r in results]),
-                np.array([r.energy_mj for r in results]),
-                np.array([net.params for net in items], np.int64),
-                np.array([net.macs for net in items], np.int64),
-                [[dataclasses.asdict(layer) for layer in r.layers] for r in results]
-                if per_layer else None)
+            out[target] = CostBatch.from_results(
+                target, [simulate(net, target) for net in items], items, per_layer)
         return out
 
 

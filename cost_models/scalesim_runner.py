@@ -309,11 +309,5 @@ class CycleAccurateCostModel:
         out = {}
         for name in names:
             results = [simulate_cycle_accurate(net, name, self.runner)[0] for net in nets]
-            out[name] = CostBatch(
-                name, np.array([r.latency_ms for r in results]),
-                np.array([r.energy_mj for r in results]),
-                np.array([net.params for net in nets], np.int64),
-                np.array([net.macs for net in nets], np.int64),
-                [[dataclasses.asdict(c) for c in r.layers] for r in results]
-                if per_layer else None)
+            out[name] = CostBatch.from_results(name, results, nets, per_layer)
         return out
