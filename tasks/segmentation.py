@@ -86,6 +86,14 @@ def iou_from_confusion(confusion: Any, xp: Any = jnp) -> tuple[Any, Any]:
     return miou, accuracy
 
 
+def per_class_iou(confusion: np.ndarray) -> dict[str, float]:
+    """{'iou_class_<k>': IoU} of each class k in the labels or predictions (an absent
+    class has no IoU, and none is made up for it)."""
+    tp = np.diagonal(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    return {f"iou_class_{k}": float(tp[k] / union[k]) for k in np.flatnonzero(union > 0)}
+
+
 class Segmentation(Task):
     """Settings: `ignore_label` (a label outside 0..num_classes-1 marking unlabelled
     pixels), `output_stage` ('exact' | 'approximate', module docstring), and the
@@ -204,7 +212,8 @@ class Segmentation(Task):
         miou, accuracy = iou_from_confusion(confusion, np)
         pixels = max(float(sums["pixels"]), 1.0)
         return {"miou": float(miou), "pixel_accuracy": float(accuracy),
-                "loss": float(sums["loss_sum"]) / pixels, "num_examples": int(sums["count"])}
+                "loss": float(sums["loss_sum"]) / pixels, "num_examples": int(sums["count"]),
+                **per_class_iou(confusion)}
 
     def output_values(self, image_size: int) -> int:
         return image_size * image_size  # the class map

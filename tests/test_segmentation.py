@@ -4,6 +4,7 @@ training run end to end."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import jax
@@ -21,8 +22,9 @@ from search_spaces import get_space
 from search_spaces import registry as space_registry
 from tasks import Segmentation, describe, get_task
 from tasks.segmentation import first_argmax, predict
-from tunas_jax import search, train
-from tunas_jax.data import seg_digits
+from tunas_jax import cli, search, train
+from tunas_jax.data import ade20k, seg_digits, sources
+from tunas_jax.data.sources import default_dataset_config, load_source
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -72,6 +74,9 @@ def test_miou_from_a_hand_computed_confusion_matrix_over_batches():
     metrics = task.finish_eval(sums)
     # IoU: class 0: 2 / (3 + 3 - 2) = 0.5; class 1: 2 / (3 + 3 - 2) = 0.5; class 2: 1.
     assert metrics["miou"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    per_class = {k: v for k, v in metrics.items() if k.startswith("iou_class_")}
+    assert per_class == pytest.approx({"iou_class_0": 0.5, "iou_class_1": 0.5,
+                                       "iou_class_2": 1.0})
     assert metrics["pixel_accuracy"] == pytest.approx(5 / 7)
     # Not the mean of the two batches' mIoUs (2/3 and 1/2: classes 0 and 1 only).
     per_batch = [float(task.quality(jax.nn.one_hot(p, 3) * 5.0, {"label": jnp.asarray(lab)}))
@@ -150,7 +155,7 @@ def test_seg_digits_are_deterministic_and_labelled_by_stroke():
 
 
 # ---- end to end -----------------------------------------------------------------------
-def test_tiny_segmentation_search_and_training(tiny_space, tmp_path):
+def test_tiny_segmentation_search_and_training(tiny_space, tmp_path, capsys):
     overrides = dict(TINY_OVERRIDES, **{
         "cost_model.workdir": str(tmp_path / "cost_model"), "steps": "4",
         "controller.op_warmup_fraction": "0.0", "segmentation.low_level_endpoint": "stride_2",
@@ -179,9 +184,74 @@ def test_tiny_segmentation_search_and_training(tiny_space, tmp_path):
     result = train.run_training(train_config, str(tmp_path / "train"), log=lambda _: None)
     assert result["quality_metric"] == "miou" and 0.0 <= result["miou"] <= 1.0
     assert 0.0 <= result["eval_pixel_accuracy"] <= 1.0 and result["num_eval_examples"] == 500
+    # `tunas-jax evaluate` re-evaluates the checkpoint: the same mIoU, printed as such.
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--workdir", str(tmp_path / "train")]) == 0
+    assert capsys.readouterr().out.startswith(f"miou {result['miou']:.4f} on test")
+    assert cli.main(["evaluate", "--workdir", str(tmp_path / "train"), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["eval_pixel_accuracy"] == pytest.approx(result["eval_pixel_accuracy"])
 
 
 def config_task(config) -> dict:
     return {"name": "segmentation", "num_classes": seg_digits.NUM_CLASSES,
             **config.segmentation.to_dict()}
 
+
+
+# ---- ADE20K -----------------------------------------------------------------------------
+ADE_SEARCH_CONFIG = os.path.join(REPO, "experiments", "search", "autoseg_ade20k.py")
+ADE_TRAIN_CONFIG = os.path.join(REPO, "experiments", "train", "autoseg_ade20k.py")
+# The paper's config shrunk to the tiny space at 8 px: its endpoints and small widths.
+TINY_ADE_HEAD = {"segmentation.aspp_endpoint": "features",
+                 "segmentation.low_level_endpoint": "stride_2",
+                 "segmentation.aspp_channels": "8", "segmentation.low_level_channels": "8",
+                 "segmentation.decoder_channels": "8", "segmentation.atrous_rates": "(1, 2)"}
+
+
+def test_ade20k_32_classes_keep_ids_1_to_31_and_ignore_the_rest():
+    ids = np.array([[0, 1, 2, 31], [32, 33, 150, 255]], np.uint8)
+    want = np.array([[255, 1, 2, 31], [255, 255, 255, 255]])
+    np.testing.assert_array_equal(ade20k.to_32_classes(ids), want)
+    # An RGB annotation: the class id is the red channel, the others are not read.
+    rgb = np.stack([ids, np.full_like(ids, 7), np.full_like(ids, 200)], axis=-1)
+    np.testing.assert_array_equal(ade20k.to_32_classes(rgb), want)
+    with pytest.raises(ValueError, match="annotation"):
+        ade20k.to_32_classes(np.zeros(5, np.uint8))
+
+
+def test_ade20k_from_mock_tfds_searches_and_trains(tiny_space, tmp_path):
+    import tensorflow_datasets as tfds
+
+    dataset = default_dataset_config()
+    dataset.name = "ade20k"
+    dataset.data_dir = str(tmp_path / "no_data_here")  # mock_data serves every read
+    with tfds.testing.mock_data(num_examples=24):
+        source = load_source(dataset, "train")
+        assert sources.num_classes(source) == ade20k.NUM_CLASSES == 32
+        example = source[0]
+        labels, annotation = example["label"], source.source[0]["annotation"]
+        assert labels.shape == annotation.shape[:2]
+        np.testing.assert_array_equal(labels, ade20k.to_32_classes(annotation))
+        assert set(np.unique(labels)) <= set(range(1, 32)) | {255}
+
+        overrides = dict(TINY_OVERRIDES, **TINY_ADE_HEAD, **{
+            "cost_model.workdir": str(tmp_path / "cost_model"), "steps": "2",
+            "architectures_per_device": "1",
+            "dataset.data_dir": dataset.data_dir, "target_latency_ms": "0.01"})
+        config = search.load_search_config(ADE_SEARCH_CONFIG, overrides)
+        assert config.dataset.name == "ade20k" and config.segmentation.ignore_label == 255
+        config.cost_model.overrides = {"space": "tiny_search", "num_architectures": 100,
+                                       "num_steps": 100, "workers": 1, "model": "linear"}
+        summary = search.run_search(config, str(tmp_path / "search"), log=lambda _: None)
+        assert summary["steps"] == 2
+        assert read_metadata(str(tmp_path / "cost_model"))["task"]["num_classes"] == 32
+
+        train_config = train.load_train_config(ADE_TRAIN_CONFIG, dict(TINY_ADE_HEAD, **{
+            "architecture": str(tmp_path / "search" / "architecture.json"),
+            "dataset.image_size": "8", "dataset.data_dir": dataset.data_dir,
+            "batch_size": "8", "eval_batch_size": "16", "num_steps": "2",
+            "num_threads": "1"}))
+        result = train.run_training(train_config, str(tmp_path / "train"), log=lambda _: None)
+    assert result["quality_metric"] == "miou" and 0.0 <= result["miou"] <= 1.0
+    assert result["num_classes"] == 32 and result["num_eval_examples"] == 24

@@ -3,8 +3,9 @@
     tunas-jax evaluate --workdir /tmp/train_micro_digits
 
 Rebuilds the model from W/architecture.json and W/run.json, restores the
-newest checkpoint (EMA weights when the run used them) and prints the top-1
-accuracy on the config's eval split.
+newest checkpoint (EMA weights when the run used them) and prints the task's
+quality metric on the config's eval split (classification: top-1 accuracy;
+segmentation: mIoU, with pixel accuracy in `--json`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tunas_jax import train
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="top-1 accuracy of a train workdir's newest checkpoint",
+        "evaluate", help="quality (top-1 or mIoU) of a train workdir's newest checkpoint",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, help="a `tunas-jax train` workdir")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")

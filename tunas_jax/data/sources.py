@@ -23,13 +23,17 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tunas_jax.data import digits, seg_digits
+from tunas_jax.data import ade20k, digits, seg_digits
 from tunas_jax.errors import UsageError
 
 DIGITS_ALIASES = ("digits", digits.DIGITS_NAME)
 SEG_DIGITS_ALIASES = ("seg_digits", seg_digits.SEG_DIGITS_NAME)
 # Classes of datasets whose label is a dense map (a Tensor feature has no class count).
-DENSE_NUM_CLASSES = {seg_digits.SEG_DIGITS_NAME: seg_digits.NUM_CLASSES}
+DENSE_NUM_CLASSES = {seg_digits.SEG_DIGITS_NAME: seg_digits.NUM_CLASSES,
+                     ade20k.ADE20K_NAME: ade20k.NUM_CLASSES}
+# Datasets whose examples are not {'image', 'label'} as stored: the wrapper that reads
+# them so (ADE20K: the 32-class map of its 'annotation').
+LABEL_READERS = {ade20k.ADE20K_NAME: ade20k.LabelledSource}
 
 # Per-channel mean/std in [0, 1] units for datasets we know; others are
 # estimated from a sample of their training split (`estimate_mean_std`).
@@ -41,6 +45,7 @@ KNOWN_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet2012": _IMAGENET_STATS,
     "imagenette": _IMAGENET_STATS,
     "imagenet_v2": _IMAGENET_STATS,
+    ade20k.ADE20K_NAME: ade20k.MEAN_STD,  # the released segmentation models' (x - 0.5) / 0.5
 }
 
 # Size used to turn split specs into example ranges for the overlap check:
@@ -52,8 +57,9 @@ def default_dataset_config() -> ml_collections.ConfigDict:
     """The `config.dataset` section with its defaults (the built-in digits)."""
     config = ml_collections.ConfigDict()
     # 'digits' (built in, prepared offline on first use), 'seg_digits' (the built-in
-    # segmentation dataset: digits on a canvas, per-pixel labels) or any TFDS name
-    # prepared in ArrayRecord format in data_dir (e.g. 'cifar10', 'imagenet2012').
+    # segmentation dataset: digits on a canvas, per-pixel labels), 'ade20k' (TFDS
+    # 'scene_parse150' with the released segmentation models' 32 classes) or any TFDS
+    # name prepared in ArrayRecord format in data_dir (e.g. 'cifar10', 'imagenet2012').
     config.name = "digits"
     # TFDS data_dir. '' = digits: ~/.cache/tunas_jax/tensorflow_datasets
     # ($TUNAS_JAX_DATA_DIR overrides); other datasets: TFDS's default
@@ -83,6 +89,8 @@ def resolve_name(name: str) -> str:
     """Config name -> TFDS builder name ('digits' -> 'tunas_digits')."""
     if name in SEG_DIGITS_ALIASES:
         return seg_digits.SEG_DIGITS_NAME
+    if name in ade20k.ALIASES:
+        return ade20k.ADE20K_NAME
     return digits.DIGITS_NAME if name in DIGITS_ALIASES else name
 
 
@@ -117,7 +125,7 @@ def load_source(
     elif name == seg_digits.SEG_DIGITS_NAME:
         data_dir = str(seg_digits.prepare_seg_digits(data_dir))
     try:
-        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except tfds.core.registered.DatasetNotFoundError:
         raise UsageError(
             f"config.dataset.name={dataset_config.name!r} is not a TFDS dataset: "
@@ -129,6 +137,8 @@ def load_source(
         if "split" in str(err).lower():
             raise UsageError(f"config.dataset.{field}={split!r}: {err}") from None
         raise
+    reader = LABEL_READERS.get(name)
+    return reader(source) if reader is not None else source
 
 
 def _not_prepared_error(name: str, data_dir: str | None, err: Exception) -> UsageError:
@@ -195,14 +205,14 @@ def make_search_splits(
 def num_classes(source: Any) -> int:
     """Number of label classes, from the source's TFDS metadata (a dense label map's
     from `DENSE_NUM_CLASSES`)."""
+    name = source.dataset_info.name
+    if name in DENSE_NUM_CLASSES:
+        return DENSE_NUM_CLASSES[name]
     feature = source.dataset_info.features["label"]
     if hasattr(feature, "num_classes"):
         return int(feature.num_classes)
-    name = source.dataset_info.name
-    if name not in DENSE_NUM_CLASSES:
-        raise UsageError(f"dataset {name!r}: its 'label' feature has no class count; add the "
-                         "dataset to tunas_jax.data.sources.DENSE_NUM_CLASSES")
-    return DENSE_NUM_CLASSES[name]
+    raise UsageError(f"dataset {name!r}: its 'label' feature has no class count; add the "
+                     "dataset to tunas_jax.data.sources.DENSE_NUM_CLASSES")
 
 
 def estimate_mean_std(
