@@ -83,22 +83,24 @@ def random_resized_crop_box(
 
 
 def pad_and_random_crop(image: np.ndarray, rng: np.random.Generator, pad: int,
-                        label: np.ndarray | None = None) -> Any:
+                        label: np.ndarray | None = None, label_pad: int = 0) -> Any:
     """Zero-pad by `pad` pixels per side, then crop back to the input size at a random offset.
 
     With a dense `label` map [H, W] (segmentation), the same pad and crop are applied to it
-    (zero-padded: class 0 must be the background) and (image, label) is returned."""
+    (padded with `label_pad`: the background class, or the ignore label) and (image,
+    label) is returned."""
     if pad <= 0:
         return image if label is None else (image, label)
     height, width = image.shape[:2]
     top = int(rng.integers(0, 2 * pad + 1))
     left = int(rng.integers(0, 2 * pad + 1))
 
-    def cut(x: np.ndarray) -> np.ndarray:
-        padded = np.pad(x, ((pad, pad), (pad, pad)) + ((0, 0),) * (x.ndim - 2))
+    def cut(x: np.ndarray, value: int = 0) -> np.ndarray:
+        padded = np.pad(x, ((pad, pad), (pad, pad)) + ((0, 0),) * (x.ndim - 2),
+                        constant_values=value)
         return padded[top : top + height, left : left + width]
 
-    return cut(image) if label is None else (cut(image), cut(label))
+    return cut(image) if label is None else (cut(image), cut(label, label_pad))
 
 
 def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -56,6 +56,9 @@ class Preprocess:
     std: np.ndarray
     augment: str = "pad_crop"
     random_flip: bool = False
+    # Label of the pixels 'pad_crop' pads a label map with: the background class where
+    # a black border is background (seg_digits), else the ignore label (ADE20K).
+    label_pad: int = 0
 
     def _to_output(self, image: np.ndarray, label: Any) -> dict[str, np.ndarray]:
         image = image_ops.normalize(image, self.mean, self.std)
@@ -87,7 +90,8 @@ class Preprocess:
             if self.augment == "pad_crop":
                 pad = max(1, size // 8)
                 if _is_map(label):
-                    image, label = image_ops.pad_and_random_crop(image, rng, pad, label)
+                    image, label = image_ops.pad_and_random_crop(image, rng, pad, label,
+                                                                 self.label_pad)
                 else:
                     image = image_ops.pad_and_random_crop(image, rng, pad)
         if self.random_flip and rng.random() < 0.5:
@@ -246,10 +250,12 @@ def make_preprocess(
     if image_size <= 0:
         raise UsageError(f"config.dataset.image_size must be positive, got {image_size}")
     augment = dataset_config.get("augment", "auto")
+    dense = sources.resolve_name(name) in sources.DENSE_NUM_CLASSES
     if augment == "auto":
         shape = tuple(train_source.dataset_info.features["image"].shape)
         large = None in shape[:2] or max(shape[:2]) > _SMALL_IMAGE_MAX_SIDE
-        augment = "inception" if large else "pad_crop"
+        # A label map cannot follow inception's crop-and-rescale (`Preprocess`).
+        augment = "inception" if large and not dense else "pad_crop"
     if augment not in AUGMENT_MODES:
         raise UsageError(
             f"config.dataset.augment={augment!r}: use 'auto' or one of {AUGMENT_MODES}"
@@ -260,7 +266,8 @@ def make_preprocess(
     # Mirrored digits are not digits; natural images are flip-invariant.
     random_flip = flip == "yes" or (flip == "auto" and not sources.is_digits(name))
     mean, std = sources.mean_std(name, train_source)
-    return Preprocess(image_size, mean, std, augment, random_flip)
+    label_pad = sources.LABEL_PAD.get(sources.resolve_name(name), 0)
+    return Preprocess(image_size, mean, std, augment, random_flip, label_pad)
 
 
 @dataclasses.dataclass

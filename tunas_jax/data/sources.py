@@ -34,6 +34,9 @@ DENSE_NUM_CLASSES = {seg_digits.SEG_DIGITS_NAME: seg_digits.NUM_CLASSES,
 # Datasets whose examples are not {'image', 'label'} as stored: the wrapper that reads
 # them so (ADE20K: the 32-class map of its 'annotation').
 LABEL_READERS = {ade20k.ADE20K_NAME: ade20k.LabelledSource}
+# The label that augmentation pads a dense label map with, where it is not 0 (0 is
+# seg_digits' background; ADE20K's padding is unlabelled, and its class 0 no target).
+LABEL_PAD = {ade20k.ADE20K_NAME: ade20k.IGNORE_LABEL}
 
 # Per-channel mean/std in [0, 1] units for datasets we know; others are
 # estimated from a sample of their training split (`estimate_mean_std`).
