@@ -17,7 +17,8 @@ the cost models price the stage that is deployed. The reward's quality, and the
 evaluation, use the configured stage's predictions.
 
 Evaluation adds up one confusion matrix over the whole pass (`eval_sums`), so mIoU
-is that of the dataset, not a mean of per-batch mIoUs. The reward's quality is the
+is that of the dataset, not a mean of per-batch mIoUs. It also reports each present
+class's IoU (`iou_class_<k>`). The reward's quality is the
 validation batch's mIoU (over the classes present in the batch's labels or
 predictions).
 """
