@@ -1,5 +1,5 @@
 """Segmentation search on the CPU: the `micro` backbone with a DeepLabv3+ head on the
-built-in `seg_digits` (three digits per 32x32 image, 11 classes), Pixel 6 Edge TPU.
+built-in `seg_digits` (up to four digits per 32x32 image, 11 classes), Pixel 6 Edge TPU.
 
 The backbone's decisions are searched (the head is fixed: its searched BiFPN form,
 issue 17, is not built yet); the latency the reward sees includes the head and the
