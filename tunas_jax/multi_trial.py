@@ -9,6 +9,9 @@ proxy trainer (`tunas_jax.train.run_training` with `config.proxy`, scored on a
 split held out of its training split), costed through the cost interface on
 the config's targets (the training's cost report), and scored with TuNAS's
 `abs` reward; the strategy observes the objectives and proposes the next.
+With `config.latency_band` the in-tree strategies propose only candidates
+whose simulated latency is in the band around the target (`latency_filter`:
+costed before training, as the trial will report it).
 
 The study lives in `W/study.sqlite` (SQLite, standard library):
 - a trial row is written in the same transaction as the strategy state that
@@ -45,6 +48,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 import controllers
 from controllers.strategy import Trial, strategy_names
@@ -87,6 +91,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                          f"{strategy_names()}")
     if config.strategy == "vizier":
         validate_vizier(config.vizier)
+    if float(config.latency_band) < 0:
+        raise UsageError(f"config.latency_band: {config.latency_band} must be >= 0 "
+                         "(0 = no band, 0.05 = within 5% of the target)")
+    if float(config.latency_band) > 0 and config.strategy == "vizier":
+        raise UsageError("config.latency_band: the 'vizier' strategy has no band (its "
+                         "designers propose on the server); set it to 0 or use 'evolution' "
+                         "or 'random'")
     for name in ("num_trials", "workers", "population_size", "tournament_size"):
         if int(config[name]) < 1:
             raise UsageError(f"config.{name}: {config[name]} must be at least 1")
@@ -141,11 +152,49 @@ def make_strategy(config: ml_collections.ConfigDict, workdir: str) -> controller
             tournament_size=int(config.tournament_size),
             server_log=os.path.join(workdir, VIZIER_LOG),
             designer_modules=tuple(v.designer_modules))
+    feasible = latency_filter(config)
     if config.strategy == "evolution":
         return controllers.get_strategy("evolution", space, seed=int(config.seed),
                                         population_size=int(config.population_size),
-                                        tournament_size=int(config.tournament_size))
-    return controllers.get_strategy(config.strategy, space, seed=int(config.seed))
+                                        tournament_size=int(config.tournament_size),
+                                        feasible=feasible)
+    return controllers.get_strategy(config.strategy, space, seed=int(config.seed),
+                                    feasible=feasible)
+
+
+def latency_filter(config: ml_collections.ConfigDict
+                   ) -> Callable[[np.ndarray], bool] | None:
+    """None without `config.latency_band`; else `feasible(indices)`: the candidate's
+    latency ratio (the proxy training's own cost report, so exactly what its trial will
+    report) is within 1 +/- latency_band. Costing takes under a millisecond."""
+    band = float(config.latency_band)
+    if band <= 0:
+        return None
+    from tunas_jax.data import sources
+
+    proxy = proxy_config(config, "")
+    source = sources.load_source(proxy.dataset, proxy.dataset.train_split,
+                                 "config.proxy.dataset.train_split")
+    num_classes = sources.num_classes(source)
+    channels = int(source.dataset_info.features["image"].shape[-1])
+    space = get_space(config.space)
+
+    def feasible(indices: np.ndarray) -> bool:
+        report = train.cost_report(proxy, Architecture.from_indices(space, indices),
+                                   num_classes, channels, log=lambda _: None)
+        return abs(latency_ratio(config, report["latency_ms_by_target"]) - 1.0) <= band
+
+    return feasible
+
+
+def latency_ratio(config: ml_collections.ConfigDict, by_target: dict[str, float]) -> float:
+    """The reward's latency ratio: T / T0 for one target; for several, the search's
+    combination of the T_i / T0_i (float32, as in its step)."""
+    targets = search_targets.search_targets(config)
+    ratios = [by_target[t] / t0 for t, t0 in
+              zip(targets, search_targets.target_latencies_ms(config), strict=True)]
+    return ratios[0] if len(ratios) == 1 else float(
+        controllers.combine_latency_ratios(ratios, config.multi_hardware_metric))
 
 
 # ---- the study database ---------------------------------------------------------------------
@@ -230,11 +279,7 @@ def evaluate_trial(config_dict: dict[str, Any], workdir: str, trial_id: int,
                                 os.path.join(workdir, "trials", name), log=lambda _: None)
     targets = search_targets.search_targets(config)
     by_target = {t: float(result["latency_ms_by_target"][t]) for t in targets}
-    ratios = [by_target[t] / t0 for t, t0 in
-              zip(targets, search_targets.target_latencies_ms(config), strict=True)]
-    # One target: T / T0 exactly; several: the search's combination (float32, as in its step).
-    ratio = ratios[0] if len(ratios) == 1 else float(
-        controllers.combine_latency_ratios(ratios, config.multi_hardware_metric))
+    ratio = latency_ratio(config, by_target)
     return {"quality": float(result["quality"]), "quality_metric": result["quality_metric"],
             "latency_ms": by_target[targets[0]], "latency_metric": result["latency_metric"],
             "latency_ms_by_target": by_target, "latency_ratio": ratio,
@@ -384,6 +429,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
         summary = write_outputs(config, workdir, study.finished())
+        summary["rejected_by_latency_band"] = int(getattr(strategy, "rejected", 0))
     finally:
         stack.close()
         study.close()
