@@ -354,6 +354,12 @@ def multi_trial_defaults() -> ml_collections.ConfigDict:
     config.max_wall_seconds = 0.0
     # Trials trained at once, each in its own worker process (1 = in this process).
     config.workers = 1
+    # Where trials run: 'local' (worker processes of this machine) or 'ray' (one Ray task
+    # per trial, `pip install 'tunas-jax[ray]'`, cost_models/ray_executor.py), on the
+    # cluster at ray_address ('' = start a local one with `workers` CPUs for the study;
+    # 'auto' = the running cluster). Every worker must see this checkout and the dataset.
+    config.executor = "local"
+    config.ray_address = ""
     # Seed of the strategy (the proxy trainer has its own, proxy.seed).
     config.seed = 0
     # Objective the strategy maximizes: 'reward' = quality + reward_beta * |T/T0 - 1|

@@ -27,6 +27,9 @@ says otherwise) and `W/study.sqlite` is the loop's ledger of what it handed
 out; the strategy keeps the two consistent across a kill
 (`controllers.vizier_strategy`).
 
+Trials run in this process, in `config.workers` local worker processes, or
+as Ray tasks (`config.executor = 'ray'`, `cost_models.ray_executor.RayTaskPool`).
+
 Outputs: `W/config.json`, `W/trials.jsonl` (every finished trial), `W/pareto.json` (the
 non-dominated trials: max quality, min latency) and `W/architecture.json`
 (the best trial by reward, in the architecture format with
@@ -42,6 +45,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -91,6 +95,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                          f"{strategy_names()}")
     if config.strategy == "vizier":
         validate_vizier(config.vizier)
+    if config.executor not in ("local", "ray"):
+        raise UsageError(f"config.executor: {config.executor!r} is unknown; use 'local' "
+                         "(worker processes here) or 'ray' (Ray tasks)")
     if float(config.latency_band) < 0:
         raise UsageError(f"config.latency_band: {config.latency_band} must be >= 0 "
                          "(0 = no band, 0.05 = within 5% of the target)")
@@ -285,6 +292,8 @@ def evaluate_trial(config_dict: dict[str, Any], workdir: str, trial_id: int,
             "latency_ms_by_target": by_target, "latency_ratio": ratio,
             "target": result["target"], "energy_mj": float(result["energy_mj"]),
             "params": int(result["params"]),
+            # Which machine and process trained it (Ray spreads trials over machines).
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
             "reward": float(result["quality"]) + float(config.reward_beta) * abs(ratio - 1.0)}
 
 
@@ -346,6 +355,23 @@ def multi_target_fields(config: ml_collections.ConfigDict, trial: dict[str, Any]
             "combined_latency_ratio": trial["latency_ratio"]}
 
 
+def make_pool(config: ml_collections.ConfigDict) -> Any:
+    """What runs trials: None (this process), worker processes, or Ray tasks; each has
+    `submit(fn, *args) -> Future` and `shutdown(cancel_futures=...)`."""
+    workers = int(config.workers)
+    if config.executor == "ray":
+        from cost_models.ray_executor import RayTaskPool
+
+        try:
+            return RayTaskPool(workers, config.ray_address or None)
+        except SpecError as err:  # the extra is missing
+            raise UsageError(f"config.executor: {err}") from None
+    if workers > 1:
+        return futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
+            "spawn"))
+    return None
+
+
 # ---- the loop -----------------------------------------------------------------------------------
 def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
               log: Callable[[str], Any] = print, stop_after_trials: int | None = None
@@ -375,8 +401,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         total, done_here = int(config.num_trials), 0
         config_dict = config.to_dict()
         workers = int(config.workers)
-        pool = (futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
-            "spawn")) if workers > 1 else None)
+        pool = make_pool(config)
         in_flight: dict[futures.Future, Trial] = {}
 
         def submit(trial: Trial) -> None:
