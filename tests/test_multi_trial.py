@@ -109,12 +109,20 @@ def test_study_outputs_and_resume_without_rerunning(tmp_path):
         assert t["latency_ms"] > 0 and t["quality_metric"] == "top1"
         assert t["reward"] == pytest.approx(
             t["quality"] - abs(t["latency_ms"] / config.target_latency_ms - 1.0))
-    front = json.loads((tmp_path / "pareto.json").read_text())["trials"]
-    for t in trials:  # every completed trial is on the front or dominated by one on it
-        on_front = any(f["id"] == t["id"] for f in front)
-        dominated = any(f["quality"] >= t["quality"] and f["latency_ms"] <= t["latency_ms"]
-                        for f in front if f["id"] != t["id"])
-        assert on_front or dominated
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    assert pareto["energy_front"]["objectives"] == {"quality": "max", "energy_mj": "min"}
+    for front, cost in ((pareto["trials"], "latency_ms"),
+                        (pareto["energy_front"]["trials"], "energy_mj")):
+        for t in trials:  # every completed trial is on the front or dominated by one on it
+            on_front = any(f["id"] == t["id"] for f in front)
+            dominated = any(f["quality"] >= t["quality"] and f[cost] <= t[cost]
+                            for f in front if f["id"] != t["id"])
+            assert on_front or dominated
+        for f in front:  # and no trial on it is dominated
+            assert not any(t["quality"] >= f["quality"] and t[cost] <= f[cost]
+                           and (t["quality"], t[cost]) != (f["quality"], f[cost])
+                           for t in trials)
+    assert all(t["energy_mj"] > 0 for t in trials)
     arch_doc = json.loads((tmp_path / "architecture.json").read_text())
     assert arch_doc["search_method"] == "multi_trial"
     assert arch_doc["trial"] == max(trials, key=lambda t: t["reward"])["id"]
@@ -125,7 +133,8 @@ def test_study_outputs_and_resume_without_rerunning(tmp_path):
     assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     png = tmp_path / "report" / f"{tmp_path.name}_study.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Multi-trial study" in (tmp_path / "report" / "report.html").read_text()
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "Multi-trial study" in page and "min energy" in page
 
     with pytest.raises(UsageError, match="num_trials"):  # another study's workdir
         multi_trial.run_study(tiny_config(num_trials=5), tmp_path, log=lambda _: None)

@@ -41,7 +41,7 @@ def test_ray_trials_run_on_workers_and_a_failed_one_is_recorded(tmp_path, monkey
     assert trials[0]["latency_ms"] > 0 and 0.0 <= trials[0]["quality"] <= 1.0
     # The task's own error (make_workdir's), not Ray's wrapper around it.
     assert trials[1]["error"].startswith("UsageError: ") and "trial_0001" in trials[1]["error"]
-    with pytest.raises(UsageError, match="config.executor"):
+    with pytest.raises(UsageError, match=r"config\.executor"):
         multi_trial.validate_config(load_config(
             os.path.join(REPO, "experiments/multi_trial/micro_digits.py"),
             {**TINY, "executor": "slurm"}))
