@@ -252,7 +252,7 @@ def study_plot(study: Any, path: str) -> None:
     latency = np.asarray([t["latency_ms"] for t in done])
     energy = np.asarray([t.get("energy_mj", np.nan) for t in done])  # older studies: none
     metric = done[0]["quality_metric"] if done else "quality"
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 4), layout="constrained")
     left.plot(ids, quality, "o-", lw=0.8, ms=3, color="C0", label=metric)
     left.set_xlabel("trial")
     left.set_ylabel(metric, color="C0")
