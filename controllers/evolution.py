@@ -7,7 +7,9 @@ best by `objective`, and mutating one of its *active* decisions to another
 choice (an inactive decision cannot change the network, so mutating it would
 propose a copy). Until the population is full, children are uniform samples.
 Networks already proposed (same active decisions) are not proposed again.
-Failed trials never join the population.
+Failed trials never join the population. With `feasible` (see
+`controllers.strategy`), children and uniform samples it rejects are not
+proposed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from controllers.strategy import RandomStrategy, Trial, register_strategy
+from controllers.strategy import Feasible, RandomStrategy, Trial, register_strategy
 from search_spaces import SearchSpace, SpecError
 
 
@@ -28,11 +30,11 @@ class RegularizedEvolution(RandomStrategy):
 
     def __init__(self, space: SearchSpace, seed: int = 0, population_size: int = 20,
                  tournament_size: int = 5, objective: str = "reward",
-                 max_attempts: int = 1000) -> None:
+                 max_attempts: int = 1000, feasible: Feasible | None = None) -> None:
         if not 1 <= tournament_size <= population_size:
             raise SpecError(f"tournament_size: {tournament_size} must be in [1, population_size "
                             f"= {population_size}]")
-        super().__init__(space, seed, unique=True)
+        super().__init__(space, seed, unique=True, feasible=feasible)
         self.population_size = population_size
         self.tournament_size = tournament_size
         self.objective = objective

@@ -15,6 +15,12 @@ every architecture appears exactly once, in input order, whatever died.
 Costing is deterministic (integer picosecond/femtojoule sums), so a retried
 chunk gives the numbers the lost attempt would have.
 
+`RayTaskPool` is the same cluster handling for one-off jobs: `submit(fn,
+*args)` runs `fn` as a Ray task and returns a `concurrent.futures.Future`
+(a multi-trial study's trials: `tunas_jax.multi_trial`, `config.executor =
+'ray'`). A task that raises fails its future with the task's own exception;
+a worker process that dies is retried by Ray (`MAX_RESTARTS` times).
+
 `ray` is an optional dependency (the `ray` extra); this module imports it
 only when an executor is built. Without a running cluster, `address=None`
 starts a local one with `workers` CPUs and shuts it down on `close()`.
@@ -22,6 +28,7 @@ starts a local one with `workers` CPUs and shuts it down on `close()`.
 
 from __future__ import annotations
 
+import concurrent.futures as futures
 import os
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +48,16 @@ def _ray() -> Any:
         raise SpecError(f"executor 'ray': needs the 'ray' extra ({err}); "
                         "pip install 'tunas-jax[ray]'") from None
     return ray
+
+
+def _connect(ray: Any, address: str | None, workers: int | None) -> bool:
+    """Join the cluster at `address`, or the one this process already joined, or start a
+    local one with `workers` CPUs; True when this call started (so owns) it."""
+    if ray.is_initialized():
+        return False
+    kwargs = {"address": address} if address else {"num_cpus": workers}
+    ray.init(**kwargs, include_dashboard=False, log_to_driver=False)
+    return True
 
 
 class _CostWorker:
@@ -68,10 +85,7 @@ class RayCostExecutor:
         from cost_models.hardware import get_target
 
         ray = self.ray = _ray()
-        self._owns_cluster = not ray.is_initialized()
-        if self._owns_cluster:
-            kwargs = {"address": address} if address else {"num_cpus": workers}
-            ray.init(**kwargs, include_dashboard=False, log_to_driver=False)
+        self._owns_cluster = _connect(ray, address, workers)
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor_class = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS,
@@ -127,3 +141,43 @@ class RayCostExecutor:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class RayTaskPool:
+    """Ray tasks of one CPU each, behind `submit(fn, *args) -> concurrent Future`."""
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        ray = self.ray = _ray()
+        self._owns_cluster = _connect(ray, address, workers)
+        self._remote: dict[Callable[..., Any], Any] = {}
+        self._refs: list[Any] = []  # submitted tasks, to cancel on shutdown
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> futures.Future:
+        """Run `fn(*args)` on the cluster (`fn` importable there: a module-level function)."""
+        if fn not in self._remote:
+            self._remote[fn] = self.ray.remote(num_cpus=1, max_retries=MAX_RESTARTS)(fn)
+        done: futures.Future = futures.Future()
+        ref = self._remote[fn].remote(*args)
+        self._refs.append(ref)
+        ray_future = ref.future()
+
+        def settle(f: futures.Future) -> None:
+            try:
+                done.set_result(f.result())
+            except BaseException as err:  # the task's own exception, not Ray's wrapper
+                done.set_exception(getattr(err, "cause", None) or err)
+
+        ray_future.add_done_callback(settle)
+        return done
+
+    def shutdown(self, cancel_futures: bool = False) -> None:
+        """Stop a cluster this pool started (its tasks with it); on a joined one, cancel
+        the unfinished tasks when `cancel_futures`."""
+        if cancel_futures and not self._owns_cluster:
+            ready, _ = self.ray.wait(self._refs, num_returns=len(self._refs), timeout=0)
+            for ref in set(self._refs) - set(ready):
+                self.ray.cancel(ref, force=True)
+        self._refs = []
+        if self._owns_cluster:
+            self.ray.shutdown()
+            self._owns_cluster = False

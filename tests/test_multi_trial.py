@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"num_trials": 3, "population_size": 2, "tournament_size": 1,
         "proxy.dataset.image_size": 8, "proxy.num_epochs": 0, "proxy.num_steps": 2,
         "proxy.batch_size": 32, "proxy.eval_batch_size": 256, "proxy.num_threads": 1,
-        "proxy.log_every_steps": 1, "proxy.ema_decay": 0.0}
+        "proxy.log_every_steps": 1, "proxy.ema_decay": 0.0, "latency_band": 0.0}
 
 
 def tiny_config(**more):
@@ -60,6 +60,30 @@ def test_strategy_state_round_trips_through_json():
     assert a.propose(3) == b.propose(3)
 
 
+def test_feasible_predicate_filters_children_and_samples():
+    space = search_spaces.get_space("micro")
+
+    def feasible(row):  # about 1 network in 4
+        return int(row[0]) == 0 and int(np.asarray(row).sum()) % 2 == 0
+
+    strategy = controllers.get_strategy("evolution", space, seed=1, population_size=3,
+                                        tournament_size=2, feasible=feasible)
+    first = strategy.propose(3)
+    for i, trial in enumerate(first):
+        strategy.observe(trial, {"reward": float(i)})
+    children = strategy.propose(5)
+    assert all(feasible(np.asarray(t.indices)) for t in first + children)
+    assert strategy.rejected > 0
+    restored = controllers.get_strategy("evolution", space, seed=1, population_size=3,
+                                        tournament_size=2, feasible=feasible)
+    restored.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
+    assert restored.rejected == strategy.rejected
+    hopeless = controllers.get_strategy("random", space, feasible=lambda row: False,
+                                        max_draws=50)
+    with pytest.raises(search_spaces.SpecError, match="widen"):
+        hopeless.propose(1)
+
+
 def test_observed_objective_must_exist():
     space = search_spaces.get_space("micro")
     strategy = controllers.get_strategy("evolution", space, population_size=1,
@@ -85,12 +109,20 @@ def test_study_outputs_and_resume_without_rerunning(tmp_path):
         assert t["latency_ms"] > 0 and t["quality_metric"] == "top1"
         assert t["reward"] == pytest.approx(
             t["quality"] - abs(t["latency_ms"] / config.target_latency_ms - 1.0))
-    front = json.loads((tmp_path / "pareto.json").read_text())["trials"]
-    for t in trials:  # every completed trial is on the front or dominated by one on it
-        on_front = any(f["id"] == t["id"] for f in front)
-        dominated = any(f["quality"] >= t["quality"] and f["latency_ms"] <= t["latency_ms"]
-                        for f in front if f["id"] != t["id"])
-        assert on_front or dominated
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    assert pareto["energy_front"]["objectives"] == {"quality": "max", "energy_mj": "min"}
+    for front, cost in ((pareto["trials"], "latency_ms"),
+                        (pareto["energy_front"]["trials"], "energy_mj")):
+        for t in trials:  # every completed trial is on the front or dominated by one on it
+            on_front = any(f["id"] == t["id"] for f in front)
+            dominated = any(f["quality"] >= t["quality"] and f[cost] <= t[cost]
+                            for f in front if f["id"] != t["id"])
+            assert on_front or dominated
+        for f in front:  # and no trial on it is dominated
+            assert not any(t["quality"] >= f["quality"] and t[cost] <= f[cost]
+                           and (t["quality"], t[cost]) != (f["quality"], f[cost])
+                           for t in trials)
+    assert all(t["energy_mj"] > 0 for t in trials)
     arch_doc = json.loads((tmp_path / "architecture.json").read_text())
     assert arch_doc["search_method"] == "multi_trial"
     assert arch_doc["trial"] == max(trials, key=lambda t: t["reward"])["id"]
@@ -101,7 +133,8 @@ def test_study_outputs_and_resume_without_rerunning(tmp_path):
     assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     png = tmp_path / "report" / f"{tmp_path.name}_study.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Multi-trial study" in (tmp_path / "report" / "report.html").read_text()
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "Multi-trial study" in page and "min energy" in page
 
     with pytest.raises(UsageError, match="num_trials"):  # another study's workdir
         multi_trial.run_study(tiny_config(num_trials=5), tmp_path, log=lambda _: None)
@@ -151,13 +184,30 @@ def test_sigkill_then_rerun_loses_no_trial_and_runs_none_twice(tmp_path):
     assert first_result.stat().st_mtime_ns == stamp  # finished before the kill: not rerun
 
 
-def test_parallel_workers_finish_every_trial(tmp_path):
-    summary = multi_trial.run_study(tiny_config(num_trials=2, workers=2), tmp_path,
-                                    log=lambda _: None)
-    assert summary["completed"] == 2
-    ids = [json.loads(line)["id"] for line in (tmp_path / "trials.jsonl").read_text()
-           .splitlines()]
-    assert ids == [0, 1]
+def band_target_ms(config) -> float:
+    """The median simulated latency of 40 uniform `micro` networks under the tiny proxy
+    (digits: 10 classes, 3 channels): a target with networks around it."""
+    from tunas_jax import train
+
+    space = search_spaces.get_space("micro")
+    proxy = multi_trial.proxy_config(config, "")
+    return float(np.median([
+        train.cost_report(proxy, search_spaces.Architecture.from_indices(space, row), 10, 3,
+                          log=lambda _: None)["simulated_latency_ms"]
+        for row in space.sample(np.random.default_rng(0), 40)]))
+
+
+def test_parallel_workers_train_every_trial_within_the_latency_band(tmp_path):
+    target_ms = band_target_ms(tiny_config())
+    config = tiny_config(num_trials=2, workers=2, target_latency_ms=target_ms,
+                         latency_band=0.05)
+    summary = multi_trial.run_study(config, tmp_path, log=lambda _: None)
+    assert summary["completed"] == 2 and summary["rejected_by_latency_band"] > 0
+    trials = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text()
+              .splitlines()]
+    assert [t["id"] for t in trials] == [0, 1]
+    for t in trials:  # the trained candidate's own latency, not just the filter's
+        assert abs(t["latency_ms"] / target_ms - 1.0) <= 0.05
 
 
 @pytest.mark.parametrize("overrides, words", [
@@ -166,6 +216,7 @@ def test_parallel_workers_finish_every_trial(tmp_path):
     ({"target_latency_ms": 0.0}, "config.target_latency_ms"),
     ({"targets": ("tpu9000",)}, "config.targets"),
     ({"tournament_size": 5}, "tournament_size"),
+    ({"latency_band": -0.1}, "config.latency_band"),
 ])
 def test_config_errors_name_the_field(overrides, words, tmp_path):
     with pytest.raises((UsageError, search_spaces.SpecError), match=words) as info:

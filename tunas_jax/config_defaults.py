@@ -354,6 +354,12 @@ def multi_trial_defaults() -> ml_collections.ConfigDict:
     config.max_wall_seconds = 0.0
     # Trials trained at once, each in its own worker process (1 = in this process).
     config.workers = 1
+    # Where trials run: 'local' (worker processes of this machine) or 'ray' (one Ray task
+    # per trial, `pip install 'tunas-jax[ray]'`, cost_models/ray_executor.py), on the
+    # cluster at ray_address ('' = start a local one with `workers` CPUs for the study;
+    # 'auto' = the running cluster). Every worker must see this checkout and the dataset.
+    config.executor = "local"
+    config.ray_address = ""
     # Seed of the strategy (the proxy trainer has its own, proxy.seed).
     config.seed = 0
     # Objective the strategy maximizes: 'reward' = quality + reward_beta * |T/T0 - 1|
@@ -362,6 +368,12 @@ def multi_trial_defaults() -> ml_collections.ConfigDict:
     # non-dominated trials (max quality, min latency) whatever the objective.
     config.target_latency_ms = 0.0176
     config.reward_beta = -0.1
+    # Latency band: > 0 = the in-tree strategies propose only candidates whose latency
+    # ratio T/T0 (simulated by the cost interface before any training, as the trial will
+    # report it) is within 1 +/- latency_band; 0 = no band. A uniform `micro` sample is
+    # within 5% of the default target about 1 time in 100, so without a band a study of
+    # a few dozen trials rarely trains one there (EXPERIMENTS.md section 8).
+    config.latency_band = 0.0
     # Several targets (a multi-hardware study): one target latency per target, in the order
     # of `targets` (`target_latency_ms` is then unused), and how the ratios T_i / T0_i
     # combine into the reward's one ratio: 'average', 'geomean' or 'worst' (as the search).

@@ -9,6 +9,9 @@ proxy trainer (`tunas_jax.train.run_training` with `config.proxy`, scored on a
 split held out of its training split), costed through the cost interface on
 the config's targets (the training's cost report), and scored with TuNAS's
 `abs` reward; the strategy observes the objectives and proposes the next.
+With `config.latency_band` the in-tree strategies propose only candidates
+whose simulated latency is in the band around the target (`latency_filter`:
+costed before training, as the trial will report it).
 
 The study lives in `W/study.sqlite` (SQLite, standard library):
 - a trial row is written in the same transaction as the strategy state that
@@ -24,8 +27,12 @@ says otherwise) and `W/study.sqlite` is the loop's ledger of what it handed
 out; the strategy keeps the two consistent across a kill
 (`controllers.vizier_strategy`).
 
+Trials run in this process, in `config.workers` local worker processes, or
+as Ray tasks (`config.executor = 'ray'`, `cost_models.ray_executor.RayTaskPool`).
+
 Outputs: `W/config.json`, `W/trials.jsonl` (every finished trial), `W/pareto.json` (the
-non-dominated trials: max quality, min latency) and `W/architecture.json`
+non-dominated trials: max quality, min latency; and under `energy_front`, max
+quality, min energy) and `W/architecture.json`
 (the best trial by reward, in the architecture format with
 `search_method: multi_trial`). Trials train in `W/trials/trial_NNNN/`.
 """
@@ -39,12 +46,14 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 import controllers
 from controllers.strategy import Trial, strategy_names
@@ -87,6 +96,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                          f"{strategy_names()}")
     if config.strategy == "vizier":
         validate_vizier(config.vizier)
+    if config.executor not in ("local", "ray"):
+        raise UsageError(f"config.executor: {config.executor!r} is unknown; use 'local' "
+                         "(worker processes here) or 'ray' (Ray tasks)")
+    if float(config.latency_band) < 0:
+        raise UsageError(f"config.latency_band: {config.latency_band} must be >= 0 "
+                         "(0 = no band, 0.05 = within 5% of the target)")
+    if float(config.latency_band) > 0 and config.strategy == "vizier":
+        raise UsageError("config.latency_band: the 'vizier' strategy has no band (its "
+                         "designers propose on the server); set it to 0 or use 'evolution' "
+                         "or 'random'")
     for name in ("num_trials", "workers", "population_size", "tournament_size"):
         if int(config[name]) < 1:
             raise UsageError(f"config.{name}: {config[name]} must be at least 1")
@@ -141,11 +160,49 @@ def make_strategy(config: ml_collections.ConfigDict, workdir: str) -> controller
             tournament_size=int(config.tournament_size),
             server_log=os.path.join(workdir, VIZIER_LOG),
             designer_modules=tuple(v.designer_modules))
+    feasible = latency_filter(config)
     if config.strategy == "evolution":
         return controllers.get_strategy("evolution", space, seed=int(config.seed),
                                         population_size=int(config.population_size),
-                                        tournament_size=int(config.tournament_size))
-    return controllers.get_strategy(config.strategy, space, seed=int(config.seed))
+                                        tournament_size=int(config.tournament_size),
+                                        feasible=feasible)
+    return controllers.get_strategy(config.strategy, space, seed=int(config.seed),
+                                    feasible=feasible)
+
+
+def latency_filter(config: ml_collections.ConfigDict
+                   ) -> Callable[[np.ndarray], bool] | None:
+    """None without `config.latency_band`; else `feasible(indices)`: the candidate's
+    latency ratio (the proxy training's own cost report, so exactly what its trial will
+    report) is within 1 +/- latency_band. Costing takes under a millisecond."""
+    band = float(config.latency_band)
+    if band <= 0:
+        return None
+    from tunas_jax.data import sources
+
+    proxy = proxy_config(config, "")
+    source = sources.load_source(proxy.dataset, proxy.dataset.train_split,
+                                 "config.proxy.dataset.train_split")
+    num_classes = sources.num_classes(source)
+    channels = int(source.dataset_info.features["image"].shape[-1])
+    space = get_space(config.space)
+
+    def feasible(indices: np.ndarray) -> bool:
+        report = train.cost_report(proxy, Architecture.from_indices(space, indices),
+                                   num_classes, channels, log=lambda _: None)
+        return abs(latency_ratio(config, report["latency_ms_by_target"]) - 1.0) <= band
+
+    return feasible
+
+
+def latency_ratio(config: ml_collections.ConfigDict, by_target: dict[str, float]) -> float:
+    """The reward's latency ratio: T / T0 for one target; for several, the search's
+    combination of the T_i / T0_i (float32, as in its step)."""
+    targets = search_targets.search_targets(config)
+    ratios = [by_target[t] / t0 for t, t0 in
+              zip(targets, search_targets.target_latencies_ms(config), strict=True)]
+    return ratios[0] if len(ratios) == 1 else float(
+        controllers.combine_latency_ratios(ratios, config.multi_hardware_metric))
 
 
 # ---- the study database ---------------------------------------------------------------------
@@ -230,16 +287,14 @@ def evaluate_trial(config_dict: dict[str, Any], workdir: str, trial_id: int,
                                 os.path.join(workdir, "trials", name), log=lambda _: None)
     targets = search_targets.search_targets(config)
     by_target = {t: float(result["latency_ms_by_target"][t]) for t in targets}
-    ratios = [by_target[t] / t0 for t, t0 in
-              zip(targets, search_targets.target_latencies_ms(config), strict=True)]
-    # One target: T / T0 exactly; several: the search's combination (float32, as in its step).
-    ratio = ratios[0] if len(ratios) == 1 else float(
-        controllers.combine_latency_ratios(ratios, config.multi_hardware_metric))
+    ratio = latency_ratio(config, by_target)
     return {"quality": float(result["quality"]), "quality_metric": result["quality_metric"],
             "latency_ms": by_target[targets[0]], "latency_metric": result["latency_metric"],
             "latency_ms_by_target": by_target, "latency_ratio": ratio,
             "target": result["target"], "energy_mj": float(result["energy_mj"]),
             "params": int(result["params"]),
+            # Which machine and process trained it (Ray spreads trials over machines).
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
             "reward": float(result["quality"]) + float(config.reward_beta) * abs(ratio - 1.0)}
 
 
@@ -253,7 +308,7 @@ def latency_objective(config: ml_collections.ConfigDict) -> str:
 def pareto_trials(trials: list[dict[str, Any]], latency_key: str = "latency_ms"
                   ) -> list[dict[str, Any]]:
     """Completed trials no other completed trial beats on both quality (max) and
-    `latency_key` (min), fastest first."""
+    `latency_key` (min: a latency, or any cost such as `energy_mj`), cheapest first."""
     done = [t for t in trials if t["state"] == "completed"]
     front = pareto_front([t[latency_key] for t in done], [t["quality"] for t in done])
     return [done[i] for i in front]
@@ -265,11 +320,16 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str,
         f.writelines(json.dumps(t, sort_keys=True) + "\n" for t in trials)
     latency_key = latency_objective(config)
     front = pareto_trials(trials, latency_key)
-    write_json_atomic(os.path.join(workdir, PARETO_FILE),
-                      {"objectives": {"quality": "max", latency_key: "min"}, "trials": front})
+    energy_front = pareto_trials(trials, "energy_mj")
+    write_json_atomic(os.path.join(workdir, PARETO_FILE), {
+        "objectives": {"quality": "max", latency_key: "min"}, "trials": front,
+        # The same trials' front on energy (the first target's, from the cost interface).
+        "energy_front": {"objectives": {"quality": "max", "energy_mj": "min"},
+                         "trials": energy_front}})
     done = [t for t in trials if t["state"] == "completed"]
     summary: dict[str, Any] = {"trials": len(trials), "completed": len(done),
-                               "failed": len(trials) - len(done), "pareto": len(front)}
+                               "failed": len(trials) - len(done), "pareto": len(front),
+                               "energy_pareto": len(energy_front)}
     if done:
         best = max(done, key=lambda t: t["reward"])
         space = get_space(config.space)
@@ -301,6 +361,23 @@ def multi_target_fields(config: ml_collections.ConfigDict, trial: dict[str, Any]
             "combined_latency_ratio": trial["latency_ratio"]}
 
 
+def make_pool(config: ml_collections.ConfigDict) -> Any:
+    """What runs trials: None (this process), worker processes, or Ray tasks; each has
+    `submit(fn, *args) -> Future` and `shutdown(cancel_futures=...)`."""
+    workers = int(config.workers)
+    if config.executor == "ray":
+        from cost_models.ray_executor import RayTaskPool
+
+        try:
+            return RayTaskPool(workers, config.ray_address or None)
+        except SpecError as err:  # the extra is missing
+            raise UsageError(f"config.executor: {err}") from None
+    if workers > 1:
+        return futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
+            "spawn"))
+    return None
+
+
 # ---- the loop -----------------------------------------------------------------------------------
 def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
               log: Callable[[str], Any] = print, stop_after_trials: int | None = None
@@ -330,8 +407,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
         total, done_here = int(config.num_trials), 0
         config_dict = config.to_dict()
         workers = int(config.workers)
-        pool = (futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
-            "spawn")) if workers > 1 else None)
+        pool = make_pool(config)
         in_flight: dict[futures.Future, Trial] = {}
 
         def submit(trial: Trial) -> None:
@@ -384,6 +460,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
         summary = write_outputs(config, workdir, study.finished())
+        summary["rejected_by_latency_band"] = int(getattr(strategy, "rejected", 0))
     finally:
         stack.close()
         study.close()

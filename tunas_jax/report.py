@@ -289,6 +289,14 @@ def render_html(collection: Collection, images: list[tuple[str, str]]) -> str:
                               t.get("latency_ratio", "-"), t["reward"],
                               ":".join(map(str, t["indices"]))]
                              for t in done if t["id"] in front]))
+        if done and all("energy_mj" in t for t in done):  # older studies have none
+            on_energy_front = {t["id"] for t in pareto_trials(done, "energy_mj")}
+            parts.append("<p>Pareto front (max quality, min energy):</p>")
+            parts.append(_table(["trial", "quality", "energy mJ (first target)", "reward",
+                                 "indices"],
+                                [[t["id"], t["quality"], t["energy_mj"], t["reward"],
+                                  ":".join(map(str, t["indices"]))]
+                                 for t in done if t["id"] in on_energy_front]))
     if collection.points:
         parts.append("<h2>Trained architectures</h2>")
         parts.append(_table(

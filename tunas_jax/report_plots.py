@@ -242,16 +242,17 @@ def device_latency_bars(search: SearchRun, path: str) -> bool:
 
 
 def study_plot(study: Any, path: str) -> None:
-    """A multi-trial study: each objective over the trials, and quality vs latency with the
-    Pareto front, the best trial by reward and the latency target."""
+    """A multi-trial study: each objective over the trials, and quality vs latency and vs
+    energy, each with its Pareto front, the best trial by reward and the latency target."""
     plt = _plt()
     done = [t for t in study.trials if t["state"] == "completed"]
     failed = [t["id"] for t in study.trials if t["state"] != "completed"]
     ids = np.asarray([t["id"] for t in done])
     quality = np.asarray([t["quality"] for t in done])
     latency = np.asarray([t["latency_ms"] for t in done])
+    energy = np.asarray([t.get("energy_mj", np.nan) for t in done])  # older studies: none
     metric = done[0]["quality_metric"] if done else "quality"
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 4), layout="constrained")
     left.plot(ids, quality, "o-", lw=0.8, ms=3, color="C0", label=metric)
     left.set_xlabel("trial")
     left.set_ylabel(metric, color="C0")
@@ -263,20 +264,22 @@ def study_plot(study: Any, path: str) -> None:
     twin.set_ylabel("simulated latency, ms (dashed: target)", color="C3")
     left.set_title(f"{study.name}: objectives over trials"
                    + (f" ({len(failed)} failed: dotted)" if failed else ""))
-    right.scatter(latency, quality, s=14, c=ids, cmap="viridis", label="trials (by id)")
-    if len(done):
-        front = pareto_front(latency, quality)
-        right.step(latency[front], quality[front], where="post", color="k", lw=1, ls="--",
-                   label="Pareto front")
-        best = int(np.argmax([t["reward"] for t in done]))
-        right.scatter(latency[best], quality[best], s=80, facecolors="none",
-                      edgecolors="C3", label="best reward")
-    right.axvline(study.target_latency_ms, color="C3", lw=0.8, ls="--")
-    right.set_xlabel("simulated latency, ms")
-    right.set_ylabel(metric)
-    right.legend(fontsize=7)
-    right.grid(alpha=0.3)
-    right.set_title(f"{study.name}: {metric} vs latency")
+    best = int(np.argmax([t["reward"] for t in done])) if done else None
+    for ax, cost, label in ((middle, latency, "simulated latency, ms"),
+                            (right, energy, "simulated energy, mJ")):
+        ax.scatter(cost, quality, s=14, c=ids, cmap="viridis", label="trials (by id)")
+        if len(done) and np.isfinite(cost).all():
+            front = pareto_front(cost, quality)
+            ax.step(cost[front], quality[front], where="post", color="k", lw=1, ls="--",
+                    label="Pareto front")
+            ax.scatter(cost[best], quality[best], s=80, facecolors="none",
+                       edgecolors="C3", label="best reward")
+        ax.set_xlabel(label)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{study.name}: {metric} vs {label.split(',')[0].split()[-1]}")
+    middle.axvline(study.target_latency_ms, color="C3", lw=0.8, ls="--")
+    middle.legend(fontsize=7)
     _save(fig, path)
 
 

@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"best trial {best['id']}: {best['quality_metric']} {best['quality']:.4f}, "
               f"{best['latency_ms']:.4f} ms ({best['latency_metric']}) on {best['target']}, "
               f"reward {best['reward']:.4f}")
+    if summary["rejected_by_latency_band"]:
+        print(f"{summary['rejected_by_latency_band']} candidates outside the latency band "
+              "were not trained")
     print(f"{summary['completed']} completed, {summary['failed']} failed, "
           f"{summary['pareto']} on the Pareto front; wrote {args.workdir}/trials.jsonl, "
           "pareto.json" + (", architecture.json" if best else ""))
