@@ -103,9 +103,11 @@ def train_recipe(recipe: str, overrides: dict[str, str]) -> ml_collections.Confi
 
 
 def run(search_dir: str, out_dir: str, num: int = 20, recipe: str = "full",
-        overrides: dict[str, str] | None = None, log=print) -> dict:
+        overrides: dict[str, str] | None = None, log=print,
+        partial_json: str | None = None) -> dict:
     """Kendall's tau-b between supernet and standalone quality of `num` architectures;
-    the figures as a dict (also the per-architecture qualities)."""
+    the figures as a dict (also the per-architecture qualities), also written to
+    `partial_json` after each training."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe {recipe!r}: use one of {RECIPES}")
     overrides = dict(overrides or {})
@@ -122,22 +124,44 @@ def run(search_dir: str, out_dir: str, num: int = 20, recipe: str = "full",
     start = time.perf_counter()
     inherited = supernet_quality(search_dir, indices)
     supernet_s = time.perf_counter() - start
-    standalone = []
-    for i, idx in enumerate(indices):
+    standalone: dict[int, float] = {}
+    figures: dict = {}
+    for i in spread_order(len(indices)):
         arch_path = os.path.join(out_dir, "architectures", f"arch_{i:02d}.json")
         os.makedirs(os.path.dirname(arch_path), exist_ok=True)
-        Architecture.from_indices(space, idx, name=f"rank_{i:02d}").save(arch_path)
+        Architecture.from_indices(space, indices[i], name=f"rank_{i:02d}").save(arch_path)
         train_config.architecture = arch_path
         result = train.run_training(train_config, os.path.join(out_dir, f"arch_{i:02d}"),
                                     log=lambda _: None)
-        standalone.append(result["quality"])
-        log(f"arch {i:02d}: supernet {inherited[i]:.4f}, standalone {standalone[-1]:.4f}")
-    tau = kendall_tau_b(np.asarray(inherited), np.asarray(standalone))
-    return {"supernet_rank_kendall_tau": tau, "num_architectures": len(indices),
-            "supernet_quality": inherited, "standalone_quality": standalone,
+        standalone[i] = result["quality"]
+        log(f"arch {i:02d}: supernet {inherited[i]:.4f}, standalone {standalone[i]:.4f}")
+        done = sorted(standalone)
+        figures = {
+            "supernet_rank_kendall_tau": kendall_tau_b(
+                np.asarray([inherited[j] for j in done]),
+                np.asarray([standalone[j] for j in done])) if len(done) > 1 else None,
+            "num_architectures": len(done), "trained": done,
+            "supernet_quality": inherited, "standalone_quality": [
+                standalone.get(j) for j in range(len(indices))],
             "indices": indices.tolist(), "search": os.path.abspath(search_dir),
             "recipe": recipe, "train_overrides": overrides,
             "wall_s": time.perf_counter() - start, "supernet_eval_s": supernet_s}
+        if partial_json:  # a run cut short still leaves its figures
+            write_json_atomic(partial_json, figures)
+    return figures
+
+
+def spread_order(num: int) -> list[int]:
+    """0..num-1 in an order whose every prefix spreads over the range (ends first,
+    then midpoints): a ranking cut short has trained a spread of latencies."""
+    order, gaps = [0, num - 1][:num], [(0, num - 1)]
+    while gaps:
+        lo, hi = gaps.pop(0)
+        if hi - lo > 1:
+            mid = (lo + hi) // 2
+            order.append(mid)
+            gaps += [(lo, mid), (mid, hi)]
+    return order
 
 
 def main() -> None:
@@ -152,12 +176,11 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.train_override)
-    figures = run(args.search, args.out, args.num, args.recipe, overrides)
+    figures = run(args.search, args.out, args.num, args.recipe, overrides,
+                  partial_json=args.json)
     print(f"Kendall tau-b (supernet vs standalone), {figures['num_architectures']} "
           f"architectures: {figures['supernet_rank_kendall_tau']:.3f} "
           f"({figures['wall_s']:.0f} s)")
-    if args.json:
-        write_json_atomic(args.json, figures)
 
 
 if __name__ == "__main__":
