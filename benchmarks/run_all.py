@@ -1,6 +1,6 @@
 """Run every benchmark and write BENCHMARKS.md (and, with --json, a JSON file).
 
-    python benchmarks/run_all.py [--json FILE] [--quick]
+    python benchmarks/run_all.py [--json FILE] [--quick] [--supernet-ranking W]
 
 Benchmarks (all on this machine's CPU unless JAX sees an accelerator):
 - supernet training step vs the same child's standalone step, averaged over
@@ -16,7 +16,11 @@ Benchmarks (all on this machine's CPU unless JAX sees an accelerator):
   which also has the 1/8-client figures, the fuzz run and Ray scaling);
 - cycle-accurate fidelity: SCALE-Sim vs analytical compute cycles on
   MobileNetV2's conv layers, Spearman and median ratio on `coral_edgetpu`
-  (`bench_scalesim.py`; needs `.venv-scalesim`, README).
+  (`bench_scalesim.py`; needs `.venv-scalesim`, README);
+- opt-in, `--supernet-ranking W` (a finished search workdir, e.g. the default
+  search's): Kendall's tau between the supernet's and standalone training's
+  ranking of 20 architectures (`supernet_ranking.py`, the multi-trial proxy
+  recipe; 40 min on 2 shared cores, its trainings resume in W_ranking/).
 Not part of CI; about 12 minutes on 2 cores (`--quick`: fewer architectures).
 """
 
@@ -41,6 +45,7 @@ import bench_scalesim
 import bench_service
 import bench_simulator
 import bench_supernet_step
+import supernet_ranking
 
 import controllers
 from cost_models.features import encoder_for
@@ -50,6 +55,9 @@ from search_spaces import get_space, write_json_atomic
 from search_spaces.fileio import atomic_write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The ranking's standalone recipe: the multi-trial proxy as it is (8 epochs; at 3 the
+# first trained architectures stayed at chance: EXPERIMENTS.md section 9).
+RANKING_OVERRIDES: dict[str, str] = {}
 
 
 def controller_step_ms(space_name: str = "micro", repeats: int = 50) -> float:
@@ -85,6 +93,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--quick", action="store_true", help="5 architectures, fewer samples")
+    parser.add_argument("--supernet-ranking", metavar="W",
+                        help="also rank 20 architectures with the supernet of search W and "
+                             "with standalone training (~40 min; trainings kept in W_ranking)")
     args = parser.parse_args()
     num_archs = 5 if args.quick else 20
     command = "python benchmarks/run_all.py" + (" --quick" if args.quick else "")
@@ -97,6 +108,12 @@ def main() -> None:
                "single": bench_service.single(128 if args.quick else 640)}
     scalesim = bench_scalesim.run("mobilenet_v2", ("coral_edgetpu",))
     scalesim_all = scalesim["targets"]["coral_edgetpu"]["all"]
+    ranking = None
+    if args.supernet_ranking:
+        search_dir = os.path.abspath(args.supernet_ranking)
+        ranking = supernet_ranking.run(search_dir, search_dir + "_ranking", 20, "proxy",
+                                       dict(RANKING_OVERRIDES))
+        command += f" --supernet-ranking {args.supernet_ranking}"
 
     figures = {
         "supernet_vs_standalone_step_ratio": step["supernet_vs_standalone_step_ratio"],
@@ -108,9 +125,10 @@ def main() -> None:
         "service_p99_ms_64_clients": service["single"]["clients_64"]["p99_ms"],
         "scalesim_vs_analytical_spearman": scalesim_all["spearman"],
         "scalesim_vs_analytical_ratio_median": scalesim_all["ratio_median"],
-        "details": {"supernet_step": step, "controller_step_ms": controller_ms,
-                    "regressor": regressor, "simulator": simulator, "service": service,
-                    "scalesim": scalesim},
+        "supernet_rank_kendall_tau": ranking and ranking["supernet_rank_kendall_tau"],
+        "details": {"supernet_ranking": ranking, "supernet_step": step,
+                    "controller_step_ms": controller_ms, "regressor": regressor,
+                    "simulator": simulator, "service": service, "scalesim": scalesim},
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
                    f"jax {jax.__version__} on {jax.devices()[0].platform}",
         "date": datetime.date.today().isoformat(),
@@ -152,12 +170,23 @@ def render(fig: dict, step: dict, sim: dict, reg: dict, controller_ms: float) ->
          f"{fig['regressor_ms_per_4096']:.2f} ms", "< 5 ms"),
         *service_rows(fig["details"]["service"]),
         scalesim_row(fig["details"]["scalesim"]),
+        ranking_row(fig["details"]["supernet_ranking"]),
     ]
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     return (f"# Benchmarks\n\nMachine: {fig['machine']}. Date: {fig['date']}. "
             f"Command: `{fig['command']}`.\nCPU timings on a shared 2-core machine are noisy: "
             "compare ratios measured in one run.\n\n| benchmark | figure | target |\n"
             f"|---|---|---|\n{table}\n")
+
+def ranking_row(ranking: dict | None) -> tuple[str, str, str]:
+    """Table row of the supernet's ranking quality (`supernet_ranking.run`), opt-in."""
+    name = "Kendall's tau, supernet vs standalone ranking of 20 `micro` archs"
+    if ranking is None:
+        return name, "not run (opt-in: `--supernet-ranking W`; EXPERIMENTS.md)", "-"
+    return (f"{name} (standalone: {ranking['recipe']} recipe, "
+            f"{ranking['train_overrides']})",
+            f"{ranking['supernet_rank_kendall_tau']:.2f} ({ranking['wall_s']:.0f} s)", "-")
+
 
 def service_rows(service: dict) -> list[tuple[str, str, str]]:
     """Table rows of the cost-service figures (`bench_service.batch` and `.single`)."""

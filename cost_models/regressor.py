@@ -258,14 +258,25 @@ def make_predictor(model: nnx.Module, encoder: FeatureEncoder, latency_scale_ms:
     return LatencyPredictor(encoder, graphdef, state, latency_scale_ms, metadata)
 
 
+def _this_process_only(ocp: Any) -> Any:
+    """orbax options for a checkpoint this process reads or writes alone: under
+    `jax.distributed` orbax would otherwise wait for every process at its barriers
+    (a multi-host search's process 0 trains the cost model while the others wait)."""
+    me = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+
+
 def save_cost_model(workdir: str | os.PathLike, predictor: LatencyPredictor) -> None:
     """Write the orbax checkpoint and `cost_model.json` (both replaced if present)."""
     import orbax.checkpoint as ocp  # deferred: orbax is slow to import
 
     workdir = os.path.abspath(os.fspath(workdir))
     os.makedirs(workdir, exist_ok=True)
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(os.path.join(workdir, CHECKPOINT_DIR), predictor.state, force=True)
+    with ocp.StandardCheckpointer(multiprocessing_options=_this_process_only(ocp)
+                                  ) as checkpointer:
+        # As numpy: under jax.distributed orbax refuses process-local jax.Arrays.
+        checkpointer.save(os.path.join(workdir, CHECKPOINT_DIR),
+                          jax.tree.map(np.asarray, predictor.state), force=True)
         checkpointer.wait_until_finished()
     write_json_atomic(os.path.join(workdir, METADATA_FILE), predictor.metadata)
 
@@ -316,7 +327,10 @@ def load_cost_model(workdir: str | os.PathLike, space: SearchSpace,
     path = os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINT_DIR)
     if not os.path.isdir(path):
         raise SpecError(f"cost model {path}: checkpoint missing; re-run train-cost-model")
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(path, abstract_state)
+    with ocp.StandardCheckpointer(multiprocessing_options=_this_process_only(ocp)
+                                  ) as checkpointer:
+        state = checkpointer.restore(path, jax.tree.map(
+            lambda a: np.zeros(a.shape, a.dtype), abstract_state))
+    state = jax.tree.map(jnp.asarray, state)
     return LatencyPredictor(encoder, graphdef, state,
                             metadata["normalization"]["latency_scale_ms"], metadata)

@@ -36,6 +36,7 @@ from flax import nnx
 from jax import lax
 
 from supernet import ops
+from tasks import initializers
 
 # Published MobileNetEdgeTPU batch norm (Keras momentum 0.99; epsilon 1e-3, the one
 # the supernet's batch norm uses too).
@@ -43,12 +44,6 @@ BN_MOMENTUM = 0.99
 BN_EPSILON = ops.BN_EPSILON
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
-# Keras' VarianceScaling 'normal' is a truncated normal rescaled to the wanted
-# std; jax's 'truncated_normal' does the same rescaling.
-_CONV_INIT = jax.nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
-_DEPTHWISE_INIT = jax.nn.initializers.variance_scaling(
-    2.0, "fan_out", "truncated_normal", in_axis=-1, out_axis=-2)
-
 ConvImpl = Literal["auto", "xla", "split", "shift"]
 # `xla`: lax.conv_general_dilated with feature_group_count; `split`: one full
 # conv per group + concat (group convs); `shift`: depthwise conv as a sum over
@@ -58,34 +53,19 @@ CONV_IMPLS = ("auto", "xla", "split", "shift")
 
 def conv_kernel_init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, *,
                      depthwise: bool = False) -> jax.Array:
-    """Variance scaling (2.0, fan_out, normal) as the published models.
-
-    Keras convs and group convs compute fan_out = k*k*Cout from the HWIO
-    kernel; Keras' DepthwiseConv2D stores [k, k, C, 1], so its fan_out is k*k
-    (depth multiplier 1). A `depthwise` kernel [k, k, 1, C] is initialized
-    the Keras way.
+    """He normal (fan_in, truncated; `tasks.initializers`) of an HWIO kernel
+    [k, k, Cin/groups, Cout]; a `depthwise` kernel [k, k, 1, C] has fan_in k*k.
 
     Outside tracing the sample is drawn with numpy (seeded from `key`):
     eager jax compiles one sampler per kernel shape, ~0.1 s each, 5 s for a
     MobileNet. Under `jit`/`eval_shape` it is jax's sampler, so the same key
     gives other (identically distributed) values there.
     """
-    cout = shape[-1]
+    fan_in = initializers.conv_fan_in(shape[0], shape[2], depthwise=depthwise)
     if isinstance(key, jax.core.Tracer):
-        return (_DEPTHWISE_INIT if depthwise else _CONV_INIT)(key, shape, dtype)
-    fan_out = shape[0] * shape[1] * (1 if depthwise else cout)
-    # Keras/jax 'truncated_normal' variance scaling: N(0, 1) cut at +-2,
-    # rescaled so that the truncated distribution has variance 2 / fan_out.
-    std = np.sqrt(2.0 / fan_out) / 0.87962566103423978
+        return initializers.he_normal(key, shape, fan_in, dtype)
     seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
-    rng = np.random.default_rng(seed)
-    size = int(np.prod(shape))
-    sample = rng.standard_normal(size)
-    bad = np.abs(sample) > 2
-    while bad.any():
-        sample[bad] = rng.standard_normal(int(bad.sum()))
-        bad = np.abs(sample) > 2
-    return jnp.asarray((sample * std).reshape(shape), dtype)
+    return initializers.he_normal_numpy(seed, shape, fan_in, dtype)
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, groups: int = 1,

@@ -39,6 +39,7 @@ from search_spaces.decisions import OP
 from search_spaces.errors import SpecError
 from search_spaces.schema import mixed_radix
 from supernet.kernel_layout import SharedKernel, make_shared_kernel
+from tasks import initializers
 
 # The default: every layer of `micro` (at most 49) and `proxylessnas` runs exact.
 DEFAULT_MAX_BRANCHES_PER_LAYER = 64
@@ -90,9 +91,13 @@ class WeightSpec:
         return self.layout.shape
 
     @property
-    def fan_out(self) -> int:
-        k2 = self.kernel_size ** 2
-        return k2 if self.kind == "depthwise" else k2 * self.cout
+    def fan_in(self) -> int:
+        """The He-normal fan_in (`tasks.initializers`): k*k for a depthwise kernel,
+        k*k*cin otherwise. A shared kxk kernel gets its full kernel's (TuNAS's masked
+        convs take their fans from the largest choice); a g-group conv that reads it
+        alone would get k*k*cin/g standalone."""
+        return initializers.conv_fan_in(self.kernel_size, self.cin,
+                                        depthwise=self.kind == "depthwise")
 
 
 @dataclasses.dataclass(frozen=True)

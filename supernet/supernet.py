@@ -38,7 +38,6 @@ conv kernel entries the sampled child reads, nothing else.
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 import jax
@@ -50,20 +49,21 @@ from supernet import ops
 from supernet.kernel_layout import block_diagonal_mask
 from supernet.plan import LayerConfig, PassConfig, SupernetPlan, UnitPlan, WeightSpec
 from supernet.switch import Branch, switch_layer
+from tasks import initializers
 
 Params = dict[str, Any]
 
 
-def _conv_init(key: jax.Array, shape: tuple[int, ...], fan_out: int) -> jax.Array:
-    # Variance scaling, fan_out, normal, scale 2.0 (the published conv initializer).
-    # Drawn flat, at a size rounded up to 1/8 of its power of two, then cut: each
-    # distinct draw shape compiles its own sampler (seconds for a 5-D tile array), and
+def _conv_init(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
+    # He normal (tasks.initializers, as the standalone model's convs). Drawn flat, at a
+    # size rounded up to 1/8 of its power of two, then cut: each distinct draw shape
+    # compiles its own sampler (seconds for a 5-D tile array), and
     # mobilenet_edgetpu_v2 has hundreds of kernel shapes (BENCHMARKS.md: init time).
     # With JAX's partitionable threefry a longer draw starts with the same numbers.
     size = int(np.prod(shape))
     step = max(1, 2 ** (size.bit_length() - 4))
     padded = -(-size // step) * step
-    return jax.random.normal(key, (padded,))[:size].reshape(shape) * math.sqrt(2.0 / fan_out)
+    return initializers.he_normal(key, (padded,), fan_in)[:size].reshape(shape)
 
 
 def init_params(plan: SupernetPlan, task: Any, key: jax.Array) -> Params:
@@ -73,7 +73,7 @@ def init_params(plan: SupernetPlan, task: Any, key: jax.Array) -> Params:
     params: Params = {}
     for unit in plan.units:
         params[unit.name] = {
-            name: {"kernel": _conv_init(next(keys), spec.shape, spec.fan_out),
+            name: {"kernel": _conv_init(next(keys), spec.shape, spec.fan_in),
                    "scale": jnp.ones((spec.cout,)), "bias": jnp.zeros((spec.cout,))}
             for name, spec in unit.weights.items()}
     params["task_head"] = task.init_head(next(keys), plan.endpoint_widths)

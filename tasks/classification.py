@@ -7,7 +7,6 @@ quality signal is the validation batch's top-1 accuracy (TuNAS).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,11 +16,8 @@ import optax
 from flax import nnx
 
 from search_spaces import Layer
+from tasks import initializers
 from tasks.base import Batch, Endpoints, Task, register_task
-
-# Keras Dense default as the published MobileNets' classifier: variance scaling 1/3,
-# fan_out, uniform.
-DENSE_INIT = jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
 
 
 class ClassificationHead(nnx.Module):
@@ -32,7 +28,7 @@ class ClassificationHead(nnx.Module):
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"dropout_rate={dropout_rate} must be in [0, 1)")
         self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
-        self.logits = nnx.Linear(width, num_classes, kernel_init=DENSE_INIT,
+        self.logits = nnx.Linear(width, num_classes, kernel_init=initializers.classifier_init,
                                  bias_init=nnx.initializers.zeros_init(), rngs=rngs)
 
     def named_layers(self):
@@ -66,10 +62,8 @@ class Classification(Task):
 
     def init_head(self, key: jax.Array, endpoint_widths: Mapping[str, int]) -> Any:
         width = endpoint_widths["features"]
-        limit = math.sqrt(3.0 * (1 / 3.0) / self.num_classes)  # DENSE_INIT's bound
         return {"logits": {
-            "kernel": jax.random.uniform(key, (width, self.num_classes), minval=-limit,
-                                         maxval=limit),
+            "kernel": initializers.classifier_init(key, (width, self.num_classes)),
             "bias": jnp.zeros((self.num_classes,))}}
 
     def apply_head(self, params: Any, endpoints: Endpoints, *, train: bool) -> jax.Array:

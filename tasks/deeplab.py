@@ -50,13 +50,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from search_spaces import Layer, SpecError
+from tasks import initializers
 
 BN_EPSILON = 1e-3  # the backbone's (published MobileNetEdgeTPU) batch-norm epsilon
 BN_MOMENTUM = 0.99
 _DIMS = ("NHWC", "HWIO", "NHWC")
-_CONV_INIT = jax.nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
-# The reference's classifier initializer: N(0, 0.01).
-_LOGITS_INIT = jax.nn.initializers.normal(0.01)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +222,8 @@ def init_params(cfg: DeepLabConfig, key: jax.Array, widths: Mapping[str, int]) -
     specs = layer_specs(cfg, widths)
     params = {}
     for spec, k in zip(specs.values(), jax.random.split(key, len(specs)), strict=True):
-        init = _LOGITS_INIT if spec.name == "logits" else _CONV_INIT
+        init = (initializers.classifier_init if spec.name == "logits"
+                else initializers.conv_init)
         p = {"kernel": init(k, spec.kernel_shape)}
         if spec.batch_norm:
             p.update(scale=jnp.ones((spec.cout,)), bias=jnp.zeros((spec.cout,)))
@@ -273,7 +272,8 @@ class HeadConv(nnx.Module):
 
     def __init__(self, spec: ConvSpec, *, rngs: nnx.Rngs) -> None:
         self.spec = spec
-        init = _LOGITS_INIT if spec.name == "logits" else _CONV_INIT
+        init = (initializers.classifier_init if spec.name == "logits"
+                else initializers.conv_init)
         self.kernel = nnx.Param(init(rngs.params(), spec.kernel_shape))
         if spec.batch_norm:
             self.bn = nnx.BatchNorm(spec.cout, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,

@@ -114,3 +114,18 @@ def test_workdir_that_is_a_file_is_one_line_exit_2(command, tmp_path, capsys):
         assert err.count("\n") == 1 and "Traceback" not in err
         assert f"--workdir {workdir}: a file is in the way" in err
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--coordinator", "127.0.0.1:1"], "go together: pass all three"),
+    (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
+    (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
+     "must be in 0..N-1"),
+])
+def test_search_process_options_are_checked_before_anything_runs(flags, message, tmp_path,
+                                                                 capsys):
+    assert main(["search", "--config", "experiments/search/micro_digits.py", "--workdir",
+                 str(tmp_path / "w"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "w").exists()

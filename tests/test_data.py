@@ -130,6 +130,24 @@ def test_search_batches_and_exact_resume(digits_dir):
     )
 
 
+def test_process_shards_concatenate_to_the_global_batch(digits_dir):
+    """Each `jax.distributed` process reads its rows of every global batch; together they
+    are the unsharded batches, augmentation included, and a bad split is one error."""
+    config = _digits_config(digits_dir)
+    whole = pipeline.create_search_data(config, batch_size=8, seed=3, num_threads=1)
+    shards = [pipeline.create_search_data(config, batch_size=8, seed=3, num_threads=1,
+                                          shard=(i, 2)) for i in range(2)]
+    for _ in range(2):
+        for stream in ("train", "valid"):
+            full = next(getattr(whole, stream))
+            parts = [next(getattr(shard, stream)) for shard in shards]
+            assert parts[0]["image"].shape[0] == full["image"].shape[0] // 2
+            for key in ("image", "label"):
+                assert np.array_equal(np.concatenate([p[key] for p in parts]), full[key])
+    with pytest.raises(UsageError, match="does not split into 3 equal process shards"):
+        pipeline.create_search_data(config, batch_size=8, shard=(0, 3))
+
+
 def _labelled_source(num_examples):
     return [
         {"image": np.full((8, 8, 3), i, np.uint8), "label": np.int64(i)}

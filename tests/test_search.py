@@ -763,60 +763,78 @@ def test_pareto_front_and_comparison():
 
 
 # ---- several processes (jax.distributed) ---------------------------------------------------
-MULTI_PROCESS_SCRIPT = textwrap.dedent("""
-    import json, sys
+MULTI_HOST_CONFIG = textwrap.dedent("""
+    from experiments.search import micro_digits
+
+    def get_config():
+        config = micro_digits.get_config()
+        config.space, config.steps, config.batch_size, config.valid_batch_size = (
+            "tiny_search", 4, 8, 16)
+        config.dataset.image_size, config.target_latency_ms = 8, 0.4
+        config.log_every, config.checkpoint_every, config.num_devices = 1, 2, 0
+        config.compilation_cache_dir, config.data_threads = "none", 1
+        config.controller.op_warmup_fraction = 0.0  # one program: one compile
+        config.cost_model.overrides = {{"space": "tiny_search", "num_architectures": 200,
+                                       "num_steps": 200, "workers": 1, "model": "linear"}}
+        return config
+""")
+MULTI_HOST_SCRIPT = textwrap.dedent("""
+    import sys
     import jax
-    import numpy as np
     jax.config.update("jax_disable_most_optimizations", True)
-    process, processes, port = (int(a) for a in sys.argv[1:4])
-    if processes > 1:
-        jax.distributed.initialize(f"127.0.0.1:{{port}}", num_processes=processes,
-                                   process_id=process)
     sys.path.insert(0, {tests!r})
     import test_search as T
-    from tunas_jax import search_step
-    traces = []
-    *_, state, _, _, step = T._tiny_step({{}}, traces, num_devices=0, weight_decay=1e-2)
-    state = search_step.replicate(state, step._batch_sharding.mesh)
-    rows = slice(4 * process, 4 * process + 4) if processes > 1 else slice(0, 8)
-    train, valid = (jax.tree.map(lambda a: np.asarray(a)[rows], b) for b in T._tiny_batches())
-    for _ in range(3):
-        state, metrics = step(state, train, valid)
-    params = [float(np.asarray(a, np.float64).sum()) for a in jax.tree.leaves(state.params)]
-    print(json.dumps({{"devices": jax.device_count(), "traces": len(traces),
-                      "logits": np.asarray(state.controller.logits).tolist(),
-                      "params": params, "reward": float(metrics["reward"])}}))
+    from search_spaces import registry
+    registry.SPACES["tiny_search"] = T.tiny_search_space
+    from tunas_jax import cli
+    sys.exit(cli.main(["search", "--config", {config!r}, *sys.argv[1:]]))
 """)
 
 
-def test_search_step_over_two_processes_matches_one_process(tmp_path):
-    """Two processes (`jax.distributed` on a loopback coordinator, one CPU device each,
-    each feeding its half of the global batch) end with the same controller and weights
-    as each other, and as one process with two devices on the whole batch."""
+def test_search_command_over_two_processes_matches_one_process(tmp_path):
+    """`tunas-jax search` in 2 processes (loopback coordinator, one CPU device each, each
+    reading its half of every global batch, one shared workdir) ends as one process with
+    two devices on the same global batches and seed: same metrics at every step, same
+    controller, same architecture; process 0 alone writes the files (the cost model it
+    builds while process 1 waits at the barrier, metrics once per step)."""
     import socket
 
-    script = tmp_path / "multi_process.py"
-    script.write_text(MULTI_PROCESS_SCRIPT.format(tests=os.path.join(REPO, "tests")))
+    (tmp_path / "tiny_config.py").write_text(MULTI_HOST_CONFIG.format())
+    script = tmp_path / "multi_host.py"
+    script.write_text(MULTI_HOST_SCRIPT.format(tests=os.path.join(REPO, "tests"),
+                                               config=str(tmp_path / "tiny_config.py")))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    runs = [subprocess.Popen([sys.executable, str(script), str(i), "2", str(port)], env=env,
-                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True) for i in range(2)]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+    two, one = tmp_path / "two", tmp_path / "one"
+    runs = [subprocess.Popen(
+        [sys.executable, str(script), "--workdir", str(two), "--coordinator",
+         f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)], env=env,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     runs.append(subprocess.Popen(
-        [sys.executable, str(script), "0", "1", "0"], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(script), "--workdir", str(one)], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")))
-    results = []
+    outputs = []
     for run in runs:
         out, err = run.communicate(timeout=600)
         assert run.returncode == 0, err[-3000:]
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    first, second, single = results
-    assert first["devices"] == second["devices"] == single["devices"] == 2
-    assert first == second  # replicated: the same controller and weights on both
-    assert first["traces"] == 1
-    np.testing.assert_allclose(first["logits"], single["logits"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(first["params"], single["params"], rtol=1e-5, atol=1e-5)
-    assert np.abs(np.asarray(first["logits"])).max() > 0  # the controller learned
+        outputs.append(out)
+    assert "wrote" in outputs[0] and "wrote" not in outputs[1]
+    assert search_spaces.load(two / "architecture.json").indices == search_spaces.load(
+        one / "architecture.json").indices
+    for name in ("metrics.jsonl", "controller_probabilities.jsonl"):
+        rows_two, rows_one = read_metrics(str(two), name), read_metrics(str(one), name)
+        assert [r["step"] for r in rows_two] == [r["step"] for r in rows_one] == [1, 2, 3, 4]
+        for a, b in zip(rows_two, rows_one, strict=True):
+            assert a.keys() == b.keys()
+            for key in a:
+                if key == "probabilities":  # a list per decision
+                    a[key], b[key] = (np.concatenate(r[key]) for r in (a, b))
+                if "seconds" not in key and not key.endswith("_s"):
+                    np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5,
+                                               err_msg=f"{name} step {a['step']} {key}")
+    assert sorted(os.listdir(two / "checkpoints")) == sorted(os.listdir(one / "checkpoints"))
+    assert (two / "cost_model").is_dir()

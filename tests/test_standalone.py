@@ -179,17 +179,21 @@ def test_conv_forms_agree(stride, size):
                                rtol=1e-4, atol=1e-4)
 
 
-def test_kernel_init_scales():
+def test_kernel_init_is_tunas():
+    """TuNAS's initializers: He normal on fan_in (truncated at 2 sd) for convs, a depthwise
+    conv's fan_in k*k; N(0, 0.01) for the classifier, zero bias."""
     model = build_model(get_preset("mobilenet_edgetpu_v1"), 1001, rngs=nnx.Rngs(0))
-    # Full conv: std sqrt(2 / (k*k*Cout)); depthwise (Keras layout): sqrt(2 / (k*k)).
-    head = np.asarray(model.head.kernel[...])
-    assert np.std(head) == pytest.approx(math.sqrt(2 / 1280), rel=0.05)
+    head = np.asarray(model.head.kernel[...])  # 1x1 conv, fan_in = its input channels
+    fan_in = head.shape[2]
+    assert fan_in != head.shape[3]
+    assert np.std(head) == pytest.approx(math.sqrt(2 / fan_in), rel=0.05)
+    assert np.abs(head).max() <= 2 * math.sqrt(2 / fan_in) / 0.8796 + 1e-6  # truncated
     dw = get_layer(model, "blocks.17.depthwise")
     assert dw.groups == dw.out_channels == 768
     assert np.std(np.asarray(dw.kernel[...])) == pytest.approx(math.sqrt(2 / 25), rel=0.05)
     logits = np.asarray(model.task_head.logits.kernel[...])
-    limit = math.sqrt(3 * (1 / 3) / 1001)
-    assert np.abs(logits).max() <= limit and np.abs(logits).max() > 0.9 * limit
+    assert np.std(logits) == pytest.approx(0.01, rel=0.05)
+    assert np.abs(logits).max() > 3 * 0.01  # a normal, not a bounded uniform
     assert not np.asarray(model.task_head.logits.bias[...]).any()
 
 

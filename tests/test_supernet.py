@@ -1,5 +1,7 @@
 """The weight-sharing supernet: one trace for every path, exact inheritance, op warmup."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,6 +79,24 @@ def test_one_trace_for_many_architectures(setup):
         seen.add(tuple(indices))
     assert len(seen) > 5
     assert len(traces) == 1
+
+
+def test_init_is_tunas(setup):
+    """Shared conv kernels: He normal on fan_in (k*k for depthwise, k*k*cin otherwise);
+    classifier N(0, 0.01): each kernel divided by its expected std pools to std 1."""
+    _, plan, params, _ = setup
+    scaled = []
+    for unit in plan.units:
+        for name, spec in unit.weights.items():
+            fan_in = (spec.kernel_size ** 2 * (1 if spec.kind == "depthwise" else spec.cin))
+            scaled.append(np.asarray(params[unit.name][name]["kernel"]).ravel()
+                          / math.sqrt(2 / fan_in))
+    scaled = np.concatenate(scaled)
+    assert scaled.size > 5000
+    assert np.std(scaled) == pytest.approx(1.0, rel=0.05)
+    assert np.abs(scaled).max() <= 2 / 0.8796 + 1e-5  # truncated at 2 sd
+    logits = np.asarray(params["task_head"]["logits"]["kernel"])
+    assert np.std(logits) == pytest.approx(0.01, rel=0.15)
 
 
 def test_standalone_inherits_the_same_function(setup):

@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from tunas_jax import distributed
 from tunas_jax.errors import UsageError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -179,10 +180,13 @@ class SearchCheckpointer:
                 log(f"{err}; trying the previous checkpoint" if step != steps[-1] else
                     str(err))
                 continue
-            for bad in unreadable:
-                aside = self._set_aside(bad)
-                if aside:
-                    log(f"moved the unreadable checkpoint step {bad} to {aside}")
+            if unreadable and not self._read_only:
+                # One process moves them (every process reached the same verdict).
+                for bad in unreadable if distributed.is_primary() else ():
+                    log(f"moved the unreadable checkpoint step {bad} to "
+                        f"{self._set_aside(bad)}")
+                distributed.barrier("checkpoints set aside")
+                self._manager.reload()
             return step, state, data
         if steps:
             raise UsageError(
@@ -194,15 +198,12 @@ class SearchCheckpointer:
     def _unreadable_dir(self) -> str:
         return os.path.join(os.path.dirname(self.directory), UNREADABLE_DIR)
 
-    def _set_aside(self, step: int) -> str | None:
-        if self._read_only:
-            return None
+    def _set_aside(self, step: int) -> str:
         target = os.path.join(self._unreadable_dir(), str(step))
         os.makedirs(self._unreadable_dir(), exist_ok=True)
         if os.path.exists(target):  # set aside before: keep the newer copy only
             shutil.rmtree(target)
         shutil.move(os.path.join(self.directory, str(step)), target)
-        self._manager.reload()
         return target
 
     def close(self) -> None:

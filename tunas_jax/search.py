@@ -25,13 +25,14 @@ A search killed at any point and rerun with the same command continues from
 its last checkpoint and ends with the same architecture and controller logits.
 
 Devices: one architecture per device, gradients and rewards averaged over a
-`Mesh` of the local devices (`config.num_devices`, 0 = all). Multi-host: the
-step is ready (`search_step`: under `jax.distributed` the mesh spans every
-process's devices and each process passes its rows of the global batch;
-tested with 2 CPU processes against one process with two devices), this loop
-is not: it does not yet give each process its own data shard, checks
-`num_devices` against local devices, and every process would write the
-checkpoints and outputs.
+`Mesh` of the local devices (`config.num_devices`, 0 = all). Multi-host
+(`jax.distributed`, `tunas_jax.distributed`): the mesh spans every process's
+devices (`num_devices` must be 0), each process reads and preprocesses only its
+rows of each global batch (`config.batch_size` stays the global batch), process 0
+writes config.json, the cost model, metrics and the outputs (the others wait for
+the cost model at a barrier), and orbax writes each checkpoint once into the
+shared workdir. Same global batch and seed, same search: 2 CPU processes end
+as one process with two devices (tests/test_search.py).
 
 Compilation: the persistent compilation cache (`config.compilation_cache_dir`,
 default ~/.cache/tunas_jax/jax_cache) lets a rerun or a resume skip the
@@ -58,7 +59,7 @@ from cost_models.interface import RegressorCostModel, SimulatorCostModel, Worklo
 from cost_models.regressor import load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tasks import get_task, task_names
-from tunas_jax import search_step, train
+from tunas_jax import distributed, search_step, train
 from tunas_jax.checkpointing import SearchCheckpointer, make_workdir
 from tunas_jax.config_defaults import search_defaults
 from tunas_jax.config_files import load_config
@@ -144,6 +145,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 def _num_devices(config: ml_collections.ConfigDict) -> int:
+    if jax.process_count() > 1:
+        if int(config.num_devices):
+            raise UsageError(f"config.num_devices: {config.num_devices}, but with "
+                             f"{jax.process_count()} processes the mesh spans every "
+                             "process's devices; use 0")
+        return jax.device_count()
     available = jax.local_device_count()
     num = int(config.num_devices) or available
     if num > available:
@@ -255,8 +262,9 @@ def top_networks(logits: np.ndarray, space: SearchSpace, k: int = TOP_K
 
 def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace,
                   state: search_step.SearchState, predictors: dict[str, Any],
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`predictors`: target -> its regressor, every target of the search."""
+                  extra: dict[str, Any] | None = None, write: bool = True) -> dict[str, Any]:
+    """`predictors`: target -> its regressor, every target of the search. `write`
+    False: the summary only (a process other than the one that writes)."""
     # Simulate at the resolution and class count the cost models were trained for (the
     # deployment's), not the search's possibly reduced image size.
     targets = search_targets(config)
@@ -277,7 +285,8 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
     name = (f"tunas_{space.name}_{target}" if len(targets) == 1 else
             f"tunas_{space.name}_multi_{costs['multi_hardware_metric']}")
     arch = Architecture.from_indices(space, best, name=name)
-    arch.save(os.path.join(workdir, ARCHITECTURE_FILE), extra={"target": target, **costs})
+    if write:
+        arch.save(os.path.join(workdir, ARCHITECTURE_FILE), extra={"target": target, **costs})
     keep = ("predicted_latency_ms", "simulated_latency_ms", "latency_ms_by_target",
             "latency_ratio_by_target", "combined_latency_ratio")
     summary = {
@@ -292,7 +301,8 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
             for i, (idx, p) in enumerate(top)],
         **(extra or {}),
     }
-    write_json_atomic(os.path.join(workdir, SUMMARY_FILE), summary)
+    if write:
+        write_json_atomic(os.path.join(workdir, SUMMARY_FILE), summary)
     return summary
 
 
@@ -319,7 +329,9 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     validate_config(config)
     workdir = make_workdir(workdir)
     enable_compilation_cache(config.compilation_cache_dir)
-    write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+    primary = distributed.is_primary()  # the one process that writes files
+    if primary:
+        write_json_atomic(os.path.join(workdir, CONFIG_FILE), config.to_dict())
     times: dict[str, float] = {}
     space = get_space(config.space)
     batch_size = int(config.batch_size)
@@ -327,10 +339,15 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     # The data first: the task (the cost models' head) needs the dataset's classes.
     data = create_search_data(config.dataset, batch_size=batch_size,
                               valid_batch_size=valid_batch_size, seed=int(config.seed),
-                              num_threads=int(config.data_threads))
+                              num_threads=int(config.data_threads),
+                              shard=(jax.process_index(), jax.process_count()))
     task = make_task(config, data.num_classes)
     start = time.perf_counter()
+    if not primary:  # the primary builds missing cost models; the others then load them
+        distributed.barrier("search cost models")
     cm_dirs = ensure_cost_models(config, workdir, log, task)
+    if primary:
+        distributed.barrier("search cost models")
     # The in-jit predictors of the reward (one per target), through the cost interface.
     targets = search_targets(config)
     costs = RegressorCostModel({t: load_cost_model(cm_dirs[t], space, t) for t in targets})
@@ -338,7 +355,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     _check_same_workload(predictors)
     times["cost_model_s"] = time.perf_counter() - start
 
-    mesh = search_step.make_mesh(_num_devices(config))
+    mesh = search_step.make_mesh(int(config.num_devices))  # validated: 0 = all
     plan = make_plan(config, data.image_shape[-1])
     optimizer, lr_schedule = search_step.make_optimizer(config.optimizer, int(config.steps),
                                                         batch_size)
@@ -361,13 +378,14 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                                         config.architectures_per_device),
                                     multi_hardware_metric=multi_hardware_metric(config))
     op_warmup_steps = state.controller.spec.config.schedule.op_warmup_steps
-    logger = MetricsLogger(workdir, space, resume_step)
+    logger = MetricsLogger(workdir, space, resume_step) if primary else _NoMetrics()
     total = int(config.steps)
     end = total if stop_at_step is None else min(total, stop_at_step)
     step = resume_step
     step_start = time.perf_counter()
     try:
-        with progress(total=total, initial=resume_step, desc="search", unit="step") as bar:
+        with progress(total=total, initial=resume_step, desc="search", unit="step",
+                      disable=None if primary else True) as bar:
             while step < end:
                 plain_start = time.perf_counter()
                 state, metrics = step_fn(state, next(data.train), next(data.valid))
@@ -397,11 +415,21 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     if step < total:
         return {"stopped_at": step}
     summary = write_outputs(config, workdir, space, state, predictors,
-                            extra={"timing_s": times})
+                            extra={"timing_s": times}, write=primary)
     summary["final_logits"] = np.asarray(state.controller.logits).tolist()
     heldout = {t: read_metadata(cm_dirs[t]).get("heldout") for t in targets}
     summary["cost_model_metrics"] = heldout[targets[0]] if len(targets) == 1 else heldout
     return summary
+
+
+class _NoMetrics:
+    """The metrics logger of a process that does not write (not process 0)."""
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _check_same_workload(predictors: Mapping[str, Any]) -> None:
