@@ -9,8 +9,8 @@ runs the jitted step (`tunas_jax.search_step`) with a progress bar, metrics
 (`W/metrics.jsonl`, TensorBoard) and checkpoints every N steps; and writes:
 - `W/architecture.json`: the argmax architecture (foundation format) with
   `target_latency_ms`, `predicted_latency_ms` and the simulated
-  `simulated_latency_ms`, all three in the config's `latency_metric` (named in
-  the file, see `cost_models.latency_metric`), plus
+  `simulated_latency_ms` (measured, for `host_cpu`), all three in the config's
+  `latency_metric` (named in the file, see `cost_models.latency_metric`), plus
   `simulated_end_to_end_latency_ms`, `energy_mj`, `params`, `macs` on the
   (first) target, and every target's latency, ratio and the combined ratio
   (`latency_ms_by_target`, ...: `tunas_jax.search_targets`);
