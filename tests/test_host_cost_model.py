@@ -35,7 +35,7 @@ def test_measured_dataset_resumes_trains_and_the_search_loads_it(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         host_dataset.measure_dataset(space, 3, path, image_size=16, num_classes=10,
                                      warmup=1, repeats=2, log=lambda _: None)
-    first_ms = np.load(host_dataset.partial_path(path))["latency_ms"].tolist()
+    first_ms = np.load(host_dataset.partial_path(path))["median_ms"].tolist()
     assert len(first_ms) == 1
     with pytest.raises(SpecError, match="repeats=2, this run has 3"):
         host_dataset.measure_dataset(space, 3, path, image_size=16, num_classes=10,
@@ -54,6 +54,13 @@ def test_measured_dataset_resumes_trains_and_the_search_loads_it(tmp_path, monke
     assert metadata["target"] == "host_cpu" and metadata["heldout"]["num"] == 1
     assert metadata["target_config"]["kind"] == "measured"
     assert metadata["measured"]["repeats"] == 2
+    # The fastest repeat instead of the median: the same file, nothing measured again.
+    fastest = config_files.load_config("experiments/cost_models/micro_host_cpu.py",
+                                       {**SETTINGS, "measure_statistic": "min"})
+    min_meta = cost_model_training.train_cost_model(fastest, cm_dir, log=lambda _: None)
+    assert len(calls) == 2 and min_meta["measured"]["statistic"] == "min"
+    minimum = np.asarray(data.metadata["measured"]["min_ms"])
+    assert np.all(minimum <= data.latency_ms) and np.all(minimum > 0)
 
     # The host_cpu search finds it and loads it as its reward's regressor.
     search_config = search.load_search_config(
@@ -71,6 +78,11 @@ def test_measured_dataset_resumes_trains_and_the_search_loads_it(tmp_path, monke
         ("host_cpu", "pixel6_edgetpu"), {"host_cpu": predictor})
     assert costs["host_cpu"].latency_ms[0] > 0 and costs["host_cpu"].params[0] > 0
     assert costs["pixel6_edgetpu"].energy_mj is not None
+    with pytest.raises(UsageError, match=r"config\.measure_statistic: 'mean'"):
+        cost_model_training.train_cost_model(
+            config_files.load_config("experiments/cost_models/micro_host_cpu.py",
+                                     {**SETTINGS, "measure_statistic": "mean"}),
+            cm_dir, log=lambda _: None)
 
 
 def test_host_cpu_needs_end_to_end_and_a_model_without_a_weight_cache(tmp_path):

@@ -34,7 +34,7 @@ from cost_models import dataset as dataset_lib
 from cost_models import regressor
 from cost_models.features import encoder_for
 from cost_models.hardware import HardwareTarget, get_target
-from search_spaces import SearchSpace, get_space
+from search_spaces import SearchSpace, SpecError, get_space
 from search_spaces.fileio import atomic_write
 from tunas_jax.checkpointing import make_workdir
 from tunas_jax.errors import UsageError
@@ -99,19 +99,11 @@ def ensure_dataset(config: ml_collections.ConfigDict, workdir: str, space: Searc
     """Read the config's dataset, or simulate (measure, for `host_cpu`) and write it when
     the file is missing."""
     path = config.dataset_path or os.path.join(workdir, DATASET_FILE)
+    if target == HOST_TARGET:
+        return _measured_dataset(config, path, space, log), path
     if os.path.exists(path):
         log(f"dataset: reading {path}")
         return dataset_lib.read_dataset(path, space, target), path
-    if target == HOST_TARGET:
-        from tunas_jax.host_dataset import measure_dataset
-
-        log(f"dataset: measuring {config.num_architectures} architectures of {space.name} on "
-            f"this CPU ({config.measure_warmup} warm-up + {config.measure_repeats} timed runs "
-            f"each, median) -> {path}")
-        return measure_dataset(space, config.num_architectures, path, seed=config.dataset_seed,
-                               image_size=config.image_size, num_classes=config.num_classes,
-                               warmup=config.measure_warmup, repeats=config.measure_repeats,
-                               log=log), path
     dataset_lib.check_executor(config.executor, "config.executor")
     log(f"dataset: simulating {config.num_architectures} architectures of {space.name} on "
         f"{target.name} ({config.cost_service or config.executor}) -> {path}")
@@ -122,6 +114,31 @@ def ensure_dataset(config: ml_collections.ConfigDict, workdir: str, space: Searc
                             executor=config.executor, ray_address=config.ray_address or None,
                             cost_service=config.cost_service or None)
     return data, path
+
+
+def _measured_dataset(config: ml_collections.ConfigDict, path: str, space: SearchSpace,
+                      log: Callable[[str], Any]) -> dataset_lib.SimulatorDataset:
+    """`host_cpu`'s dataset: read (its latency column as `config.measure_statistic`), or
+    measured on this machine when the file is missing."""
+    from tunas_jax import host_dataset
+
+    statistic = config.measure_statistic
+    try:
+        host_dataset.check_statistic(statistic, "config.measure_statistic")
+        if os.path.exists(path):
+            log(f"dataset: reading {path} ({statistic} of each architecture's repeats)")
+            return host_dataset.with_statistic(
+                dataset_lib.read_dataset(path, space, HOST_TARGET), statistic)
+    except SpecError as err:
+        raise UsageError(str(err)) from None
+    log(f"dataset: measuring {config.num_architectures} architectures of {space.name} on "
+        f"this CPU ({config.measure_warmup} warm-up + {config.measure_repeats} timed runs "
+        f"each, {statistic}) -> {path}")
+    return host_dataset.measure_dataset(
+        space, config.num_architectures, path, seed=config.dataset_seed,
+        image_size=config.image_size, num_classes=config.num_classes,
+        warmup=config.measure_warmup, repeats=config.measure_repeats, statistic=statistic,
+        log=log)
 
 
 def simulate_to_file(space: SearchSpace, target: HardwareTarget, num: int, path: str,
@@ -248,7 +265,7 @@ def train_cost_model(config: ml_collections.ConfigDict, workdir: str | os.PathLi
         "space": space.name, "space_fingerprint": space.fingerprint, "target": target_name,
         "target_config": (data.metadata["target_config"] if measured else target.to_json()),
         **({"measured": {k: v for k, v in data.metadata["measured"].items()
-                         if k != "relative_iqr"}} if measured else {}),
+                         if not isinstance(v, list)}} if measured else {}),
         "image_size": data.metadata.get("image_size"),
         "num_classes": data.metadata.get("num_classes"),
         **({"task": data.metadata["task"]} if data.metadata.get("task") else {}),

@@ -9,8 +9,12 @@ repeats, median) and writes the same columnar file format, so
 `tunas_jax.cost_model_training` trains on it unchanged. What differs:
 `target` is `host_cpu`, `energy_mj` is NaN (not measured), there are no
 per-segment weight bytes (so no `cache_aware` model), and the metadata's
-`measured` section holds the settings, every row's relative IQR (its noise)
-and the host (`host_description`).
+`measured` section holds the settings, every row's median, minimum and
+relative IQR (its noise) and the host (`host_description`). The latency
+column is one of the two statistics (`STATISTICS`): the median (the
+default), or the fastest repeat, which moves less when other processes load
+the machine (BENCHMARKS.md); `with_statistic` switches a measured dataset to
+the other without measuring again.
 
 Measuring takes seconds per architecture (an XLA compile each), so it is
 resumable: every `SAVE_EVERY` architectures the rows so far are written
@@ -21,6 +25,7 @@ settings is refused, naming the field that differs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -38,6 +43,8 @@ from tunas_jax.progress import progress
 
 # Architectures measured between two writes of the partial file.
 SAVE_EVERY = 10
+# Which statistic of an architecture's timed repeats is its latency.
+STATISTICS = ("median", "min")
 _PARTIAL_KEYS = ("space_fingerprint", "seed", "num_architectures", "image_size",
                  "num_classes", "warmup", "repeats")
 
@@ -57,10 +64,11 @@ def partial_path(path: str) -> str:
 
 def measure_dataset(space: SearchSpace, num: int, path: str, *, seed: int = 0,
                     image_size: int | None = None, num_classes: int | None = None,
-                    warmup: int = 5, repeats: int = 20,
+                    warmup: int = 5, repeats: int = 20, statistic: str = "median",
                     log: Callable[[str], Any] = print) -> dataset_lib.SimulatorDataset:
     """Sample `num` architectures of `space`, measure each on this CPU and write the
     dataset to `path` atomically (resuming from `<path>.partial.npz`)."""
+    check_statistic(statistic)
     image_size = image_size or space.default_image_size
     num_classes = num_classes or space.default_num_classes
     indices, preset_rows = dataset_lib.sample_architectures(space, num, seed)
@@ -69,17 +77,18 @@ def measure_dataset(space: SearchSpace, num: int, path: str, *, seed: int = 0,
                 "num_classes": int(num_classes), "warmup": int(warmup),
                 "repeats": int(repeats)}
     rows = _read_partial(partial_path(path), settings)
-    if rows["latency_ms"]:
-        log(f"dataset: resuming at {len(rows['latency_ms'])} of {num} measured "
+    if rows["median_ms"]:
+        log(f"dataset: resuming at {len(rows['median_ms'])} of {num} measured "
             f"architectures ({partial_path(path)})")
-    with progress(total=num, initial=len(rows["latency_ms"]), desc="measure",
+    with progress(total=num, initial=len(rows["median_ms"]), desc="measure",
                   unit="arch") as bar:
-        for i in range(len(rows["latency_ms"]), num):
+        for i in range(len(rows["median_ms"]), num):
             spec = space.decode(indices[i])
             m = measure_latency(spec, image_size, num_classes, warmup=warmup,
                                 repeats=repeats, seed=i)
             net = describe(spec, image_size, num_classes)
-            for key, value in (("latency_ms", m.median_ms), ("relative_iqr", m.relative_iqr),
+            for key, value in (("median_ms", m.median_ms), ("min_ms", m.min_ms),
+                               ("relative_iqr", m.relative_iqr),
                                ("params", net.params), ("macs", net.macs)):
                 rows[key].append(value)
             bar.update(1)
@@ -92,12 +101,13 @@ def measure_dataset(space: SearchSpace, num: int, path: str, *, seed: int = 0,
         "seed": int(seed), "num_architectures": int(num), "image_size": int(image_size),
         "num_classes": int(num_classes), "presets": preset_rows,
         "target_config": host_description(),
-        "measured": {"warmup": int(warmup), "repeats": int(repeats), "statistic": "median",
-                     "relative_iqr": [round(float(x), 4) for x in rows["relative_iqr"]],
+        "measured": {"warmup": int(warmup), "repeats": int(repeats), "statistic": statistic,
+                     **{k: [float(x) for x in rows[k]]
+                        for k in ("median_ms", "min_ms", "relative_iqr")},
                      "median_relative_iqr": float(np.median(rows["relative_iqr"]))},
     }
     data = dataset_lib.SimulatorDataset(
-        indices, np.asarray(rows["latency_ms"], np.float64), np.full(num, np.nan),
+        indices, np.asarray(rows[f"{statistic}_ms"], np.float64), np.full(num, np.nan),
         np.asarray(rows["params"], np.int64), np.asarray(rows["macs"], np.int64), metadata)
     dataset_lib.write_dataset(path, data)
     if os.path.exists(partial_path(path)):
@@ -106,7 +116,8 @@ def measure_dataset(space: SearchSpace, num: int, path: str, *, seed: int = 0,
 
 
 def _read_partial(path: str, settings: dict[str, Any]) -> dict[str, list]:
-    rows: dict[str, list] = {"latency_ms": [], "relative_iqr": [], "params": [], "macs": []}
+    rows: dict[str, list] = {"median_ms": [], "min_ms": [], "relative_iqr": [], "params": [],
+                             "macs": []}
     if not os.path.exists(path):
         return rows
     with np.load(path, allow_pickle=False) as f:
@@ -124,3 +135,24 @@ def _write_partial(path: str, settings: dict[str, Any], rows: dict[str, list]) -
     with atomic_write(path, "wb", ".npz") as f:
         np.savez(f, settings_json=np.array(json.dumps(settings, sort_keys=True)),
                  **{k: np.asarray(v) for k, v in rows.items()})
+
+
+def check_statistic(statistic: str, field: str = "statistic") -> str:
+    if statistic not in STATISTICS:
+        raise SpecError(f"{field}: {statistic!r}; use one of {list(STATISTICS)}")
+    return statistic
+
+
+def with_statistic(data: dataset_lib.SimulatorDataset, statistic: str
+                   ) -> dataset_lib.SimulatorDataset:
+    """A measured dataset whose latency column is `statistic` of each row's repeats."""
+    check_statistic(statistic)
+    measured = data.metadata.get("measured") or {}
+    if measured.get("statistic") == statistic:
+        return data
+    if f"{statistic}_ms" not in measured:
+        raise SpecError(f"dataset: no per-row {statistic} in its measured metadata; "
+                        "delete it to measure again")
+    metadata = {**data.metadata, "measured": {**measured, "statistic": statistic}}
+    return dataclasses.replace(data, latency_ms=np.asarray(measured[f"{statistic}_ms"]),
+                               metadata=metadata)

@@ -128,13 +128,17 @@ def measure_sample(space_name: str, count: int, *, seed: int = 0, image_size: in
 
 class HostCpuCostModel:
     """`host_cpu` behind the cost interface (`cost_models.interface`): each index vector
-    of `space` measured at the workload (`measure_latency`; `latency_ms` its median)."""
+    of `space` measured at the workload (`measure_latency`; `latency_ms` the `statistic`
+    of its repeats, 'median' or 'min')."""
 
     name = "measured"
 
-    def __init__(self, space: Any, workload: Any, warmup: int = 3, repeats: int = 10) -> None:
+    def __init__(self, space: Any, workload: Any, warmup: int = 3, repeats: int = 10,
+                 statistic: str = "median") -> None:
+        if statistic not in ("median", "min"):
+            raise SpecError(f"statistic: {statistic!r}; use 'median' or 'min'")
         self.space, self.workload = space, workload
-        self.warmup, self.repeats = warmup, repeats
+        self.warmup, self.repeats, self.statistic = warmup, repeats, statistic
 
     def cost(self, items: Any, targets: Any) -> dict[str, Any]:
         from cost_models.interface import CostBatch
@@ -145,9 +149,10 @@ class HostCpuCostModel:
             raise SpecError(f"targets: {list(names)}; the measured cost model has only "
                             f"{HOST_TARGET!r}")
         w, specs = self.workload, [self.space.decode(idx) for idx in np.asarray(items)]
-        latency = [measure_latency(spec, w.image_size, w.task, warmup=self.warmup,
-                                   repeats=self.repeats, input_channels=w.input_channels
-                                   ).median_ms for spec in specs]
+        measured = [measure_latency(spec, w.image_size, w.task, warmup=self.warmup,
+                                    repeats=self.repeats, input_channels=w.input_channels)
+                    for spec in specs]
+        latency = [getattr(m, f"{self.statistic}_ms") for m in measured]
         nets = [describe(spec, w.image_size, w.task, input_channels=w.input_channels)
                 for spec in specs]
         return {HOST_TARGET: CostBatch(HOST_TARGET, np.asarray(latency), None,

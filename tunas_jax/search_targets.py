@@ -77,7 +77,8 @@ def search_targets(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 def reference_costs(space: Any, workload: Any, items: np.ndarray, targets: tuple[str, ...],
                     predictors: Mapping[str, Any]) -> dict[str, CostBatch]:
     """The ground truth the outputs report beside the regressors: each simulated target
-    simulated, `host_cpu` measured (with the settings its regressor's dataset used)."""
+    simulated, `host_cpu` measured (with the settings and statistic its regressor's
+    dataset used)."""
     from cost_models.interface import SimulatorCostModel
 
     simulated = [t for t in targets if t != HOST_TARGET]
@@ -87,7 +88,8 @@ def reference_costs(space: Any, workload: Any, items: np.ndarray, targets: tuple
 
         settings = predictors[HOST_TARGET].metadata.get("measured", {})
         host = HostCpuCostModel(space, workload, warmup=int(settings.get("warmup", 5)),
-                                repeats=int(settings.get("repeats", 20)))
+                                repeats=int(settings.get("repeats", 20)),
+                                statistic=settings.get("statistic", "median"))
         out.update(host.cost(items, [HOST_TARGET]))
     return {t: out[t] for t in targets}
 
