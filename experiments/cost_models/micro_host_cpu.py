@@ -23,12 +23,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.target = "host_cpu"
     config.image_size = 32
     config.num_classes = 10
-    # ~6 s per architecture on the shared 2-core machine (compile included): 150 is a
-    # quarter of an hour. A third held out, so the held-out metrics rest on 50.
+    # Seconds per architecture (a compile each; EXPERIMENTS.md section 5b has the
+    # measured rate and what so few noisy points give). A third held out.
     config.num_architectures = 150
     config.heldout_fraction = 0.33
-    # TuNAS's additive model: 100 noisy measurements are too few for an MLP's extra
-    # parameters (the cache-aware model needs a simulated weight cache, refused here).
+    # TuNAS's additive model (the cache-aware one needs a simulated weight cache and is
+    # refused for a measured target).
     config.model = "linear"
     config.num_steps = 2000
     config.measure_warmup = 5

@@ -27,7 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
     # one keeps the cost-model file's size.
     config.cost_model.overrides.num_architectures = None
     config.cost_model.overrides.num_steps = None
-    # ms end to end (median of timed runs); set from the measured dataset's spread
-    # (EXPERIMENTS.md section 5b).
+    # ms end to end (the regressor dataset's statistic of the timed runs): near the
+    # measured median of micro on the 2-core machine (EXPERIMENTS.md section 5b, which
+    # also says why this search has not been run yet).
     config.target_latency_ms = 0.45
     return config
