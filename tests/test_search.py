@@ -147,9 +147,15 @@ def test_unknown_key_in_a_variant_is_refused():
 
 def test_every_shipped_config_loads():
     for name in ("micro_digits", "cifar10_micro", "imagenet_mobilenet_edgetpu_v2",
-                 "imagenet_proxylessnas", "multi_hw_micro_digits"):
+                 "imagenet_proxylessnas", "multi_hw_micro_digits", "host_cpu_micro_digits",
+                 "single_hw_pixel6_edgetpu", "single_hw_pixel4_dsp", "single_hw_pixel3_gpu"):
         config = search.load_search_config(f"experiments/search/{name}.py")
         assert config.target_latency_ms > 0
+    # The single-device baselines share the multi-hardware config's budgets.
+    multi = search.load_search_config(MULTI_CONFIG)
+    for target, t0 in zip(multi.targets, multi.target_latencies_ms, strict=True):
+        single = search.load_search_config(f"experiments/search/single_hw_{target}.py")
+        assert single.targets == (target,) and single.target_latency_ms == t0
 
 
 def test_cost_model_for_another_space_is_refused(cost_model_dir, tmp_path):

@@ -253,7 +253,8 @@ def train_defaults() -> ml_collections.ConfigDict:
 def cost_model_defaults() -> ml_collections.ConfigDict:
     """Every field of a `tunas-jax train-cost-model` config (the learned latency regressor)."""
     config = ml_collections.ConfigDict()
-    # Search space (search_spaces.get_space name) and hardware target (cost_models.hardware).
+    # Search space (search_spaces.get_space name) and hardware target (cost_models.hardware,
+    # or 'host_cpu': this machine's CPU, measured).
     config.space = "micro"
     # A topology declared here instead of a space module (search_spaces/declared.py):
     # {'name', 'image_size', 'num_classes', 'stem', 'stages', 'head'}, a list for each
@@ -287,6 +288,14 @@ def cost_model_defaults() -> ml_collections.ConfigDict:
     config.cost_service = ""
     # Fraction of the dataset held out for the reported metrics (never trained on).
     config.heldout_fraction = 0.1
+    # Target 'host_cpu' only (measured, not simulated: tunas_jax/host_dataset.py): untimed
+    # runs after each architecture's compile, then timed runs whose median is its latency.
+    config.measure_warmup = 5
+    config.measure_repeats = 20
+    # Which statistic of the timed runs is the latency: 'median' or 'min' (the fastest
+    # run: moves less under other processes' load). Both are kept in the dataset, so
+    # changing it retrains without measuring again.
+    config.measure_statistic = "median"
 
     # Model: 'linear' (TuNAS's additive cost model, the baseline), 'mlp' (additive x
     # exp(MLP)) or 'cache_aware' (additive costs switched by a learned weight-cache model).

@@ -2,7 +2,8 @@
 
 `train_cost_model(config, workdir)` is what `tunas-jax train-cost-model`
 runs. It simulates the dataset when its file is missing (all cores, see
-`cost_models.dataset`), splits off a held-out set, fits the model of
+`cost_models.dataset`), or, for the measured target `host_cpu`, measures it
+on this machine (`tunas_jax.host_dataset`: resumable), splits off a held-out set, fits the model of
 `cost_models.regressor` with optax on the log-latency (squared error in log
 space = relative error), and writes
 into the workdir:
@@ -33,10 +34,11 @@ from cost_models import dataset as dataset_lib
 from cost_models import regressor
 from cost_models.features import encoder_for
 from cost_models.hardware import HardwareTarget, get_target
-from search_spaces import SearchSpace, get_space
+from search_spaces import SearchSpace, SpecError, get_space
 from search_spaces.fileio import atomic_write
 from tunas_jax.checkpointing import make_workdir
 from tunas_jax.errors import UsageError
+from tunas_jax.host_latency import HOST_TARGET
 from tunas_jax.progress import progress
 
 DATASET_FILE = "dataset.npz"
@@ -92,10 +94,13 @@ def latency_metrics(predicted_ms: np.ndarray, simulated_ms: np.ndarray) -> dict[
 
 # ---- dataset -----------------------------------------------------------------
 def ensure_dataset(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace,
-                   target: HardwareTarget, log: Callable[[str], Any] = print
+                   target: HardwareTarget | str, log: Callable[[str], Any] = print
                    ) -> tuple[dataset_lib.SimulatorDataset, str]:
-    """Read the config's dataset, or simulate and write it when the file is missing."""
+    """Read the config's dataset, or simulate (measure, for `host_cpu`) and write it when
+    the file is missing."""
     path = config.dataset_path or os.path.join(workdir, DATASET_FILE)
+    if target == HOST_TARGET:
+        return _measured_dataset(config, path, space, log), path
     if os.path.exists(path):
         log(f"dataset: reading {path}")
         return dataset_lib.read_dataset(path, space, target), path
@@ -109,6 +114,31 @@ def ensure_dataset(config: ml_collections.ConfigDict, workdir: str, space: Searc
                             executor=config.executor, ray_address=config.ray_address or None,
                             cost_service=config.cost_service or None)
     return data, path
+
+
+def _measured_dataset(config: ml_collections.ConfigDict, path: str, space: SearchSpace,
+                      log: Callable[[str], Any]) -> dataset_lib.SimulatorDataset:
+    """`host_cpu`'s dataset: read (its latency column as `config.measure_statistic`), or
+    measured on this machine when the file is missing."""
+    from tunas_jax import host_dataset
+
+    statistic = config.measure_statistic
+    try:
+        host_dataset.check_statistic(statistic, "config.measure_statistic")
+        if os.path.exists(path):
+            log(f"dataset: reading {path} ({statistic} of each architecture's repeats)")
+            return host_dataset.with_statistic(
+                dataset_lib.read_dataset(path, space, HOST_TARGET), statistic)
+    except SpecError as err:
+        raise UsageError(str(err)) from None
+    log(f"dataset: measuring {config.num_architectures} architectures of {space.name} on "
+        f"this CPU ({config.measure_warmup} warm-up + {config.measure_repeats} timed runs "
+        f"each, {statistic}) -> {path}")
+    return host_dataset.measure_dataset(
+        space, config.num_architectures, path, seed=config.dataset_seed,
+        image_size=config.image_size, num_classes=config.num_classes,
+        warmup=config.measure_warmup, repeats=config.measure_repeats, statistic=statistic,
+        log=log)
 
 
 def simulate_to_file(space: SearchSpace, target: HardwareTarget, num: int, path: str,
@@ -141,10 +171,15 @@ def train_cost_model(config: ml_collections.ConfigDict, workdir: str | os.PathLi
     start = time.perf_counter()
     workdir = make_workdir(workdir)
     space = get_space(config.space)
-    target = get_target(config.target)
-    target_name = target.name
+    measured = config.target == HOST_TARGET
+    # A measured target has no simulator numbers: the dataset's host description stands in.
+    target = HOST_TARGET if measured else get_target(config.target)
+    target_name = HOST_TARGET if measured else target.name
     if config.model not in regressor.MODEL_KINDS:
         raise UsageError(f"config.model: {config.model!r}; use one of {regressor.MODEL_KINDS}")
+    if measured and config.model == "cache_aware":
+        raise UsageError(f"config.model: 'cache_aware' models a simulated target's weight "
+                         f"cache; {HOST_TARGET} is measured: use 'mlp' or 'linear'")
     data, dataset_path = ensure_dataset(config, workdir, space, target, log)
     if len(data) < 2:
         raise UsageError(f"config.num_architectures: {len(data)}; need at least 2 (train and "
@@ -177,7 +212,7 @@ def train_cost_model(config: ml_collections.ConfigDict, workdir: str | os.PathLi
     # The cache-aware model also fits its learned weight bytes to the parameter count.
     # Per-half-segment weight bytes when the dataset has them (pins down where the
     # cache fills), else the total parameter count; in units of the cache size.
-    cache_bytes = target.param_memory_bytes
+    cache_bytes = 1.0 if measured else target.param_memory_bytes
     per_block = data.segment_weight_bytes is not None
     if per_block and data.segment_weight_bytes.shape[1] != encoder.num_segments:
         raise UsageError(f"dataset {dataset_path}: segment_weight_bytes has "
@@ -228,7 +263,9 @@ def train_cost_model(config: ml_collections.ConfigDict, workdir: str | os.PathLi
     metadata: dict[str, Any] = {
         "format": regressor.FORMAT, "format_version": regressor.FORMAT_VERSION,
         "space": space.name, "space_fingerprint": space.fingerprint, "target": target_name,
-        "target_config": target.to_json(),
+        "target_config": (data.metadata["target_config"] if measured else target.to_json()),
+        **({"measured": {k: v for k, v in data.metadata["measured"].items()
+                         if not isinstance(v, list)}} if measured else {}),
         "image_size": data.metadata.get("image_size"),
         "num_classes": data.metadata.get("num_classes"),
         **({"task": data.metadata["task"]} if data.metadata.get("task") else {}),

@@ -70,10 +70,11 @@ class Measurement:
                 "cpu_count": os.cpu_count()}
 
 
-def measure_latency(spec: ModelSpec, image_size: int, num_classes: int, *, name: str = "",
+def measure_latency(spec: ModelSpec, image_size: int, num_classes: int | Any, *, name: str = "",
                     warmup: int = 3, repeats: int = 10, batch_size: int = 1,
                     input_channels: int = 3, seed: int = 0) -> Measurement:
-    """The host CPU latency of one inference of `spec` (see the module docstring)."""
+    """The host CPU latency of one inference of `spec` (see the module docstring), with a
+    classifier of `num_classes` (or a `tasks.Task`'s head) on top."""
     for field, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1),
                               ("batch_size", batch_size, 1), ("image_size", image_size, 1)):
         if not isinstance(value, int) or value < low:
@@ -123,3 +124,37 @@ def measure_sample(space_name: str, count: int, *, seed: int = 0, image_size: in
     return [measure_latency(space.decode(idx), image_size, num_classes,
                             name=":".join(map(str, idx)), **settings)
             for idx in space.sample(np.random.default_rng(seed), count)]
+
+
+class HostCpuCostModel:
+    """`host_cpu` behind the cost interface (`cost_models.interface`): each index vector
+    of `space` measured at the workload (`measure_latency`; `latency_ms` the `statistic`
+    of its repeats, 'median' or 'min')."""
+
+    name = "measured"
+
+    def __init__(self, space: Any, workload: Any, warmup: int = 3, repeats: int = 10,
+                 statistic: str = "median") -> None:
+        if statistic not in ("median", "min"):
+            raise SpecError(f"statistic: {statistic!r}; use 'median' or 'min'")
+        self.space, self.workload = space, workload
+        self.warmup, self.repeats, self.statistic = warmup, repeats, statistic
+
+    def cost(self, items: Any, targets: Any) -> dict[str, Any]:
+        from cost_models.interface import CostBatch
+        from tasks import describe
+
+        names = (targets,) if isinstance(targets, str) else tuple(targets)
+        if names != (HOST_TARGET,):
+            raise SpecError(f"targets: {list(names)}; the measured cost model has only "
+                            f"{HOST_TARGET!r}")
+        w, specs = self.workload, [self.space.decode(idx) for idx in np.asarray(items)]
+        measured = [measure_latency(spec, w.image_size, w.task, warmup=self.warmup,
+                                    repeats=self.repeats, input_channels=w.input_channels)
+                    for spec in specs]
+        latency = [getattr(m, f"{self.statistic}_ms") for m in measured]
+        nets = [describe(spec, w.image_size, w.task, input_channels=w.input_channels)
+                for spec in specs]
+        return {HOST_TARGET: CostBatch(HOST_TARGET, np.asarray(latency), None,
+                                       np.array([n.params for n in nets], np.int64),
+                                       np.array([n.macs for n in nets], np.int64))}

@@ -9,8 +9,8 @@ runs the jitted step (`tunas_jax.search_step`) with a progress bar, metrics
 (`W/metrics.jsonl`, TensorBoard) and checkpoints every N steps; and writes:
 - `W/architecture.json`: the argmax architecture (foundation format) with
   `target_latency_ms`, `predicted_latency_ms` and the simulated
-  `simulated_latency_ms`, all three in the config's `latency_metric` (named in
-  the file, see `cost_models.latency_metric`), plus
+  `simulated_latency_ms` (measured, for `host_cpu`), all three in the config's
+  `latency_metric` (named in the file, see `cost_models.latency_metric`), plus
   `simulated_end_to_end_latency_ms`, `energy_mj`, `params`, `macs` on the
   (first) target, and every target's latency, ratio and the combined ratio
   (`latency_ms_by_target`, ...: `tunas_jax.search_targets`);
@@ -55,7 +55,7 @@ import numpy as np
 import controllers
 import supernet
 from cost_models import check_latency_metric
-from cost_models.interface import RegressorCostModel, SimulatorCostModel, Workload
+from cost_models.interface import RegressorCostModel, Workload
 from cost_models.regressor import load_cost_model, read_metadata
 from search_spaces import Architecture, SearchSpace, get_space, read_json, write_json_atomic
 from tasks import get_task, task_names
@@ -71,6 +71,7 @@ from tunas_jax.search_targets import (
     ensure_cost_models,
     latency_costs,
     multi_hardware_metric,
+    reference_costs,
     search_targets,
     target_latencies_ms,
 )
@@ -272,13 +273,13 @@ def write_outputs(config: ml_collections.ConfigDict, workdir: str, space: Search
     task = (get_task(**meta["task"]) if meta.get("task") else make_task(
         config, int(meta.get("num_classes") or space.default_num_classes)))
     workload = Workload(int(meta.get("image_size") or space.default_image_size), task)
-    simulator = SimulatorCostModel(space, workload)
     logits = np.asarray(state.controller.logits)
     best = [int(i) for i in np.asarray(controllers.argmax_architecture(state.controller))]
     top = top_networks(logits, space)
     candidates = np.asarray([best] + [idx for idx, _ in top], np.int32)
     offsets = {t: p.metric_offset_ms(config.latency_metric) for t, p in predictors.items()}
-    per_item = latency_costs(config, simulator.cost(candidates, targets),
+    per_item = latency_costs(config, reference_costs(space, workload, candidates, targets,
+                                                     predictors),
                              RegressorCostModel(predictors).cost(candidates, targets), offsets)
     costs = {**per_item[0], "workload": workload.to_json()}
     target = targets[0]  # the scalar fields' target (the only one, or the first)

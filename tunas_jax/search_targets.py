@@ -23,6 +23,13 @@ The outputs (`latency_costs`) keep the single-target scalar fields
 `latency_ms_by_target`, `target_latency_ms_by_target`,
 `latency_ratio_by_target`, `multi_hardware_metric` and
 `combined_latency_ratio`.
+
+`host_cpu` (this machine's CPU, measured: `tunas_jax.host_latency`) is a
+target like the others for the reward: its regressor is trained on measured
+latencies (`tunas_jax.host_dataset`; e.g.
+`experiments/cost_models/micro_host_cpu.py`). Where the outputs simulate the
+other targets, they measure it (`reference_costs`). It has no modelled
+fixed part, so a search with it uses the `end_to_end` latency metric.
 """
 
 from __future__ import annotations
@@ -45,16 +52,46 @@ from tunas_jax import cost_model_training
 from tunas_jax.config_defaults import set_overrides
 from tunas_jax.config_files import load_config
 from tunas_jax.errors import UsageError
+from tunas_jax.host_latency import HOST_TARGET
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def search_targets(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-    """The search's hardware targets (`config.targets`), each named once."""
-    names = tuple(get_target(t).name for t in check_targets(config.targets, "config.targets"))
+    """The search's hardware targets (`config.targets`), each named once; `host_cpu`
+    (measured) among them only with the `end_to_end` latency metric."""
+    given = tuple(config.targets)
+    simulated = [t for t in given if t != HOST_TARGET]
+    if simulated or not given:
+        check_targets(simulated, "config.targets")
+    names = tuple(t if t == HOST_TARGET else get_target(t).name for t in given)
     if len(set(names)) != len(names):
         raise UsageError(f"config.targets: {list(names)} names a target twice; name each once")
+    if HOST_TARGET in names and config.get("latency_metric", "end_to_end") != "end_to_end":
+        raise UsageError(f"config.latency_metric: {config.latency_metric!r} with target "
+                         f"{HOST_TARGET}, which is measured and has no modelled fixed part "
+                         "to subtract; use 'end_to_end'")
     return names
+
+
+def reference_costs(space: Any, workload: Any, items: np.ndarray, targets: tuple[str, ...],
+                    predictors: Mapping[str, Any]) -> dict[str, CostBatch]:
+    """The ground truth the outputs report beside the regressors: each simulated target
+    simulated, `host_cpu` measured (with the settings and statistic its regressor's
+    dataset used)."""
+    from cost_models.interface import SimulatorCostModel
+
+    simulated = [t for t in targets if t != HOST_TARGET]
+    out = SimulatorCostModel(space, workload).cost(items, simulated) if simulated else {}
+    if HOST_TARGET in targets:
+        from tunas_jax.host_latency import HostCpuCostModel
+
+        settings = predictors[HOST_TARGET].metadata.get("measured", {})
+        host = HostCpuCostModel(space, workload, warmup=int(settings.get("warmup", 5)),
+                                repeats=int(settings.get("repeats", 20)),
+                                statistic=settings.get("statistic", "median"))
+        out.update(host.cost(items, [HOST_TARGET]))
+    return {t: out[t] for t in targets}
 
 
 def multi_hardware_metric(config: ml_collections.ConfigDict) -> str:
