@@ -24,6 +24,9 @@ class ModelSpec:
     stem_stride: int
     blocks: tuple[Block, ...]
     head_filters: int
+    # The task head's searched settings, (name, value) pairs (e.g. the BiFPN's
+    # `bifpn_num_repeats`): empty for a space without head decisions.
+    task_head: tuple[tuple[str, Any], ...] = ()
 
     def validate(self, where: str = "network") -> ModelSpec:
         for field in ("stem_filters", "stem_kernel_size", "stem_stride", "head_filters"):
@@ -32,6 +35,11 @@ class ModelSpec:
                 raise SpecError(f"{where}.{field}: {value!r} must be a positive integer")
         if not self.blocks:
             raise SpecError(f"{where}.blocks: empty; a network needs at least one block")
+        if not isinstance(self.task_head, tuple) or not all(
+                isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                for p in self.task_head):
+            raise SpecError(f"{where}.head.task: {self.task_head!r} must be (name, value) "
+                            "pairs")
         filters = self.stem_filters
         for i, block in enumerate(self.blocks):
             block.validate(f"{where}.blocks[{i}]")
@@ -55,7 +63,8 @@ class ModelSpec:
                 "stride": self.stem_stride,
             },
             "blocks": [b.to_json() for b in self.blocks],
-            "head": {"filters": self.head_filters},
+            "head": {"filters": self.head_filters,
+                     **({"task": dict(self.task_head)} if self.task_head else {})},
         }
 
     @classmethod
@@ -79,6 +88,7 @@ class ModelSpec:
                     Block.from_json(b, f"{where}.blocks[{i}]") for i, b in enumerate(data["blocks"])
                 ),
                 head_filters=head["filters"],
+                task_head=tuple(sorted(head.get("task", {}).items())),
             )
         except KeyError as err:
             raise SpecError(f"{where}: missing key {err}; see the architecture format") from None

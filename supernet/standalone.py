@@ -89,6 +89,7 @@ class StandaloneModel(nnx.Module):
                  conv_impl: ConvImpl = "auto") -> None:
         spec.validate()
         task = Classification(task) if isinstance(task, int) else task
+        task = task.with_head(dict(spec.task_head))  # the architecture's head settings
         self.task = task
         self.input_channels = input_channels
         graph = lower(spec, input_channels)
