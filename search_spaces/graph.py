@@ -123,8 +123,10 @@ def lower(spec: ModelSpec, input_channels: int = 3) -> LayerGraph:
             current = added[-1].name
         stride *= block.stride
         endpoints[f"stride_{stride}"] = current
-    nodes.append(head_node(spec.blocks[-1].output_filters, spec.head_filters, current))
-    endpoints["features"] = "head"
+    if spec.head_filters:
+        nodes.append(head_node(spec.blocks[-1].output_filters, spec.head_filters, current))
+        current = "head"
+    endpoints["features"] = current  # no head conv (head_filters 0): the last block's
     return LayerGraph(tuple(nodes), endpoints, input_channels, spec.task_head)
 
 

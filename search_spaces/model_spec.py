@@ -4,7 +4,9 @@ The IBN backbone family: stem (kxk conv, stride, ReLU) -> blocks -> head
 (1x1 conv, ReLU); the task's head (e.g. classification's pool and logits)
 comes on top (`tasks`). Every space of the family decodes to one of these,
 and hand-written presets (MobileNetEdgeTPU v1/v2) are written as one
-directly. It is lowered once to a layer graph (`search_spaces.graph.lower`),
+directly. `head_filters = 0` means no head conv: `features` is then the last
+block's output (the released segmentation models use their backbones without
+it). It is lowered once to a layer graph (`search_spaces.graph.lower`),
 from which the models (`supernet/`) and network descriptions are built.
 """
 
@@ -31,8 +33,9 @@ class ModelSpec:
     def validate(self, where: str = "network") -> ModelSpec:
         for field in ("stem_filters", "stem_kernel_size", "stem_stride", "head_filters"):
             value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SpecError(f"{where}.{field}: {value!r} must be a positive integer")
+            low = 0 if field == "head_filters" else 1  # 0: no head conv (module docstring)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise SpecError(f"{where}.{field}: {value!r} must be an integer >= {low}")
         if not self.blocks:
             raise SpecError(f"{where}.blocks: empty; a network needs at least one block")
         if not isinstance(self.task_head, tuple) or not all(
