@@ -29,8 +29,15 @@ from typing import Any
 
 from search_spaces.blocks import round_filters
 from search_spaces.model_spec import ModelSpec
-from search_spaces.presets import DW, FUSED, Row, _build, mobilenet_edgetpu_v2_m, \
-    mobilenet_edgetpu_v2_s, mobilenet_edgetpu_v2_xs
+from search_spaces.presets import (
+    DW,
+    FUSED,
+    Row,
+    _build,
+    mobilenet_edgetpu_v2_m,
+    mobilenet_edgetpu_v2_s,
+    mobilenet_edgetpu_v2_xs,
+)
 
 IMAGE_SIZE_PX = 512
 NUM_CLASSES = 32

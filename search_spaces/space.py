@@ -119,7 +119,7 @@ class Settings(Mapping):
 @dataclasses.dataclass(frozen=True)
 class HeadSpec:
     filters: Choice
-    task: Settings = Settings()
+    task: Settings = dataclasses.field(default_factory=Settings)
 
 
 @dataclasses.dataclass(frozen=True)

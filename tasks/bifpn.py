@@ -32,7 +32,9 @@ choice (most repeats, lowest minimum level); a layer's weights are keyed by its
 name (repeat, direction, level), so every choice reads the same tensors.
 `apply_params` runs one trace for every choice: a `lax.switch` over the
 minimum levels (each branch a static graph) whose output is resized to the
-input resolution, and inside it a `lax.cond` per repeat beyond the fewest.
+input resolution, and inside it a `lax.cond` per repeat beyond the fewest, so a
+step computes only the picked head (masking every choice instead measured about
+the same on CPU for a tiny space: EXPERIMENTS.md section 9).
 
 Difference from the reference, on purpose: a backbone endpoint that already
 has F channels still gets its 1x1 conv (the reference skips it), so the head's
@@ -52,6 +54,7 @@ from flax import nnx
 
 from search_spaces import Layer, SpecError
 from tasks import head_parts
+from tasks.deeplab import resize_bilinear
 from tasks.head_parts import ConvSpec
 
 
@@ -203,8 +206,6 @@ def avg_pool(x: jax.Array, stride: int) -> jax.Array:
 
 
 def array_ops(conv: Callable[[str, jax.Array], jax.Array]) -> Ops:
-    from tasks.deeplab import resize_bilinear
-
     return Ops(conv=conv, add=jnp.add, pool=avg_pool,
                upsample=lambda x, like: resize_bilinear(x, *like.shape[1:3]),
                size=lambda x: tuple(x.shape[1:3]))
@@ -286,16 +287,19 @@ def apply_params(cfg: BiFPNConfig, params: Any, endpoints: Mapping[str, jax.Arra
     ops = array_ops(head_parts.batch_stat_conv(specs, params))
     repeats = jnp.asarray(choices.num_repeats, jnp.int32)[picked[0]]
     fewest = min(choices.num_repeats)
-    ops.cell = lambda r, fn, feats: (fn(feats) if r < fewest else
-                                     jax.lax.cond(r < repeats, fn, lambda f: f, feats))
+
+    def gated(r: int, fn: Callable[[Any], Any], feats: Any) -> Any:
+        if r < fewest:
+            return fn(feats)
+        return jax.lax.cond(r < repeats, fn, lambda f: f, feats)
+
+    ops.cell = gated
 
     def branch(m: int) -> Callable[[Mapping[str, jax.Array]], jax.Array]:
         def run(eps: Mapping[str, jax.Array]) -> jax.Array:
             logits = forward(cfg, m, max(choices.num_repeats), eps, ops)
             if len(choices.min_level) == 1:
                 return logits
-            from tasks.deeplab import resize_bilinear
-
             return resize_bilinear(logits, *input_size(eps))
         return run
 

@@ -16,7 +16,15 @@ from flax import nnx
 
 import supernet
 from cost_models.interface import SimulatorCostModel, Workload
-from search_spaces import Architecture, BlockSpec, OneOf, SearchSpace, StageSpec, get_space
+from search_spaces import (
+    Architecture,
+    BlockSpec,
+    OneOf,
+    SearchSpace,
+    SpecError,
+    StageSpec,
+    get_space,
+)
 from search_spaces.decisions import FILTERS
 from search_spaces.definitions.autoseg import head_decisions
 from search_spaces.presets import get_preset
@@ -97,7 +105,7 @@ def test_head_decisions_are_carried_and_costed(tmp_path):
     params = [describe(space.decode(i), 32, task).params for i in (small, large)]
     assert list(costs.params) == params and params[0] < params[1]
     assert costs.latency_ms[0] < costs.latency_ms[1]
-    with pytest.raises(Exception, match="only"):  # a DeepLab task cannot take them
+    with pytest.raises(SpecError, match="only"):  # a DeepLab task cannot take them
         Segmentation(11).with_head({"bifpn_num_repeats": 2})
 
 

@@ -175,7 +175,8 @@ def test_tiny_segmentation_search_and_training(tiny_space, tmp_path):
         "architecture": str(tmp_path / "search" / "architecture.json"),
         "dataset.image_size": "8", "batch_size": "16", "eval_batch_size": "250",
         "num_steps": "3", "eval_every_epochs": "100", "num_threads": "1",
-        "segmentation.head": "deeplab", "segmentation.low_level_endpoint": "stride_2", "segmentation.aspp_channels": "8",
+        "segmentation.head": "deeplab", "segmentation.low_level_endpoint": "stride_2",
+        "segmentation.aspp_channels": "8",
         "segmentation.low_level_channels": "8", "segmentation.decoder_channels": "8"})
     result = train.run_training(train_config, str(tmp_path / "train"), log=lambda _: None)
     assert result["quality_metric"] == "miou" and 0.0 <= result["miou"] <= 1.0

@@ -16,7 +16,8 @@ largest (most repeats, lowest level).
 mobilenet_edgetpu_v2_model_blocks.py`, `autoseg_edgetpu_backbone_*`: 3x3/2 stem
 of 32, stages at strides 2..32 with MobileNetEdgeTPUv2-S's base widths) at
 512 px and 32 classes. `autoseg_micro` is the same kind of space at 32 px, small
-enough for a CPU search on the digits (three stages to stride 16).
+enough for a CPU search on the digits: four stages to stride 16, five blocks, width
+multipliers {1/2, 1} only.
 """
 
 from search_spaces.decisions import FILTERS, OneOf
@@ -26,6 +27,9 @@ from search_spaces.space import BlockSpec, SearchSpace, StageSpec
 MULTIPLIERS = (0.25, 0.5, 0.75, 1.0, 2.0)
 KERNELS = (3, 5, 7)
 EXPANSIONS = (3, 6)
+# autoseg_micro's: two of the multipliers, so a CPU supernet compiles in minutes (every
+# width pair of neighbouring stages is a switch branch).
+MICRO_MULTIPLIERS = (0.5, 1.0)
 
 
 def _block(stride: int, first: bool = False) -> BlockSpec:
@@ -34,14 +38,15 @@ def _block(stride: int, first: bool = False) -> BlockSpec:
                      stride=stride)
 
 
-def _stages(layout: tuple[tuple[int, int, int], ...]) -> tuple[StageSpec, ...]:
+def _stages(layout: tuple[tuple[int, int, int], ...], multipliers=MULTIPLIERS
+            ) -> tuple[StageSpec, ...]:
     """(base width, blocks, first stride) per stage -> stages; block 0 of stage 0 has
     expansion 1."""
     out = []
     for s, (width, count, stride) in enumerate(layout):
         blocks = tuple(_block(stride if b == 0 else 1, first=(s == 0 and b == 0))
                        for b in range(count))
-        out.append(StageSpec(filter_choices(width, MULTIPLIERS, 4), blocks))
+        out.append(StageSpec(filter_choices(width, multipliers, 4), blocks))
     return tuple(out)
 
 
@@ -75,7 +80,7 @@ def autoseg_micro() -> SearchSpace:
         stem_filters=16,
         stem_kernel_size=3,
         stem_stride=2,
-        stages=_stages(((16, 1, 1), (24, 2, 2), (32, 2, 2), (48, 1, 2))),
+        stages=_stages(((16, 1, 1), (24, 1, 2), (32, 2, 2), (48, 1, 2)), MICRO_MULTIPLIERS),
         head_filters=64,
         default_image_size=32,
         default_num_classes=11,
