@@ -207,6 +207,8 @@ def _segmentation() -> None:
 # defaults: {"image_size", "task" (a tasks.get_task(**task) JSON)}.
 PRESET_SETTINGS: dict[str, dict] = {}
 _segmentation()
+# The presets deployed as classifiers (the others: PRESET_SETTINGS's tasks), sorted.
+CLASSIFICATION_PRESETS = sorted(set(PRESETS) - set(PRESET_SETTINGS))
 
 
 def get_preset(name: str) -> ModelSpec:

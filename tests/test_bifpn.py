@@ -221,6 +221,9 @@ def test_released_presets_match_the_reference_parameter_counts(size):
     got = summarize(resolve_architecture(preset=f"autoseg_edgetpu_{size}"))
     assert (got["image_size"], got["task"]["num_classes"]) == (512, 32)
     assert got["params"] == want
+    task = Segmentation(**{k: v for k, v in got["task"].items() if k != "name"})
+    model = supernet.abstract_model(get_preset(f"autoseg_edgetpu_{size}"), task)
+    assert supernet.count_params(model) == want
     stem, widths = V2[size]
     got = summarize(resolve_architecture(preset=f"deeplabv3plus_mobilenet_edgetpu_v2_{size}"))
     assert got["params"] == _ref_deeplab(stem, widths)
