@@ -5,7 +5,8 @@ output stage.
 Batches are `{'image': float [N, H, W, C], 'label': int [N, H, W]}`: one class per
 pixel, `ignore_label` where a pixel has none (it adds nothing to the loss or the
 metrics). The head's output is the logits at the head's resolution (DeepLab: the
-low-level endpoint's; BiFPN: its minimum level's) [N, h, w, classes]; the loss resizes them bilinearly to the label's resolution.
+low-level endpoint's; BiFPN: its minimum level's) [N, h, w, classes]; the loss
+resizes them bilinearly to the label's resolution.
 
 Output stage (what a deployed model computes after the logits; `output_stage`):
 - `exact`: bilinear resize of the logits to the input resolution, then argmax;
