@@ -8,6 +8,9 @@ two separable decoder convs of 256, 32 classes).
     python benchmarks/seg_output_stage.py [--preset mobilenet_edgetpu_v2_s]
         [--image-size 512] [--target pixel6_edgetpu]
 
+A segmentation preset (`autoseg_edgetpu_*`, `deeplabv3plus_mobilenet_edgetpu_v2_*`)
+brings its own head and settings (`search_spaces.presets.PRESET_SETTINGS`) instead.
+
 Prints both stages' end-to-end latency, the output stage's own layers and the
 speed-up (exact / approximate).
 """
@@ -18,6 +21,7 @@ import argparse
 
 from cost_models.simulator import simulate
 from search_spaces import get_preset
+from search_spaces.presets import PRESET_SETTINGS
 from tasks import Segmentation, describe
 
 RELEASED_HEAD = {"num_classes": 32, "aspp_channels": 128, "low_level_channels": 48,
@@ -32,10 +36,14 @@ def main() -> None:
     parser.add_argument("--target", default="pixel6_edgetpu")
     args = parser.parse_args()
     spec = get_preset(args.preset)
+    settings = dict(RELEASED_HEAD)
+    if args.preset in PRESET_SETTINGS:
+        settings = {k: v for k, v in PRESET_SETTINGS[args.preset]["task"].items()
+                    if k != "name"}
     latency = {}
     for stage in ("exact", "approximate"):
         network = describe(spec, args.image_size, Segmentation(output_stage=stage,
-                                                               **RELEASED_HEAD))
+                                                               **settings))
         result = simulate(network, args.target)
         latency[stage] = result.latency_ms
         output_ms = sum(layer.latency_ps for layer in result.layers

@@ -123,7 +123,7 @@ class ArchitectureCoster:
             if unit.kind == "head":  # the task's head may read any endpoint's width
                 positions = tuple(dict.fromkeys(positions + tuple(
                     units[i].output_width.position for i in self.space.endpoint_units.values()
-                    if units[i].output_width.position is not None)))
+                    if units[i].output_width.position is not None) + unit.task_positions))
             radix = mixed_radix([self.space.num_choices[p] for p in positions])
             segments.append(_Segment(unit, positions, np.asarray(radix, dtype=np.int64), size))
             size = math.ceil(size / unit.stride)
@@ -154,7 +154,8 @@ class ArchitectureCoster:
                 if name != "features":
                     width = self.space.units[i].output_width.value(row)
                     endpoints[name] = (f"endpoint_{name}", (spatial[i], spatial[i], width))
-            layers += self.task.head_layers(endpoints)
+            task = self.task.with_head(dict(self.space.head_values(row)))
+            layers += task.head_layers(endpoints)
         return layers
 
     def entry_layer_weights(self, entry: int) -> tuple[int, ...]:

@@ -175,7 +175,7 @@ def _kronecker_groups(space: SearchSpace) -> list[tuple[str, tuple[int, ...], in
                        (*widths, *op_and_expansion), 3 + 2 * unit.index))
     head = space.units[-1]
     positions = [p for p in (head.input_width.position, head.output_width.position)
-                 if p is not None]
+                 if p is not None] + list(head.task_positions)
     groups.append(("kron:head", tuple(positions), 2 * len(space.units) - 2))
     return groups
 

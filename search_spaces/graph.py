@@ -83,6 +83,7 @@ class LayerGraph:
     nodes: tuple[Node, ...]
     endpoints: dict[str, str]  # endpoint name -> node name (or 'input')
     input_channels: int
+    task_head: tuple[tuple[str, Any], ...] = ()  # the spec's searched head settings
 
     @property
     def output(self) -> str:
@@ -122,9 +123,11 @@ def lower(spec: ModelSpec, input_channels: int = 3) -> LayerGraph:
             current = added[-1].name
         stride *= block.stride
         endpoints[f"stride_{stride}"] = current
-    nodes.append(head_node(spec.blocks[-1].output_filters, spec.head_filters, current))
-    endpoints["features"] = "head"
-    return LayerGraph(tuple(nodes), endpoints, input_channels)
+    if spec.head_filters:
+        nodes.append(head_node(spec.blocks[-1].output_filters, spec.head_filters, current))
+        current = "head"
+    endpoints["features"] = current  # no head conv (head_filters 0): the last block's
+    return LayerGraph(tuple(nodes), endpoints, input_channels, spec.task_head)
 
 
 def node_layer(node: Node, shapes: dict[str, tuple[int, int, int]]) -> Layer:

@@ -4,7 +4,9 @@ The IBN backbone family: stem (kxk conv, stride, ReLU) -> blocks -> head
 (1x1 conv, ReLU); the task's head (e.g. classification's pool and logits)
 comes on top (`tasks`). Every space of the family decodes to one of these,
 and hand-written presets (MobileNetEdgeTPU v1/v2) are written as one
-directly. It is lowered once to a layer graph (`search_spaces.graph.lower`),
+directly. `head_filters = 0` means no head conv: `features` is then the last
+block's output (the released segmentation models use their backbones without
+it). It is lowered once to a layer graph (`search_spaces.graph.lower`),
 from which the models (`supernet/`) and network descriptions are built.
 """
 
@@ -24,14 +26,23 @@ class ModelSpec:
     stem_stride: int
     blocks: tuple[Block, ...]
     head_filters: int
+    # The task head's searched settings, (name, value) pairs (e.g. the BiFPN's
+    # `bifpn_num_repeats`): empty for a space without head decisions.
+    task_head: tuple[tuple[str, Any], ...] = ()
 
     def validate(self, where: str = "network") -> ModelSpec:
         for field in ("stem_filters", "stem_kernel_size", "stem_stride", "head_filters"):
             value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SpecError(f"{where}.{field}: {value!r} must be a positive integer")
+            low = 0 if field == "head_filters" else 1  # 0: no head conv (module docstring)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise SpecError(f"{where}.{field}: {value!r} must be an integer >= {low}")
         if not self.blocks:
             raise SpecError(f"{where}.blocks: empty; a network needs at least one block")
+        if not isinstance(self.task_head, tuple) or not all(
+                isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                for p in self.task_head):
+            raise SpecError(f"{where}.head.task: {self.task_head!r} must be (name, value) "
+                            "pairs")
         filters = self.stem_filters
         for i, block in enumerate(self.blocks):
             block.validate(f"{where}.blocks[{i}]")
@@ -55,7 +66,8 @@ class ModelSpec:
                 "stride": self.stem_stride,
             },
             "blocks": [b.to_json() for b in self.blocks],
-            "head": {"filters": self.head_filters},
+            "head": {"filters": self.head_filters,
+                     **({"task": dict(self.task_head)} if self.task_head else {})},
         }
 
     @classmethod
@@ -79,6 +91,7 @@ class ModelSpec:
                     Block.from_json(b, f"{where}.blocks[{i}]") for i, b in enumerate(data["blocks"])
                 ),
                 head_filters=head["filters"],
+                task_head=tuple(sorted(head.get("task", {}).items())),
             )
         except KeyError as err:
             raise SpecError(f"{where}: missing key {err}; see the architecture format") from None

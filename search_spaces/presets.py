@@ -194,6 +194,23 @@ PRESETS: dict[str, Callable[[], ModelSpec]] = {
 }
 
 
+def _segmentation() -> None:
+    # The segmentation presets live in their own module (it imports this one).
+    from search_spaces.presets_segmentation import PRESET_SETTINGS as settings
+    from search_spaces.presets_segmentation import SEGMENTATION_PRESETS
+
+    PRESETS.update(SEGMENTATION_PRESETS)
+    PRESET_SETTINGS.update(settings)
+
+
+# Preset name -> what it is deployed with when not classification at the space's
+# defaults: {"image_size", "task" (a tasks.get_task(**task) JSON)}.
+PRESET_SETTINGS: dict[str, dict] = {}
+_segmentation()
+# The presets deployed as classifiers (the others: PRESET_SETTINGS's tasks), sorted.
+CLASSIFICATION_PRESETS = sorted(set(PRESETS) - set(PRESET_SETTINGS))
+
+
 def get_preset(name: str) -> ModelSpec:
     if name not in PRESETS:
         raise SpecError(f"preset {name!r} is unknown; choose one of {sorted(PRESETS)}")

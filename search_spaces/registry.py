@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from search_spaces.definitions.autoseg import autoseg, autoseg_micro
 from search_spaces.definitions.micro import micro
 from search_spaces.definitions.mobilenet_edgetpu_v2 import mobilenet_edgetpu_v2
 from search_spaces.definitions.mobilenet_multi import mobilenet_multi
@@ -13,6 +14,8 @@ from search_spaces.errors import SpecError
 from search_spaces.space import SearchSpace
 
 SPACES: dict[str, Callable[[], SearchSpace]] = {
+    "autoseg": autoseg,
+    "autoseg_micro": autoseg_micro,
     "micro": micro,
     "mobilenet_edgetpu_v2": mobilenet_edgetpu_v2,
     "mobilenet_multi": mobilenet_multi,

@@ -19,7 +19,12 @@ family means:
 
 Decision names are the tree paths: `stem.filters`, `stages.2.filters`,
 `stages.2.blocks.1.op`, `...kernel_size`, `...expansion_ratio`,
-`...pointwise_expansion`, `...group_size`, `head.filters`.
+`...pointwise_expansion`, `...group_size`, `head.filters`, and the task head's
+searched settings `head.task.<setting>` (e.g. the BiFPN's repeats and minimum
+level: `SearchSpace.head_task`). Those are the head unit's `task_fields`, not
+its `fields`: they shape the task's head (`Task.with_head`), not the backbone's
+layers, so the supernet plan ignores them and the coster keys the head segment
+on them.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import dataclasses
 import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,9 +96,30 @@ class StemSpec:
     stride: int
 
 
+class Settings(Mapping):
+    """A hashable, ordered mapping of setting name -> value or OneOf (the task head's
+    searched settings inside the frozen spec tree)."""
+
+    def __init__(self, pairs: Sequence[tuple[str, Any]] = ()) -> None:
+        self._pairs = tuple((str(k), v) for k, v in pairs)
+
+    def __getitem__(self, key: str) -> Any:
+        return dict(self._pairs)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __hash__(self) -> int:
+        return hash(self._pairs)
+
+
 @dataclasses.dataclass(frozen=True)
 class HeadSpec:
     filters: Choice
+    task: Settings = dataclasses.field(default_factory=Settings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +158,12 @@ class Unit:
     output_width: Slot
     fields: tuple[tuple[str, Slot], ...] = ()  # a block's BlockSpec fields, op first
     spec: BlockSpec | None = None
+    # The head's: the task head's searched settings (module docstring).
+    task_fields: tuple[tuple[str, Slot], ...] = ()
+
+    @property
+    def task_positions(self) -> tuple[int, ...]:
+        return tuple(s.position for _, s in self.task_fields if s.position is not None)
 
     @property
     def field_slots(self) -> dict[str, Slot]:
@@ -163,6 +195,9 @@ class SearchSpace:
     default_num_classes: int
     min_group_size: int = 1
     description: str = ""
+    # The task head's searched settings: (setting name, value or OneOf) pairs, passed to
+    # `Task.with_head` (e.g. (("bifpn_num_repeats", OneOf((1, 2), FILTERS)), ...)).
+    head_task: tuple[tuple[str, Choice], ...] = ()
 
     def __post_init__(self) -> None:
         self._check()
@@ -171,7 +206,9 @@ class SearchSpace:
     @functools.cached_property
     def spec(self) -> BackboneSpec:
         return BackboneSpec(StemSpec(self.stem_filters, self.stem_kernel_size, self.stem_stride),
-                            tuple(self.stages), HeadSpec(self.head_filters), self.min_group_size)
+                            tuple(self.stages),
+                            HeadSpec(self.head_filters, Settings(self.head_task)),
+                            self.min_group_size)
 
     def _check(self) -> None:
         for s, stage in enumerate(self.stages):
@@ -222,9 +259,14 @@ class SearchSpace:
                 units.append(Unit(name, "block", index, s, spec.stride, previous, width,
                                   fields, spec))
                 previous, index = width, index + 1
+        task = tuple((k, self._slot(f"head.task.{k}", v)) for k, v in self.head_task)
         units.append(Unit("head", "head", -1, -1, 1, previous,
-                          self._slot("head.filters", self.head_filters)))
+                          self._slot("head.filters", self.head_filters), task_fields=task))
         return tuple(units)
+
+    def head_values(self, indices: Any) -> tuple[tuple[str, Any], ...]:
+        """The task head's settings an index vector picks (sorted (name, value) pairs)."""
+        return tuple(sorted((k, s.value(indices)) for k, s in self.units[-1].task_fields))
 
     @functools.cached_property
     def endpoint_units(self) -> dict[str, int]:
@@ -302,7 +344,8 @@ class SearchSpace:
         indices = self.check_indices(indices)
         blocks = tuple(self.unit_block(u, indices) for u in self.block_units)
         return ModelSpec(self.units[0].output_width.value(indices), self.stem_kernel_size,
-                         self.stem_stride, blocks, self.units[-1].output_width.value(indices))
+                         self.stem_stride, blocks, self.units[-1].output_width.value(indices),
+                         self.head_values(indices))
 
     def unit_block(self, unit: Unit, indices: Any) -> Block:
         """The decoded block of a block unit (reads only the unit's decisions)."""
@@ -425,6 +468,10 @@ class SearchSpace:
                 indices[slot.position] = slot.choices.index(value)
             return True
 
+        task = dict(spec.task_head)
+        if set(task) != {k for k, _ in units[-1].task_fields} or not all(
+                want(slot, task[k]) for k, slot in units[-1].task_fields):
+            return None
         if not (want(units[0].output_width, spec.stem_filters)
                 and want(units[-1].output_width, spec.head_filters)
                 and (spec.stem_kernel_size, spec.stem_stride) == (self.stem_kernel_size,
@@ -466,7 +513,8 @@ def _legacy_json(spec: BackboneSpec) -> dict[str, Any]:
                  "stride": spec.stem.stride},
         "stages": [{"filters": enc(st.filters), "blocks": [block(b) for b in st.blocks]}
                    for st in spec.stages],
-        "head": {"filters": enc(spec.head.filters)},
+        "head": {"filters": enc(spec.head.filters),
+                 **({"task": enc(spec.head.task)} if spec.head.task else {})},
         "min_group_size": spec.min_group_size,
     }
 

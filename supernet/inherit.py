@@ -44,6 +44,7 @@ def child_weights(space: SearchSpace, plan: SupernetPlan, params: Params, indice
                               "bias": stored["bias"][:node.cout]}
         unit_widths.append(width)
     widths = {name: unit_widths[i] for name, i in plan.endpoints.items()}
+    task = task.with_head(dict(space.head_values(indices)))  # the child's head settings
     out.update(task.inherit_head(params["task_head"], widths))
     return out
 
@@ -61,6 +62,8 @@ def inherit(model: StandaloneModel, space: SearchSpace, plan: SupernetPlan, para
         if "scale" in w:
             module.bn.scale[...] = jnp.asarray(w["scale"])
             module.bn.bias[...] = jnp.asarray(w["bias"])
+            if "conv_bias" in w:  # a conv bias before batch norm (tasks.head_parts)
+                module.bias[...] = jnp.asarray(w["conv_bias"])
         elif "bias" in w:
             module.bias[...] = jnp.asarray(w["bias"])
         # else: a bare conv (e.g. segmentation's ASPP depthwise convs): the kernel only

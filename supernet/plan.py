@@ -175,6 +175,9 @@ class SupernetPlan:
     units: tuple[UnitPlan, ...]    # stem, blocks, head
     # Endpoint name -> index of the unit whose output it is (the last at each stride).
     endpoints: dict[str, int]
+    # The task head's searched settings: their decision positions and {name: choices}.
+    head_positions: tuple[int, ...] = ()
+    head_choices: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     @property
     def blocks(self) -> tuple[UnitPlan, ...]:
@@ -409,4 +412,7 @@ def make_plan(space: SearchSpace,
         plan = _unit_plan(space, unit, max_branches_per_layer, input_channels, width)
         units.append(plan)
         width = plan.out_width
-    return SupernetPlan(space.name, input_channels, tuple(units), dict(space.endpoint_units))
+    head = space.units[-1]
+    return SupernetPlan(space.name, input_channels, tuple(units), dict(space.endpoint_units),
+                        tuple(s.position for _, s in head.task_fields),
+                        tuple((k, s.choices) for k, s in head.task_fields))

@@ -89,6 +89,7 @@ class StandaloneModel(nnx.Module):
                  conv_impl: ConvImpl = "auto") -> None:
         spec.validate()
         task = Classification(task) if isinstance(task, int) else task
+        task = task.with_head(dict(spec.task_head))  # the architecture's head settings
         self.task = task
         self.input_channels = input_channels
         graph = lower(spec, input_channels)
@@ -97,7 +98,9 @@ class StandaloneModel(nnx.Module):
         self.blocks = nnx.List([
             GraphBlock(get_block_type(b.block_type).lower(b), rngs=rngs, conv_impl=conv_impl)
             for b in spec.blocks])
-        self.head = _conv_module(graph.node("head"), rngs, conv_impl)
+        # None: a spec without head conv (head_filters 0).
+        self.head = (_conv_module(graph.node("head"), rngs, conv_impl) if spec.head_filters
+                     else None)
         widths = {name: (input_channels if node == "input" else graph.node(node).cout)
                   for name, node in graph.endpoints.items()}
         self.task_head = task.build_head(widths, rngs=rngs, dropout_rate=dropout_rate)
@@ -117,7 +120,8 @@ class StandaloneModel(nnx.Module):
             x = block(x)
             if block.nodes:
                 tensors[f"blocks.{i}.{block.nodes[-1].name}"] = x
-        tensors["head"] = self.head(x)
+        if self.head is not None:
+            tensors["head"] = self.head(x)
         return {name: tensors[node] for name, node in self.endpoint_nodes.items()}
 
     def __call__(self, x: jax.Array, rngs: Any = None) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -147,7 +151,8 @@ def layer_modules(model: StandaloneModel) -> Iterator[tuple[str, nnx.Module]]:
     for i, block in enumerate(model.blocks):
         for name in block.layer_names:
             yield f"blocks.{i}.{name}", getattr(block, name)
-    yield "head", model.head
+    if model.head is not None:
+        yield "head", model.head
     yield from model.task_head.named_layers()
 
 

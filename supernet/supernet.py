@@ -76,7 +76,7 @@ def init_params(plan: SupernetPlan, task: Any, key: jax.Array) -> Params:
             name: {"kernel": _conv_init(next(keys), spec.shape, spec.fan_in),
                    "scale": jnp.ones((spec.cout,)), "bias": jnp.zeros((spec.cout,))}
             for name, spec in unit.weights.items()}
-    params["task_head"] = task.init_head(next(keys), plan.endpoint_widths)
+    params["task_head"] = head_task(plan, task).init_head(next(keys), plan.endpoint_widths)
     return params
 
 
@@ -373,7 +373,18 @@ def apply(plan: SupernetPlan, task: Any, params: Params, indices: jax.Array,
     `apply_filter_warmup`), not a supernet mode.
     """
     endpoints = backbone(plan, params, indices, images, op_warm)
-    return task.apply_head(params["task_head"], endpoints, train=train), endpoints
+    if not plan.head_choices:
+        return task.apply_head(params["task_head"], endpoints, train=train), endpoints
+    picked = indices[jnp.asarray(plan.head_positions)]
+    return head_task(plan, task).apply_head(params["task_head"], endpoints, train=train,
+                                            head_indices=picked), endpoints
+
+
+def head_task(plan: SupernetPlan, task: Any) -> Any:
+    """The task whose head holds every choice of the space's head decisions."""
+    if not plan.head_choices:
+        return task
+    return task.with_head_choices(dict(plan.head_choices))
 
 
 def num_weights(params: Params) -> int:

@@ -3,7 +3,8 @@ head on the backbone's endpoints, the loss, the reward's quality signal and the
 evaluation metrics (`tasks.base.Task`). Imports `search_spaces` only.
 
 Shipped: `classification` (`tasks.classification`) and `segmentation`
-(`tasks.segmentation`, its DeepLabv3+ head in `tasks.deeplab`). A new task is a module with
+(`tasks.segmentation`, its heads DeepLabv3+ in `tasks.deeplab` and BiFPN in
+`tasks.bifpn`, their shared layer code in `tasks.head_parts`). A new task is a module with
 a `Task` subclass and a `register_task(name, factory)` call.
 """
 

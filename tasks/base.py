@@ -64,6 +64,24 @@ class Task:
         yields (description layer name, module) for its parametrized layers."""
         raise NotImplementedError
 
+    def with_head(self, settings: Mapping[str, Any]) -> Task:
+        """This task with the head settings an architecture picked (`ModelSpec.task_head`,
+        from a space's `head_task` decisions); a task without searchable head settings
+        accepts none."""
+        if settings:
+            from search_spaces import SpecError
+
+            raise SpecError(f"task {self.name!r} has no searchable head settings; the "
+                            f"architecture gives {sorted(settings)}")
+        return self
+
+    def with_head_choices(self, choices: Mapping[str, tuple[Any, ...]]) -> Task:
+        """The supernet's task for a space whose head decisions take `choices` (setting
+        -> its values, in index order): `init_head` then holds every choice's weights and
+        `apply_head(..., head_indices=[one index per setting, in `choices` order])` runs
+        the picked one."""
+        return self.with_head(choices)
+
     # ---- objective ------------------------------------------------------------------
     def loss(self, output: jax.Array, batch: Batch, *, label_smoothing: float = 0.0
              ) -> tuple[jax.Array, dict[str, jax.Array]]:

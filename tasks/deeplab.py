@@ -25,8 +25,9 @@ One forward function (`forward`) runs both forms, with a per-layer `conv`
 callback: the supernet's reads the pure pytree (`{layer name: {kernel, scale,
 bias}}`) and normalizes with batch statistics, as the supernet's backbone
 does; the nnx module's calls its sub-modules. So both forms compute the same
-function by construction, and `LAYERS` (the table of every parametrized layer)
-also gives the network description and the weight cut.
+function by construction, and `layer_specs` (the table of every parametrized
+layer) also gives the network description and the weight cut
+(`tasks.head_parts` turns such a table into both forms).
 
 Zero-padded endpoints (the supernet carries each endpoint at its largest
 width) are exact here: every layer that reads an endpoint is a 1x1 conv or a
@@ -50,11 +51,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from search_spaces import Layer, SpecError
-from tasks import initializers
-
-BN_EPSILON = 1e-3  # the backbone's (published MobileNetEdgeTPU) batch-norm epsilon
-BN_MOMENTUM = 0.99
-_DIMS = ("NHWC", "HWIO", "NHWC")
+from tasks import head_parts
+from tasks.head_parts import ConvSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,26 +79,6 @@ class DeepLabConfig:
             raise SpecError(f"atrous_rates: {self.atrous_rates}; every rate must be >= 1")
 
 
-@dataclasses.dataclass(frozen=True)
-class ConvSpec:
-    """One parametrized layer of the head."""
-
-    name: str
-    cin: int
-    cout: int
-    kernel_size: int = 1
-    dilation: int = 1
-    depthwise: bool = False
-    batch_norm: bool = True
-    relu: bool = True
-    use_bias: bool = False
-
-    @property
-    def kernel_shape(self) -> tuple[int, int, int, int]:
-        k = self.kernel_size
-        return (k, k, 1, self.cin) if self.depthwise else (k, k, self.cin, self.cout)
-
-
 def layer_specs(cfg: DeepLabConfig, widths: Mapping[str, int]) -> dict[str, ConvSpec]:
     """Every parametrized layer of the head, in network order, for endpoint `widths`."""
     for field in ("aspp_endpoint", "low_level_endpoint"):
@@ -111,18 +89,19 @@ def layer_specs(cfg: DeepLabConfig, widths: Mapping[str, int]) -> dict[str, Conv
     specs = [ConvSpec("aspp.conv0", c, a)]
     for i, rate in enumerate(cfg.atrous_rates, 1):
         specs += [ConvSpec(f"aspp.dw{i}", c, c, 3, rate, depthwise=True, batch_norm=False,
-                           relu=False),
+                           activation=None),
                   ConvSpec(f"aspp.pw{i}", c, a)]
     branches = len(cfg.atrous_rates) + 2
-    specs += [ConvSpec("aspp.pool_conv", c, a), ConvSpec("aspp.project", a * branches, a),
+    specs += [ConvSpec("aspp.pool_conv", c, a),
+              ConvSpec("aspp.project", a * branches, a),
               ConvSpec("decoder.low", widths[cfg.low_level_endpoint], cfg.low_level_channels)]
     width = a + cfg.low_level_channels
     for j in range(cfg.num_decoder_convs):
         specs += [ConvSpec(f"decoder.dw{j}", width, width, 3, depthwise=True),
                   ConvSpec(f"decoder.pw{j}", width, cfg.decoder_channels)]
         width = cfg.decoder_channels
-    specs.append(ConvSpec("logits", width, cfg.num_classes, batch_norm=False, relu=False,
-                          use_bias=True))
+    specs.append(ConvSpec("logits", width, cfg.num_classes, batch_norm=False,
+                          activation=None, use_bias=True, logits=True))
     return {s.name: s for s in specs}
 
 
@@ -153,17 +132,6 @@ def forward(cfg: DeepLabConfig, endpoints: Mapping[str, jax.Array],
     return conv("logits", x)
 
 
-def conv_op(spec: ConvSpec, x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """The conv of one head layer ('same' padding)."""
-    return jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), "SAME", rhs_dilation=(spec.dilation, spec.dilation),
-        dimension_numbers=_DIMS, feature_group_count=spec.cin if spec.depthwise else 1)
-
-
-def _finish(spec: ConvSpec, y: jax.Array) -> jax.Array:
-    return jax.nn.relu(y) if spec.relu else y
-
-
 # ---- description ----------------------------------------------------------------------
 def head_layers(cfg: DeepLabConfig, endpoints: Mapping[str, tuple[str, tuple[int, int, int]]]
                 ) -> list[Layer]:
@@ -181,13 +149,7 @@ def head_layers(cfg: DeepLabConfig, endpoints: Mapping[str, tuple[str, tuple[int
         return layer.name
 
     def conv(name: str, source: str) -> str:
-        s = specs[name]
-        h, w, _ = shapes[source]
-        return add(Layer(name=name, op="conv2d", inputs=(source,), input_shape=shapes[source],
-                         output_shape=(h, w, s.cout), kernel_size=s.kernel_size,
-                         groups=s.cin if s.depthwise else 1, use_bias=s.use_bias,
-                         batch_norm=s.batch_norm, activation="relu" if s.relu else None,
-                         dilation=s.dilation))
+        return add(head_parts.conv_layer(specs[name], source, shapes[source]))
 
     def concat(name: str, sources: list[str]) -> str:
         h, w, _ = shapes[sources[0]]
@@ -219,95 +181,31 @@ def head_layers(cfg: DeepLabConfig, endpoints: Mapping[str, tuple[str, tuple[int
 # ---- supernet form --------------------------------------------------------------------
 def init_params(cfg: DeepLabConfig, key: jax.Array, widths: Mapping[str, int]) -> Any:
     """{layer name: {kernel[, scale, bias]}} for endpoints of (largest) `widths`."""
-    specs = layer_specs(cfg, widths)
-    params = {}
-    for spec, k in zip(specs.values(), jax.random.split(key, len(specs)), strict=True):
-        init = (initializers.classifier_init if spec.name == "logits"
-                else initializers.conv_init)
-        p = {"kernel": init(k, spec.kernel_shape)}
-        if spec.batch_norm:
-            p.update(scale=jnp.ones((spec.cout,)), bias=jnp.zeros((spec.cout,)))
-        elif spec.use_bias:
-            p["bias"] = jnp.zeros((spec.cout,))
-        params[spec.name] = p
-    return params
+    return head_parts.init_params(layer_specs(cfg, widths), key)
 
 
 def apply_params(cfg: DeepLabConfig, params: Any, endpoints: Mapping[str, jax.Array]
                  ) -> jax.Array:
     """The supernet head: batch-statistics batch norm, as the supernet's backbone."""
     specs = layer_specs(cfg, {n: x.shape[-1] for n, x in endpoints.items()})
-
-    def conv(name: str, x: jax.Array) -> jax.Array:
-        spec, p = specs[name], params[name]
-        y = conv_op(spec, x, p["kernel"])
-        if spec.batch_norm:
-            mean = jnp.mean(y, axis=(0, 1, 2))
-            var = jnp.mean(jnp.square(y - mean), axis=(0, 1, 2))
-            y = (y - mean) * jax.lax.rsqrt(var + BN_EPSILON) * p["scale"] + p["bias"]
-        elif spec.use_bias:
-            y = y + p["bias"]
-        return _finish(spec, y)
-
-    return forward(cfg, endpoints, conv)
+    return forward(cfg, endpoints, head_parts.batch_stat_conv(specs, params))
 
 
 def inherit_params(cfg: DeepLabConfig, params: Any, widths: Mapping[str, int]
                    ) -> dict[str, dict[str, Any]]:
     """The child's head weights: kernels reading an endpoint cut to the child's width."""
-    out = {}
-    for spec in layer_specs(cfg, widths).values():
-        p = dict(params[spec.name])
-        if spec.depthwise:
-            p["kernel"] = p["kernel"][..., :spec.cin]
-        else:
-            p["kernel"] = p["kernel"][:, :, :spec.cin]
-        out[spec.name] = p
-    return out
+    return head_parts.inherit_params(layer_specs(cfg, widths), params)
 
 
 # ---- standalone form ------------------------------------------------------------------
-class HeadConv(nnx.Module):
-    """One head layer: conv, then batch norm or bias, then optional ReLU."""
-
-    def __init__(self, spec: ConvSpec, *, rngs: nnx.Rngs) -> None:
-        self.spec = spec
-        init = (initializers.classifier_init if spec.name == "logits"
-                else initializers.conv_init)
-        self.kernel = nnx.Param(init(rngs.params(), spec.kernel_shape))
-        if spec.batch_norm:
-            self.bn = nnx.BatchNorm(spec.cout, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                    rngs=rngs)
-        elif spec.use_bias:
-            self.bias = nnx.Param(jnp.zeros((spec.cout,)))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = conv_op(self.spec, x, self.kernel[...])
-        if self.spec.batch_norm:
-            y = self.bn(y)
-        elif self.spec.use_bias:
-            y = y + self.bias[...]
-        return _finish(self.spec, y)
-
-
-class DeepLabHead(nnx.Module):
+class DeepLabHead(head_parts.SpecHead):
     """The standalone head: `head(endpoints)` -> logits at the low-level endpoint's size."""
 
     def __init__(self, cfg: DeepLabConfig, widths: Mapping[str, int], *, rngs: nnx.Rngs
                  ) -> None:
         self.cfg = cfg
-        self.names = tuple(layer_specs(cfg, widths))
-        for spec in layer_specs(cfg, widths).values():
-            setattr(self, _attr(spec.name), HeadConv(spec, rngs=rngs))
-
-    def named_layers(self):
-        for name in self.names:
-            yield name, getattr(self, _attr(name))
+        self._build(layer_specs(cfg, widths), rngs)
 
     def __call__(self, endpoints: Mapping[str, jax.Array], rngs: Any = None) -> jax.Array:
         del rngs  # no dropout (module docstring)
-        return forward(self.cfg, endpoints, lambda name, x: getattr(self, _attr(name))(x))
-
-
-def _attr(name: str) -> str:
-    return name.replace(".", "_")
+        return forward(self.cfg, endpoints, self.conv)

@@ -11,6 +11,7 @@ from tasks.classification import Classification
 
 def describe_graph(graph, image_size: int, task: Task, name: str = "network"
                    ) -> NetworkDescription:
+    task = task.with_head(dict(graph.task_head))
     return _describe_graph(graph, image_size, task.head_layers, name)
 
 

@@ -1,10 +1,12 @@
-"""Semantic segmentation: a DeepLabv3+ head (`tasks.deeplab`), per-pixel cross-entropy
-with an ignore label, mean IoU and pixel accuracy, and the output stage.
+"""Semantic segmentation: a DeepLabv3+ (`tasks.deeplab`) or BiFPN (`tasks.bifpn`) head,
+per-pixel cross-entropy with an ignore label, mean IoU and pixel accuracy, and the
+output stage.
 
 Batches are `{'image': float [N, H, W, C], 'label': int [N, H, W]}`: one class per
 pixel, `ignore_label` where a pixel has none (it adds nothing to the loss or the
-metrics). The head's output is the logits at the low-level endpoint's resolution
-[N, h, w, classes]; the loss resizes them bilinearly to the label's resolution.
+metrics). The head's output is the logits at the head's resolution (DeepLab: the
+low-level endpoint's; BiFPN: its minimum level's) [N, h, w, classes]; the loss
+resizes them bilinearly to the label's resolution.
 
 Output stage (what a deployed model computes after the logits; `output_stage`):
 - `exact`: bilinear resize of the logits to the input resolution, then argmax;
@@ -35,10 +37,13 @@ import optax
 from flax import nnx
 
 from search_spaces import Layer, SpecError
-from tasks import deeplab
+from tasks import bifpn, deeplab
 from tasks.base import Batch, Task, register_task
 
 OUTPUT_STAGES = ("exact", "approximate")
+HEADS = ("deeplab", "bifpn")
+# The head settings a search space may search (`SearchSpace.head_task`).
+SEARCHABLE = ("bifpn_num_repeats", "bifpn_min_level")
 
 
 def first_argmax(logits: jax.Array) -> jax.Array:
@@ -102,7 +107,11 @@ class Segmentation(Task):
     projection), `low_level_channels` (the low-level 1x1 projection),
     `decoder_channels` and `num_decoder_convs` (separable 3x3 convs after the fusion),
     `atrous_rates` (one separable ASPP branch per rate), `aspp_endpoint` and
-    `low_level_endpoint` (backbone endpoint names: `stride_N` or `features`)."""
+    `low_level_endpoint` (backbone endpoint names: `stride_N` or `features`);
+    `head` ('deeplab' | 'bifpn') picks the head; the BiFPN's (`tasks.bifpn`):
+    `bifpn_min_level`, `bifpn_max_level` (level L = stride 2^L), `bifpn_num_filters`,
+    `bifpn_num_repeats`. A space may search `bifpn_num_repeats` and `bifpn_min_level`
+    (`with_head`, `with_head_choices`)."""
 
     name = "segmentation"
     primary_metric = "miou"
@@ -111,7 +120,9 @@ class Segmentation(Task):
                  aspp_channels: int = 32, low_level_channels: int = 16,
                  decoder_channels: int = 32, num_decoder_convs: int = 1,
                  atrous_rates: Sequence[int] = (1, 2, 3), aspp_endpoint: str = "features",
-                 low_level_endpoint: str = "stride_4") -> None:
+                 low_level_endpoint: str = "stride_4", head: str = "deeplab",
+                 bifpn_min_level: int = 3, bifpn_max_level: int = 8,
+                 bifpn_num_filters: int = 96, bifpn_num_repeats: int = 4) -> None:
         if int(num_classes) < 2:
             raise SpecError(f"num_classes: {num_classes}; segmentation needs >= 2")
         if output_stage not in OUTPUT_STAGES:
@@ -119,13 +130,45 @@ class Segmentation(Task):
         if 0 <= int(ignore_label) < int(num_classes):
             raise SpecError(f"ignore_label: {ignore_label} is one of the {num_classes} "
                             "classes; use a value outside 0..num_classes-1 (e.g. 255)")
+        if head not in HEADS:
+            raise SpecError(f"head: {head!r}; use one of {HEADS}")
         self.num_classes = int(num_classes)
         self.ignore_label = int(ignore_label)
         self.output_stage = output_stage
-        self.head = deeplab.DeepLabConfig(
+        self.head_name = head
+        self.deeplab = deeplab.DeepLabConfig(
             self.num_classes, int(aspp_channels), int(low_level_channels),
             int(decoder_channels), int(num_decoder_convs), tuple(atrous_rates),
             aspp_endpoint, low_level_endpoint)
+        self.bifpn = bifpn.BiFPNConfig(self.num_classes, int(bifpn_min_level),
+                                       int(bifpn_max_level), int(bifpn_num_filters),
+                                       int(bifpn_num_repeats))
+        # The supernet's head choices (with_head_choices); None: this task's settings.
+        self.choices: bifpn.Choices | None = None
+        self.choice_order: tuple[str, ...] = ()
+
+    # ---- searched head settings -------------------------------------------------------
+    def _check_searchable(self, names: Any) -> None:
+        bad = sorted(set(names) - set(SEARCHABLE))
+        if bad or (names and self.head_name != "bifpn"):
+            raise SpecError(f"segmentation head settings {sorted(names)}: only {SEARCHABLE} "
+                            "can be searched, and only with head='bifpn' (set "
+                            "segmentation.head='bifpn')")
+
+    def with_head(self, settings: Mapping[str, Any]) -> Segmentation:
+        if not settings:
+            return self
+        self._check_searchable(settings)
+        return _rebuild(self, dict(settings))
+
+    def with_head_choices(self, choices: Mapping[str, tuple[Any, ...]]) -> Segmentation:
+        self._check_searchable(choices)
+        task = _rebuild(self, {})
+        task.choices = bifpn.Choices(
+            tuple(choices.get("bifpn_num_repeats", (self.bifpn.num_repeats,))),
+            tuple(choices.get("bifpn_min_level", (self.bifpn.min_level,))))
+        task.choice_order = tuple(choices)
+        return task
 
     # ---- head -----------------------------------------------------------------------
     def head_layers(self, endpoints: Mapping[str, tuple[str, tuple[int, int, int]]]
@@ -133,7 +176,10 @@ class Segmentation(Task):
         if "input" not in endpoints:
             raise SpecError("segmentation's head needs the input's size: describe the "
                             "network with tasks.describe (it passes the 'input' endpoint)")
-        layers = deeplab.head_layers(self.head, endpoints)
+        if self.head_name == "bifpn":
+            layers = bifpn.head_layers(self.bifpn, endpoints)
+        else:
+            layers = deeplab.head_layers(self.deeplab, endpoints)
         height, width, _ = endpoints["input"][1]
         logits = layers[-1]
         h, w, k = logits.output_shape
@@ -153,21 +199,34 @@ class Segmentation(Task):
         return layers
 
     def init_head(self, key: jax.Array, endpoint_widths: Mapping[str, int]) -> Any:
-        return deeplab.init_params(self.head, key, endpoint_widths)
+        if self.head_name == "bifpn":
+            return bifpn.init_params(self.bifpn, key, endpoint_widths, self.choices)
+        return deeplab.init_params(self.deeplab, key, endpoint_widths)
 
-    def apply_head(self, params: Any, endpoints: Mapping[str, jax.Array], *, train: bool
-                   ) -> jax.Array:
+    def apply_head(self, params: Any, endpoints: Mapping[str, jax.Array], *, train: bool,
+                   head_indices: jax.Array | None = None) -> jax.Array:
         del train  # batch statistics, as the supernet's backbone; no dropout
-        return deeplab.apply_params(self.head, params, endpoints)
+        if self.head_name != "bifpn":
+            return deeplab.apply_params(self.deeplab, params, endpoints)
+        picked = None
+        if head_indices is not None:
+            at = dict(zip(self.choice_order, range(len(self.choice_order)), strict=True))
+            picked = jnp.stack([head_indices[at[k]] if k in at else jnp.int32(0)
+                                for k in ("bifpn_num_repeats", "bifpn_min_level")])
+        return bifpn.apply_params(self.bifpn, params, endpoints, self.choices, picked)
 
     def inherit_head(self, params: Any, endpoint_widths: Mapping[str, int]
                      ) -> dict[str, dict[str, Any]]:
-        return deeplab.inherit_params(self.head, params, endpoint_widths)
+        if self.head_name == "bifpn":
+            return bifpn.inherit_params(self.bifpn, params, endpoint_widths)
+        return deeplab.inherit_params(self.deeplab, params, endpoint_widths)
 
     def build_head(self, endpoint_widths: Mapping[str, int], *, rngs: nnx.Rngs,
-                   dropout_rate: float = 0.0) -> deeplab.DeepLabHead:
-        del dropout_rate  # the head has no dropout (tasks.deeplab)
-        return deeplab.DeepLabHead(self.head, endpoint_widths, rngs=rngs)
+                   dropout_rate: float = 0.0) -> nnx.Module:
+        del dropout_rate  # neither head has dropout (tasks.deeplab, tasks.bifpn)
+        if self.head_name == "bifpn":
+            return bifpn.BiFPNHead(self.bifpn, endpoint_widths, rngs=rngs)
+        return deeplab.DeepLabHead(self.deeplab, endpoint_widths, rngs=rngs)
 
     # ---- objective ------------------------------------------------------------------
     def _valid(self, batch: Batch) -> jax.Array:
@@ -220,13 +279,25 @@ class Segmentation(Task):
         return image_size * image_size  # the class map
 
     def to_json(self) -> dict[str, Any]:
-        h = self.head
-        return {"name": self.name, "num_classes": self.num_classes,
-                "ignore_label": self.ignore_label, "output_stage": self.output_stage,
-                "aspp_channels": h.aspp_channels, "low_level_channels": h.low_level_channels,
-                "decoder_channels": h.decoder_channels,
-                "num_decoder_convs": h.num_decoder_convs, "atrous_rates": list(h.atrous_rates),
-                "aspp_endpoint": h.aspp_endpoint, "low_level_endpoint": h.low_level_endpoint}
+        h, b = self.deeplab, self.bifpn
+        out = {"name": self.name, "num_classes": self.num_classes,
+               "ignore_label": self.ignore_label, "output_stage": self.output_stage,
+               "aspp_channels": h.aspp_channels, "low_level_channels": h.low_level_channels,
+               "decoder_channels": h.decoder_channels,
+               "num_decoder_convs": h.num_decoder_convs, "atrous_rates": list(h.atrous_rates),
+               "aspp_endpoint": h.aspp_endpoint, "low_level_endpoint": h.low_level_endpoint}
+        if self.head_name != "deeplab":  # a DeepLab task's JSON stays as it was
+            out.update(head=self.head_name, bifpn_min_level=b.min_level,
+                       bifpn_max_level=b.max_level, bifpn_num_filters=b.num_filters,
+                       bifpn_num_repeats=b.num_repeats)
+        return out
+
+
+def _rebuild(task: Segmentation, settings: dict[str, Any]) -> Segmentation:
+    """A copy of `task` with some settings replaced."""
+    data = {k: v for k, v in task.to_json().items() if k != "name"}
+    data.update(head=task.head_name, **settings)
+    return Segmentation(**data)
 
 
 register_task("segmentation", Segmentation)

@@ -35,7 +35,8 @@ def test_show_bad_input_is_one_line_exit_2(tmp_path, capsys):
 def test_spaces_lists_every_space(capsys):
     assert main(["spaces", "--format", "json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == {"micro", "mobilenet_edgetpu_v2", "mobilenet_multi", "proxylessnas"}
+    assert set(rows) == {"autoseg", "autoseg_micro", "micro", "mobilenet_edgetpu_v2",
+                         "mobilenet_multi", "proxylessnas"}
     assert "mobilenet_edgetpu_v2_s" in rows["mobilenet_edgetpu_v2"]["member_presets"]
     assert set(rows["mobilenet_multi"]["member_presets"]) == {"mobilenet_multi_avg",
                                                               "mobilenet_multi_max"}

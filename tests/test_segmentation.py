@@ -158,7 +158,8 @@ def test_seg_digits_are_deterministic_and_labelled_by_stroke():
 def test_tiny_segmentation_search_and_training(tiny_space, tmp_path, capsys):
     overrides = dict(TINY_OVERRIDES, **{
         "cost_model.workdir": str(tmp_path / "cost_model"), "steps": "4",
-        "controller.op_warmup_fraction": "0.0", "segmentation.low_level_endpoint": "stride_2",
+        "controller.op_warmup_fraction": "0.0", "segmentation.head": "deeplab",
+        "segmentation.low_level_endpoint": "stride_2",
         "segmentation.aspp_channels": "8", "segmentation.low_level_channels": "8",
         "segmentation.decoder_channels": "8", "segmentation.output_stage": "approximate",
         "target_latency_ms": "0.01"})
@@ -179,7 +180,8 @@ def test_tiny_segmentation_search_and_training(tiny_space, tmp_path, capsys):
         "architecture": str(tmp_path / "search" / "architecture.json"),
         "dataset.image_size": "8", "batch_size": "16", "eval_batch_size": "250",
         "num_steps": "3", "eval_every_epochs": "100", "num_threads": "1",
-        "segmentation.low_level_endpoint": "stride_2", "segmentation.aspp_channels": "8",
+        "segmentation.head": "deeplab", "segmentation.low_level_endpoint": "stride_2",
+        "segmentation.aspp_channels": "8",
         "segmentation.low_level_channels": "8", "segmentation.decoder_channels": "8"})
     result = train.run_training(train_config, str(tmp_path / "train"), log=lambda _: None)
     assert result["quality_metric"] == "miou" and 0.0 <= result["miou"] <= 1.0

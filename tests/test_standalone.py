@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from search_spaces import PRESETS, Block, BlockType, ModelSpec, get_preset, get_space
+from search_spaces import Block, BlockType, ModelSpec, get_preset, get_space
+from search_spaces.presets import CLASSIFICATION_PRESETS
 from supernet import (
     abstract_model,
     build_model,
@@ -56,7 +57,7 @@ def test_published_param_counts(name, published):
     assert stats and all(isinstance(s, jax.ShapeDtypeStruct) for s in stats)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", CLASSIFICATION_PRESETS)
 def test_preset_layers_mirror_description(name):
     spec = get_preset(name)
     model = abstract_model(spec, 1001)
@@ -76,7 +77,7 @@ def test_preset_layers_mirror_description(name):
     assert count_params(model) == net.params
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", CLASSIFICATION_PRESETS)
 def test_every_preset_runs(name):
     model = build_model(get_preset(name), 10, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))

@@ -20,7 +20,8 @@ from search_spaces import (
     get_space,
 )
 from search_spaces import load as load_architecture
-from tasks import describe
+from search_spaces.presets import PRESET_SETTINGS
+from tasks import describe, get_task
 
 
 def list_spaces() -> list[dict[str, Any]]:
@@ -66,13 +67,24 @@ def resolve_architecture(preset: str | None = None, architecture: str | None = N
 
 def summarize(arch: Architecture, image_size: int | None = None,
               num_classes: int | None = None) -> dict[str, Any]:
-    """Block table, trainable params and MACs of an architecture at a resolution."""
-    image_size = image_size or (arch.space.default_image_size if arch.space else 224)
-    num_classes = num_classes or (arch.space.default_num_classes if arch.space else 1001)
+    """Block table, trainable params and MACs of an architecture at a resolution, with
+    its task's head: classification, or what a preset is deployed with
+    (`search_spaces.presets.PRESET_SETTINGS`, e.g. the segmentation presets)."""
+    preset = PRESET_SETTINGS.get(arch.name or "") if arch.space is None else None
+    default_size, default_classes = ((arch.space.default_image_size,
+                                      arch.space.default_num_classes) if arch.space
+                                     else (224, 1001))
+    if preset:
+        default_size, default_classes = preset["image_size"], preset["task"]["num_classes"]
+    image_size = image_size or default_size
+    num_classes = num_classes or default_classes
     if image_size < 1 or num_classes < 1:
         raise SpecError("--image-size and --num-classes must be positive")
-    description = describe(arch.spec, image_size, num_classes, name=arch.name or "network")
+    task = (get_task(**{**preset["task"], "num_classes": num_classes}) if preset
+            else num_classes)
+    description = describe(arch.spec, image_size, task, name=arch.name or "network")
     return {
+        **({"task": task.to_json()} if preset else {}),
         "name": arch.name,
         "space": arch.space.name if arch.space else None,
         "indices": arch.indices_string,

@@ -2,9 +2,9 @@
 classes at 512 px, Pixel 6 Edge TPU, the DeepLabv3+ head of the released
 MobileNetEdgeTPUv2 segmentation models on the searched backbone.
 
-TODO(issue 17): switch `config.space` to "autoseg" (backbone + BiFPN head decisions,
-branch s8-autoseg) once it is on main; until then the backbone is searched in
-"mobilenet_edgetpu_v2" with the fixed DeepLabv3+ head below, and the latency the
+TODO(issue 17): switch `config.space` to "autoseg" (backbone + BiFPN head decisions)
+with a cost-model config for it at 512 px (not written yet); until then the backbone
+is searched in "mobilenet_edgetpu_v2" with the fixed DeepLabv3+ head below, and the latency the
 reward sees includes that head and the output stage (the search trains its cost
 model with the segmentation task and 512 px).
 
