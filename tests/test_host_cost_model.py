@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cost_models import dataset as dataset_lib
-from cost_models.interface import Workload
+from cost_models.interface import RegressorCostModel, Workload
 from cost_models.regressor import load_cost_model
 from search_spaces import SpecError, get_space
 from tasks import Classification
@@ -72,6 +72,9 @@ def test_measured_dataset_resumes_trains_and_the_search_loads_it(tmp_path, monke
     predicted = np.asarray(predictor(data.indices))
     assert predicted.shape == (3,) and np.all(predicted > 0)
     assert predictor.metric_offset_ms("end_to_end") == 0.0
+    # The search's outputs cost its argmax through the regressors, host_cpu's included.
+    by_regressor = RegressorCostModel({"host_cpu": predictor}).cost(data.indices, ["host_cpu"])
+    np.testing.assert_allclose(by_regressor["host_cpu"].latency_ms, predicted, rtol=1e-6)
     # The outputs measure host_cpu (with the dataset's settings) beside a simulated target.
     costs = search_targets.reference_costs(
         space, Workload(16, Classification(10)), data.indices[:1],
