@@ -11,7 +11,7 @@ repeats, median) and writes the same columnar file format, so
 per-segment weight bytes (so no `cache_aware` model), and the metadata's
 `measured` section holds the settings, every row's median, minimum and
 relative IQR (its noise) and the host (`host_description`). The latency
-column is one of the two statistics (`STATISTICS`): the median (the
+column is one of the two statistics (`host_latency.STATISTICS`): the median (the
 default), or the fastest repeat, which moves less when other processes load
 the machine (BENCHMARKS.md); `with_statistic` switches a measured dataset to
 the other without measuring again.
@@ -38,13 +38,12 @@ from cost_models import dataset as dataset_lib
 from search_spaces import SearchSpace, SpecError
 from search_spaces.fileio import atomic_write
 from tasks import describe
-from tunas_jax.host_latency import HOST_TARGET, measure_latency
+from tunas_jax.host_latency import HOST_TARGET, check_statistic, measure_latency
 from tunas_jax.progress import progress
 
 # Architectures measured between two writes of the partial file.
 SAVE_EVERY = 10
 # Which statistic of an architecture's timed repeats is its latency.
-STATISTICS = ("median", "min")
 _PARTIAL_KEYS = ("space_fingerprint", "seed", "num_architectures", "image_size",
                  "num_classes", "warmup", "repeats")
 
@@ -135,12 +134,6 @@ def _write_partial(path: str, settings: dict[str, Any], rows: dict[str, list]) -
     with atomic_write(path, "wb", ".npz") as f:
         np.savez(f, settings_json=np.array(json.dumps(settings, sort_keys=True)),
                  **{k: np.asarray(v) for k, v in rows.items()})
-
-
-def check_statistic(statistic: str, field: str = "statistic") -> str:
-    if statistic not in STATISTICS:
-        raise SpecError(f"{field}: {statistic!r}; use one of {list(STATISTICS)}")
-    return statistic
 
 
 def with_statistic(data: dataset_lib.SimulatorDataset, statistic: str

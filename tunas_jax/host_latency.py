@@ -32,6 +32,14 @@ import numpy as np
 from search_spaces import ModelSpec, SpecError
 
 HOST_TARGET = "host_cpu"
+# What a measurement's latency may be: the median of its timed repeats, or the fastest.
+STATISTICS = ("median", "min")
+
+
+def check_statistic(statistic: str, field: str = "statistic") -> str:
+    if statistic not in STATISTICS:
+        raise SpecError(f"{field}: {statistic!r}; use one of {list(STATISTICS)}")
+    return statistic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +143,7 @@ class HostCpuCostModel:
 
     def __init__(self, space: Any, workload: Any, warmup: int = 3, repeats: int = 10,
                  statistic: str = "median") -> None:
-        if statistic not in ("median", "min"):
-            raise SpecError(f"statistic: {statistic!r}; use 'median' or 'min'")
+        check_statistic(statistic)
         self.space, self.workload = space, workload
         self.warmup, self.repeats, self.statistic = warmup, repeats, statistic
 
