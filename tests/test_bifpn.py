@@ -232,3 +232,30 @@ def test_released_presets_match_the_reference_parameter_counts(size):
     model = supernet.abstract_model(get_preset(f"deeplabv3plus_mobilenet_edgetpu_v2_{size}"),
                                     task)
     assert supernet.count_params(model) == got["params"]
+
+
+def test_training_a_released_preset_uses_its_own_head():
+    """`preset:autoseg_edgetpu_xs` trains the released BiFPN (96 filters, levels 3..8, 4
+    repeats) on the data's classes, not the config's CPU-sized head; a classification
+    config is refused with the fix."""
+    from experiments.train import seg_digits
+    from tunas_jax import train
+    from tunas_jax.errors import UsageError
+
+    config = seg_digits.get_config()
+    config.segmentation.output_stage = "approximate"
+    config.architecture = "preset:autoseg_edgetpu_xs"
+    task = train.make_task(config, 11)
+    assert (task.head_name, task.num_classes, task.output_stage) == ("bifpn", 11, "approximate")
+    assert (task.bifpn.min_level, task.bifpn.max_level, task.bifpn.num_filters,
+            task.bifpn.num_repeats) == (3, 8, 96, 4)
+    config.architecture = "preset:deeplabv3plus_mobilenet_edgetpu_v2_xs"
+    task = train.make_task(config, 11)
+    assert (task.head_name, task.deeplab.aspp_endpoint, task.deeplab.low_level_endpoint) == (
+        "deeplab", "stride_32", "stride_16")
+    config.architecture = "/some/search/architecture.json"  # the config's head, as before
+    assert train.make_task(config, 11).bifpn.num_filters == 16
+    config.architecture = "preset:autoseg_edgetpu_xs"
+    config.task = "classification"
+    with pytest.raises(UsageError, match=r"config\.task: 'classification'.*segmentation"):
+        train.make_task(config, 11)

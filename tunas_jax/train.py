@@ -6,9 +6,9 @@
 
 `run_training(config, workdir)` trains the standalone nnx model
 (`supernet.build_model`) of `config.architecture` (a JSON file or
-`preset:<name>`) from scratch or from a search's supernet weights
-(`config.init_from`), evaluating on the eval split every
-`eval_every_epochs`. Writes into W:
+`preset:<name>`; a released segmentation preset trains with its own head)
+from scratch or from a search's supernet weights (`config.init_from`),
+evaluating on the eval split every `eval_every_epochs`. Writes into W:
 - `run.json` (config, classes, channels, step counts) and `architecture.json`
   (what `evaluate` rebuilds the model from);
 - `checkpoints/<step>/` (orbax: the train state + the data iterator position);
@@ -51,6 +51,7 @@ from cost_models import check_latency_metric, get_target, metric_offset_ms
 from cost_models.interface import SimulatorCostModel, Workload, check_targets
 from search_spaces import Architecture, SpecError, get_preset, read_json, write_json_atomic
 from search_spaces import load as load_architecture
+from search_spaces.presets import PRESET_SETTINGS
 from tasks import Task, describe, get_task
 from tunas_jax import train_step
 from tunas_jax.checkpointing import SearchCheckpointer, make_workdir
@@ -165,11 +166,37 @@ def load_search_params(search_workdir: str, arch: Architecture, num_classes: int
     return jax.tree.map(np.asarray, state.params)
 
 
+# What a released preset's task settings do not decide when it is trained: the class
+# count comes from the data, the ignore label and output stage from the config.
+_PRESET_SETTINGS_FROM_CONFIG = ("name", "num_classes", "ignore_label", "output_stage")
+
+
+def _preset_head_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The head a `preset:NAME` architecture is released with (`PRESET_SETTINGS`), {} for
+    any other architecture. Without it, `preset:autoseg_edgetpu_xs` would train the
+    released backbone under the config's head, a different model than its name says."""
+    text = str(config.get("architecture", "") or "").strip()
+    if not text.startswith(PRESET_PREFIX):
+        return {}
+    name = text[len(PRESET_PREFIX):]
+    task = PRESET_SETTINGS.get(name, {}).get("task")
+    if not task:
+        return {}
+    if task["name"] != config.task:
+        raise UsageError(f"config.task: {config.task!r}, but {text} is released as a "
+                         f"{task['name']} model; set --config.task={task['name']} (and its "
+                         "dataset), or train a classification preset")
+    return {k: v for k, v in task.items() if k not in _PRESET_SETTINGS_FROM_CONFIG}
+
+
 def make_task(config: ml_collections.ConfigDict, num_classes: int) -> Task:
     """The config's task (`config.task`, its settings in the section of that name if the
-    config has one, e.g. `config.segmentation`) for a dataset of `num_classes` classes."""
+    config has one, e.g. `config.segmentation`) for a dataset of `num_classes` classes;
+    for a released `preset:NAME` with a head of its own, that head (the data's classes
+    and the config's ignore label and output stage still apply)."""
     section = config.get(config.task)
     settings = section.to_dict() if isinstance(section, ml_collections.ConfigDict) else {}
+    settings.update(_preset_head_settings(config))
     try:
         return get_task(config.task, num_classes=num_classes, **settings)
     except SpecError as err:
