@@ -96,3 +96,9 @@ def test_host_cpu_needs_end_to_end_and_a_model_without_a_weight_cache(tmp_path):
                                   {"model": "cache_aware"})
     with pytest.raises(UsageError, match=r"config\.model: 'cache_aware'"):
         cost_model_training.train_cost_model(cm, tmp_path, log=lambda _: None)
+    # host_dataset times classifiers: a segmentation search on host_cpu is refused up front.
+    cm = config_files.load_config("experiments/cost_models/micro_host_cpu.py",
+                                  {"task": '{"name": "segmentation", "num_classes": 11}'})
+    with pytest.raises(UsageError, match=r"config\.task: host_cpu measures classification"):
+        cost_model_training.train_cost_model(cm, tmp_path / "seg", log=lambda _: None)
+    assert not (tmp_path / "seg" / "dataset.npz").exists()

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from search_spaces.errors import SpecError
-from tunas_jax.errors import UsageError
+from tunas_jax.errors import PrimaryFailedError, UsageError
 
 # Subcommand modules under tunas_jax.commands, in the order `--help` lists them.
 COMMANDS = (
@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, UsageError, FileNotFoundError) as err:
         print(f"tunas-jax {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except PrimaryFailedError as err:  # process 0 printed the whole story
+        print(f"tunas-jax {args.command}: error: {err}", file=sys.stderr)
+        return 1
     return int(result or 0)
 
 

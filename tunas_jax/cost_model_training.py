@@ -18,6 +18,7 @@ percentage of architectures within 5% and 10% of the simulator.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -122,6 +123,13 @@ def _measured_dataset(config: ml_collections.ConfigDict, path: str, space: Searc
     measured on this machine when the file is missing."""
     from tunas_jax import host_dataset
 
+    task = json.loads(config.task).get("name") if config.task else "classification"
+    if task != "classification":
+        # host_dataset times the standalone classifier; a segmentation head's latency
+        # would be missing from every label, and the search would not say so.
+        raise UsageError(f"config.task: {HOST_TARGET} measures classification networks "
+                         f"only, not {task!r}; cost this task on a simulated target "
+                         "(e.g. config.target='pixel6_edgetpu')")
     statistic = config.measure_statistic
     try:
         host_dataset.check_statistic(statistic, "config.measure_statistic")

@@ -14,9 +14,16 @@ checkpoints once, and the others wait at a barrier where they need what it wrote
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
 import jax
 
-from tunas_jax.errors import UsageError
+from search_spaces.fileio import atomic_write
+from tunas_jax.errors import PrimaryFailedError, UsageError
+
+T = TypeVar("T")
 
 # How long a process waits at a barrier for the others (process 0 may be training the
 # search's cost model meanwhile: minutes for a large space).
@@ -58,3 +65,32 @@ def barrier(name: str, timeout_s: float = BARRIER_TIMEOUT_S) -> None:
         from jax._src import distributed as jax_distributed
 
         jax_distributed.global_state.client.wait_at_barrier(name, int(timeout_s * 1000))
+
+
+def primary_first(name: str, fn: Callable[[], T], workdir: str) -> T:
+    """`fn()` in process 0 while the others wait at barrier `name`, then in the others
+    (which read what process 0 wrote). Process 0's error is written under `workdir` (on
+    the shared filesystem, one file per `name`) before it reaches the barrier, so the
+    others stop at once with it instead of running into a half-built result or the
+    barrier's timeout."""
+    if jax.process_count() == 1:
+        return fn()
+    error_path = os.path.join(workdir, f".process_0_error.{name.replace(' ', '_')}.txt")
+    if is_primary():
+        if os.path.exists(error_path):  # a previous run's
+            os.remove(error_path)
+        try:
+            result = fn()
+        except BaseException as err:
+            with atomic_write(error_path) as f:
+                f.write(f"{type(err).__name__}: {err}")
+            barrier(name)
+            raise
+        barrier(name)
+        return result
+    barrier(name)
+    if os.path.exists(error_path):
+        with open(error_path) as f:
+            raise PrimaryFailedError(f"process 0 failed at {name!r} (its log has the "
+                                     f"details): {f.read()}")
+    return fn()

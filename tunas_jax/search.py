@@ -344,11 +344,9 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                               shard=(jax.process_index(), jax.process_count()))
     task = make_task(config, data.num_classes)
     start = time.perf_counter()
-    if not primary:  # the primary builds missing cost models; the others then load them
-        distributed.barrier("search cost models")
-    cm_dirs = ensure_cost_models(config, workdir, log, task)
-    if primary:
-        distributed.barrier("search cost models")
+    # The primary builds missing cost models; the others then load them.
+    cm_dirs = distributed.primary_first(
+        "search cost models", lambda: ensure_cost_models(config, workdir, log, task), workdir)
     # The in-jit predictors of the reward (one per target), through the cost interface.
     targets = search_targets(config)
     costs = RegressorCostModel({t: load_cost_model(cm_dirs[t], space, t) for t in targets})
