@@ -190,6 +190,17 @@ def test_tiny_segmentation_search_and_training(tiny_space, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["evaluate", "--workdir", str(tmp_path / "train")]) == 0
     assert capsys.readouterr().out.startswith(f"miou {result['miou']:.4f} on test")
+    # The same weights through either output stage (`--output-stage`): the run's own
+    # gives the run's mIoU, the other is the one the evaluation's task applies.
+    exact = train.evaluate_workdir(tmp_path / "train", output_stage="exact")
+    assert exact["miou"] == pytest.approx(result["miou"])
+    approx = train.evaluate_workdir(tmp_path / "train", output_stage="approximate")
+    assert approx["output_stage"] == "approximate" and 0.0 <= approx["miou"] <= 1.0
+    fns = train._restore_workdir(tmp_path / "train", "approximate")[3]
+    assert fns.task.output_stage == "approximate"
+    assert cli.main(["evaluate", "--workdir", str(tmp_path / "train"),
+                     "--output-stage", "approximate"]) == 0
+    assert "approximate output stage" in capsys.readouterr().out
     # Per-class IoU beside mIoU: their mean is the mIoU (over the classes present).
     per_class = [v for k, v in result.items() if k.startswith("eval_iou_class_")]
     assert per_class and np.mean(per_class) == pytest.approx(result["miou"])

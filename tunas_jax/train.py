@@ -421,8 +421,10 @@ class TrainedModel:
     weights: str  # 'ema' or 'raw': which weights the run evaluates
 
 
-def _restore_workdir(workdir: str | os.PathLike) -> tuple[Any, ...]:
-    """(config, run_info, arch, step functions, restored train state, step) of a workdir."""
+def _restore_workdir(workdir: str | os.PathLike,
+                     output_stage: str | None = None) -> tuple[Any, ...]:
+    """(config, run_info, arch, step functions, restored train state, step) of a workdir;
+    `output_stage` replaces a segmentation run's."""
     workdir = os.path.abspath(os.fspath(workdir))
     run_path = os.path.join(workdir, RUN_FILE)
     if not os.path.isfile(run_path):
@@ -430,6 +432,11 @@ def _restore_workdir(workdir: str | os.PathLike) -> tuple[Any, ...]:
     with open(run_path) as f:
         run_info = json.load(f)
     config = ml_collections.ConfigDict(run_info["config"])
+    if output_stage is not None:
+        if config.task != "segmentation":
+            raise UsageError(f"--output-stage: the run in {workdir} is {config.task!r}; "
+                             "only segmentation has an output stage (drop the option)")
+        config.segmentation.output_stage = output_stage
     arch = load_architecture(os.path.join(workdir, ARCHITECTURE_FILE))
     model = _build_model(config, arch, run_info["num_classes"], run_info["input_channels"])
     fns, state = train_step.make_step_functions(model, config, run_info["steps_per_epoch"],
@@ -454,10 +461,14 @@ def load_trained_model(workdir: str | os.PathLike) -> TrainedModel:
     return TrainedModel(model, config, arch, run_info, step, "ema" if fns.use_ema else "raw")
 
 
-def evaluate_workdir(workdir: str | os.PathLike) -> dict[str, Any]:
-    """Re-evaluate the newest checkpoint of a `tunas-jax train` workdir on its eval split."""
-    config, _, _, fns, state, step = _restore_workdir(workdir)
+def evaluate_workdir(workdir: str | os.PathLike,
+                     output_stage: str | None = None) -> dict[str, Any]:
+    """Re-evaluate the newest checkpoint of a `tunas-jax train` workdir on its eval split;
+    a segmentation run with `output_stage` ('exact' | 'approximate') instead of its own,
+    which measures what the approximate stage costs in mIoU on one trained model."""
+    config, _, _, fns, state, step = _restore_workdir(workdir, output_stage)
     metrics = train_step.evaluate(fns, state, _eval_data(config))
+    extra = {} if output_stage is None else {"output_stage": output_stage}
     return {**eval_record(fns.task, metrics), "step": step,
             "eval_split": config.dataset.eval_split,
-            "weights": "ema" if fns.use_ema else "raw"}
+            "weights": "ema" if fns.use_ema else "raw", **extra}
