@@ -18,6 +18,13 @@ out again. `observe` of a trial Vizier already has completed (the kill came
 between Vizier's write and the study's) does not complete it twice. A failed
 trial is completed as infeasible with its error.
 
+With `feasible` (the study's latency band, `controllers.strategy`), a suggestion it
+rejects is completed in Vizier as infeasible at once, never trained: Vizier's
+designers learn where the band is, and the study's trial budget counts trained
+candidates only. Suggestions are then asked for `FEASIBLE_BATCH` at a time (one
+round trip per suggestion would dominate when 1 in 100 is in the band); the ones
+not needed stay ACTIVE in Vizier and are handed out by a later `propose`.
+
 A trial's id is Vizier's minus one (Vizier counts from 1); its indices are the
 suggestion with inactive decisions canonicalised (`controllers.vizier_space`).
 A suggestion of a network already measured (Vizier's own algorithms draw
@@ -32,7 +39,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controllers.strategy import Trial, register_strategy
+import numpy as np
+
+from controllers.strategy import Feasible, Trial, register_strategy
 from search_spaces import SearchSpace, SpecError
 
 # Vizier's algorithms that run on the `vizier` extra (google-vizier 0.1.24, no jax extra),
@@ -53,6 +62,11 @@ GOALS = {"reward": "MAXIMIZE", "quality": "MAXIMIZE", "latency_ms": "MINIMIZE",
 OWNER = "tunas-jax"
 CLIENT_ID = "tunas-jax-study"
 MAX_SUGGEST_ROUNDS = 100  # suggestion rounds per propose() that may yield only repeats
+# With a feasibility check: suggestions asked per round beyond the ones needed, and the
+# rounds one propose() may take (FEASIBLE_BATCH x FEASIBLE_ROUNDS suggestions checked
+# before it gives up on the band).
+FEASIBLE_BATCH = 32
+FEASIBLE_ROUNDS = 500
 
 
 def _key(indices: Sequence[int]) -> str:
@@ -92,7 +106,8 @@ class VizierStrategy:
                  objectives: Sequence[str] = ("reward",), database_url: str = "",
                  server: str = "", study_id: str = "tunas", population_size: int = 10,
                  tournament_size: int = 3, server_log: str | None = None,
-                 designer_modules: Sequence[str] = ()) -> None:
+                 designer_modules: Sequence[str] = (), feasible: Feasible | None = None
+                 ) -> None:
         check_settings(algorithm, objectives, server, "vizier", designer_modules)
         if algorithm == "REGULARIZED_EVOLUTION" and not 1 <= tournament_size <= population_size:
             raise SpecError(f"tournament_size: {tournament_size} must be in [1, population_size "
@@ -103,6 +118,8 @@ class VizierStrategy:
         from controllers import vizier_server, vizier_space
 
         self.space, self.objectives = space, tuple(objectives)
+        self.feasible = feasible
+        self.rejected = 0  # suggestions `feasible` turned down (completed as infeasible)
         self._vz, self._space_lib = vz, vizier_space
         self._handed: set[int] = set()
         self._observed: set[int] = set()
@@ -146,10 +163,14 @@ class VizierStrategy:
         if count <= 0:
             raise SpecError(f"propose: count {count} must be positive")
         out: list[Trial] = []
-        for _ in range(MAX_SUGGEST_ROUNDS):
+        extra, rounds = (0, MAX_SUGGEST_ROUNDS) if self.feasible is None else (
+            FEASIBLE_BATCH, FEASIBLE_ROUNDS)
+        for _ in range(rounds):
             outstanding = len(self._handed - self._observed)
-            for vizier_trial in self.study.suggest(count=count - len(out) + outstanding,
+            for vizier_trial in self.study.suggest(count=count - len(out) + outstanding + extra,
                                                    client_id=CLIENT_ID):
+                if len(out) == count:
+                    break  # the rest stay ACTIVE: Vizier hands them out again next time
                 if vizier_trial.id in self._handed:
                     continue
                 indices = self._space_lib.canonical(
@@ -160,9 +181,20 @@ class VizierStrategy:
                     self._observed.add(vizier_trial.id)
                     vizier_trial.complete(self._vz.Measurement(known))
                     continue
+                if self.feasible is not None and not self.feasible(np.asarray(indices)):
+                    self.rejected += 1
+                    self._observed.add(vizier_trial.id)
+                    vizier_trial.complete(infeasible_reason="rejected before training by "
+                                          "the study's feasibility check (latency band)")
+                    continue
                 out.append(Trial(vizier_trial.id - 1, indices))
             if len(out) >= count:
                 break
+        if self.feasible is not None and len(out) < count:
+            raise SpecError(f"propose: {len(out)} of {count} candidates after {rounds} rounds "
+                            f"of suggestions ({self.rejected} rejected as infeasible so far); "
+                            "the constraint (e.g. config.latency_band) is too narrow for "
+                            "this algorithm: widen it or use the in-tree strategies")
         return out[:count]
 
     def observe(self, trial: Trial, objectives: Mapping[str, float] | None,
@@ -185,7 +217,7 @@ class VizierStrategy:
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "study": self.study.resource_name,
                 "handed": sorted(self._handed), "observed": sorted(self._observed),
-                "results": self._results}
+                "results": self._results, "rejected": self.rejected}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("name") != self.name:
@@ -195,6 +227,7 @@ class VizierStrategy:
                             f"{self.study.resource_name!r}")
         self._handed, self._observed = set(state["handed"]), set(state["observed"])
         self._results = {k: dict(v) for k, v in state["results"].items()}
+        self.rejected = int(state.get("rejected", 0))
 
     def close(self) -> None:
         """Stop the server this strategy started (a no-op for a remote one)."""

@@ -32,7 +32,7 @@ CONFIG = os.path.join(REPO, "experiments/multi_trial/micro_digits_vizier.py")
 TINY = {"num_trials": 2, "population_size": 2, "tournament_size": 1,
         "proxy.dataset.image_size": 8, "proxy.num_epochs": 0, "proxy.num_steps": 2,
         "proxy.batch_size": 32, "proxy.eval_batch_size": 256, "proxy.num_threads": 1,
-        "proxy.log_every_steps": 1, "proxy.ema_decay": 0.0}
+        "proxy.log_every_steps": 1, "proxy.ema_decay": 0.0, "latency_band": 0.0}
 SPACE = search_spaces.get_space("micro")
 
 
@@ -175,6 +175,30 @@ def test_restart_loses_no_trial_and_hands_none_out_twice(server):
     assert b.study.get_trial(lost.id + 1).materialize().infeasibility_reason.startswith(
         "ValueError")
     assert not jax.config.jax_enable_x64  # Vizier's servicer (it turns x64 on) ran elsewhere
+
+
+def test_a_latency_band_completes_suggestions_outside_it_as_infeasible(server, tmp_path):
+    """With `feasible` (the study's band) Vizier's suggestions outside it are completed as
+    infeasible and never handed out; the study's config wires its band in."""
+    def feasible(indices):
+        return int(np.sum(indices)) % 3 == 0  # about a third of the networks
+
+    strategy = controllers.get_strategy("vizier", SPACE, algorithm="RANDOM_SEARCH",
+                                        objectives=("reward",), server=server.endpoint,
+                                        study_id="band", feasible=feasible)
+    handed = strategy.propose(2) + strategy.propose(2)
+    assert len({t.id for t in handed}) == 4 and all(feasible(t.indices) for t in handed)
+    assert strategy.rejected > 0
+    stored = {t.id: t for t in strategy.study.trials().get()}
+    infeasible = [t for t in stored.values() if t.infeasible]
+    assert len(infeasible) == strategy.rejected
+    assert all("latency band" in t.infeasibility_reason for t in infeasible)
+    assert all(stored[t.id + 1].status.name == "ACTIVE" for t in handed)  # not completed
+    assert json.loads(json.dumps(strategy.state_dict()))["rejected"] == strategy.rejected
+    config = load_config(CONFIG, {**TINY, "latency_band": 0.05,
+                                  "vizier.server": server.endpoint})
+    wired = multi_trial.make_strategy(config, str(tmp_path))
+    assert wired.feasible is not None
 
 
 @pytest.mark.parametrize("overrides, words", [

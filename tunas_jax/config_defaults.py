@@ -377,7 +377,7 @@ def multi_trial_defaults() -> ml_collections.ConfigDict:
     # non-dominated trials (max quality, min latency) whatever the objective.
     config.target_latency_ms = 0.0176
     config.reward_beta = -0.1
-    # Latency band: > 0 = the in-tree strategies propose only candidates whose latency
+    # Latency band: > 0 = every strategy trains only candidates whose latency
     # ratio T/T0 (simulated by the cost interface before any training, as the trial will
     # report it) is within 1 +/- latency_band; 0 = no band. A uniform `micro` sample is
     # within 5% of the default target about 1 time in 100, so without a band a study of

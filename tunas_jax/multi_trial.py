@@ -9,9 +9,10 @@ proxy trainer (`tunas_jax.train.run_training` with `config.proxy`, scored on a
 split held out of its training split), costed through the cost interface on
 the config's targets (the training's cost report), and scored with TuNAS's
 `abs` reward; the strategy observes the objectives and proposes the next.
-With `config.latency_band` the in-tree strategies propose only candidates
-whose simulated latency is in the band around the target (`latency_filter`:
-costed before training, as the trial will report it).
+With `config.latency_band` every strategy trains only candidates whose
+simulated latency is in the band around the target (`latency_filter`:
+costed before training, as the trial will report it; the `vizier` strategy
+completes the others in Vizier as infeasible).
 
 The study lives in `W/study.sqlite` (SQLite, standard library):
 - a trial row is written in the same transaction as the strategy state that
@@ -102,10 +103,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if float(config.latency_band) < 0:
         raise UsageError(f"config.latency_band: {config.latency_band} must be >= 0 "
                          "(0 = no band, 0.05 = within 5% of the target)")
-    if float(config.latency_band) > 0 and config.strategy == "vizier":
-        raise UsageError("config.latency_band: the 'vizier' strategy has no band (its "
-                         "designers propose on the server); set it to 0 or use 'evolution' "
-                         "or 'random'")
     for name in ("num_trials", "workers", "population_size", "tournament_size"):
         if int(config[name]) < 1:
             raise UsageError(f"config.{name}: {config[name]} must be at least 1")
@@ -147,6 +144,7 @@ def proxy_config(config: ml_collections.ConfigDict, architecture: str
 
 def make_strategy(config: ml_collections.ConfigDict, workdir: str) -> controllers.Strategy:
     space = get_space(config.space)
+    feasible = latency_filter(config)
     if config.strategy == "vizier":
         # The Vizier study: a server of our own over W/vizier.db unless one is named.
         v = config.vizier
@@ -159,8 +157,7 @@ def make_strategy(config: ml_collections.ConfigDict, workdir: str) -> controller
             population_size=int(config.population_size),
             tournament_size=int(config.tournament_size),
             server_log=os.path.join(workdir, VIZIER_LOG),
-            designer_modules=tuple(v.designer_modules))
-    feasible = latency_filter(config)
+            designer_modules=tuple(v.designer_modules), feasible=feasible)
     if config.strategy == "evolution":
         return controllers.get_strategy("evolution", space, seed=int(config.seed),
                                         population_size=int(config.population_size),
