@@ -44,6 +44,19 @@ def tunas(args: list[str], log: list[str]) -> None:
     log.append(f"{printable}  # {time.perf_counter() - start:.0f} s")
 
 
+def interval(values: list[float]) -> str:
+    """'mean [lo, hi] (n = N)': the mean's 95% interval under Student's t."""
+    from scipy import stats  # scikit-learn's dependency: installed with the core
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return f"{mean:.4f} (n = 1)"
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
+    return f"{mean:.4f} [{mean - half:.4f}, {mean + half:.4f}] (n = {n})"
+
+
 def read(path: str) -> dict:
     return read_json(path, "experiment file")
 
@@ -103,13 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| random {entry['name']} | {entry['simulated_latency_ms']:.5f} | "
                      f"{result['params']:,} | {result['top1']:.4f} |")
     searched = [r["top1"] for _, _, r in trained]
+    randoms = [read(f"{random_dir}/{e['name']}/result.json")["top1"]
+               for e in baseline["architectures"]]
     mean = sum(searched) / len(searched)
     median = baseline["summary"]["median_top1"]
     verdict = "HOLDS" if mean > median else "DOES NOT HOLD"
     lines += ["", f"Searched mean top1 {mean:.4f} vs random median {median:.4f} "
               f"(random mean {baseline['summary']['mean_top1']:.4f}, range "
               f"{baseline['summary']['min_top1']:.4f}-{baseline['summary']['max_top1']:.4f}): "
-              f"the claim {verdict}.", "", "Commands:", "", "```", *log, "```"]
+              f"the claim {verdict}.",
+              f"Means with 95% intervals (Student t): searched {interval(searched)}, "
+              f"random {interval(randoms)}.", "", "Commands:", "", "```", *log, "```"]
     table = "\n".join(lines)
     with atomic_write(f"{out}/table.md") as f:
         f.write(table + "\n")
