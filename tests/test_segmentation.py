@@ -215,11 +215,10 @@ def config_task(config) -> dict:
 # ---- ADE20K -----------------------------------------------------------------------------
 ADE_SEARCH_CONFIG = os.path.join(REPO, "experiments", "search", "autoseg_ade20k.py")
 ADE_TRAIN_CONFIG = os.path.join(REPO, "experiments", "train", "autoseg_ade20k.py")
-# The paper's config shrunk to the tiny space at 8 px: its endpoints and small widths.
-TINY_ADE_HEAD = {"segmentation.aspp_endpoint": "features",
-                 "segmentation.low_level_endpoint": "stride_2",
-                 "segmentation.aspp_channels": "8", "segmentation.low_level_channels": "8",
-                 "segmentation.decoder_channels": "8", "segmentation.atrous_rates": "(1, 2)"}
+# The paper's BiFPN head shrunk to the tiny space at 8 px: levels 1..3 (the stride-2 and
+# stride-4 endpoints, one level made by downsampling), 8 filters, one repeat.
+TINY_ADE_HEAD = {"segmentation.bifpn_min_level": "1", "segmentation.bifpn_max_level": "3",
+                 "segmentation.bifpn_num_filters": "8", "segmentation.bifpn_num_repeats": "1"}
 
 
 def test_ade20k_32_classes_keep_ids_1_to_31_and_ignore_the_rest():
@@ -258,12 +257,16 @@ def test_ade20k_configs_read_mock_tfds_and_train(tiny_space, tmp_path):
         for batch in (next(data.train), next(data.valid)):
             assert batch["image"].shape[1:] == (8, 8, 3) and batch["label"].shape[1:] == (8, 8)
             assert set(np.unique(batch["label"])) <= set(range(1, 32)) | {255}
+        # The paper's setting: the autoseg space, its head decisions carried by the
+        # architecture (here the smallest head: 1 repeat, minimum level 4 = stride 16).
+        assert (config.space, config.segmentation.head) == ("autoseg", "bifpn")
         task = get_task(name="segmentation", num_classes=32, **config.segmentation.to_dict())
         spec = get_space(config.space).decode([0] * len(get_space(config.space).decisions))
+        assert dict(spec.task_head) == {"bifpn_min_level": 4, "bifpn_num_repeats": 1}
         network = describe(spec, 512, task)
         assert network.layers[-1].output_shape == (512, 512, 1)
         assert next(x for x in network.layers if x.name == "logits").output_shape == \
-            (64, 64, 32)  # the stride-8 low-level endpoint
+            (32, 32, 32)
 
         # The training config, a few steps on a tiny architecture (8 px).
         arch = search_spaces.Architecture.from_indices(get_space("tiny_search"), [0] * 7)
@@ -272,7 +275,7 @@ def test_ade20k_configs_read_mock_tfds_and_train(tiny_space, tmp_path):
             "architecture": str(tmp_path / "arch.json"), "dataset.image_size": "8",
             "dataset.data_dir": dataset.data_dir, "batch_size": "8", "eval_batch_size": "16",
             "num_steps": "2", "num_threads": "1"}))
-        assert train_config.segmentation.atrous_rates == (1, 2)  # overridden, else (5, 10, 15)
+        assert train_config.segmentation.bifpn_num_filters == 8  # overridden, else 96
         result = train.run_training(train_config, str(tmp_path / "train"), log=lambda _: None)
     assert result["quality_metric"] == "miou" and 0.0 <= result["miou"] <= 1.0
     assert result["num_classes"] == 32 and result["num_eval_examples"] == 24
