@@ -27,6 +27,7 @@ def test_ray_trials_run_on_workers_and_a_failed_one_is_recorded(tmp_path, monkey
     (tmp_path / "trials").mkdir()
     (tmp_path / "trials" / "trial_0001").write_text("in the way")
     monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")  # see test_ray_executor.py
+    monkeypatch.setenv("RAY_gcs_server_port_wait_time_s", "180")  # likewise
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         summary = multi_trial.run_study(config, tmp_path, log=lambda _: None)

@@ -22,6 +22,9 @@ def cluster():
     # 23.5 GB used by others). These tests use a few hundred MB: turn the monitor off.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_memory_monitor_refresh_ms", "0")  # read by ray.init's raylet
+        # Ray waits 30 s for its GCS server to start; a loaded 2-core machine took longer
+        # (seen: "Timed out waiting for file .../gcs_server_port_..." with 4 jobs running).
+        patch.setenv("RAY_gcs_server_port_wait_time_s", "180")
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         yield
         ray.shutdown()
