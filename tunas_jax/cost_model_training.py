@@ -18,7 +18,6 @@ percentage of architectures within 5% and 10% of the simulator.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from cost_models.features import encoder_for
 from cost_models.hardware import HardwareTarget, get_target
 from search_spaces import SearchSpace, SpecError, get_space
 from search_spaces.fileio import atomic_write
+from tasks import task_from_json
 from tunas_jax.checkpointing import make_workdir
 from tunas_jax.errors import UsageError
 from tunas_jax.host_latency import HOST_TARGET
@@ -123,7 +123,7 @@ def _measured_dataset(config: ml_collections.ConfigDict, path: str, space: Searc
     measured on this machine when the file is missing."""
     from tunas_jax import host_dataset
 
-    task = json.loads(config.task).get("name") if config.task else "classification"
+    task = task_from_json(config.task, 2).name  # only its name matters here
     if task != "classification":
         # host_dataset times the standalone classifier; a segmentation head's latency
         # would be missing from every label, and the search would not say so.
