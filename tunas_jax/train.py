@@ -80,6 +80,11 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     check_latency_metric(config.latency_metric, "config.latency_metric")
 
 
+def _preset_name(text: str) -> str | None:
+    """NAME of a `preset:NAME` architecture setting; None for a file path."""
+    return text[len(PRESET_PREFIX):] if text.startswith(PRESET_PREFIX) else None
+
+
 def _architecture_source(config: ml_collections.ConfigDict) -> str:
     """config.architecture, else the init_from search's architecture.json ('' if none)."""
     text = config.architecture.strip()
@@ -99,8 +104,8 @@ def config_architecture(config: ml_collections.ConfigDict) -> Architecture:
                          "(an architecture JSON, e.g. a search's architecture.json) or "
                          f"--config.architecture={PRESET_PREFIX}NAME (e.g. "
                          f"{PRESET_PREFIX}mobilenet_edgetpu_v2_s)")
-    if text.startswith(PRESET_PREFIX):
-        name = text[len(PRESET_PREFIX):]
+    name = _preset_name(text)
+    if name is not None:
         try:
             return Architecture(get_preset(name), name=name)
         except SpecError as err:
@@ -176,9 +181,9 @@ def _preset_head_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     any other architecture. Without it, `preset:autoseg_edgetpu_xs` would train the
     released backbone under the config's head, a different model than its name says."""
     text = str(config.get("architecture", "") or "").strip()
-    if not text.startswith(PRESET_PREFIX):
+    name = _preset_name(text)
+    if name is None:
         return {}
-    name = text[len(PRESET_PREFIX):]
     task = PRESET_SETTINGS.get(name, {}).get("task")
     if not task:
         return {}
