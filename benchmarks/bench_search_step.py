@@ -61,7 +61,8 @@ def measure(config_path: str, k: int, op_warmup: bool, repeats: int) -> dict:
     step = search_step.make_step(
         space, plan, task, optimizer, schedule, predictor, config.reward, reward_params,
         float(config.optimizer.label_smoothing), mesh,
-        weight_decay=float(config.optimizer.weight_decay), architectures_per_device=k)
+        weight_decay=search_step.masked_weight_decay(config.optimizer),
+        architectures_per_device=k)
     state = search_step.replicate(search_step.init_state(
         space, plan, task, optimizer, search.controller_config(config), 0), mesh)
     rng = np.random.default_rng(0)
@@ -98,7 +99,7 @@ def measure(config_path: str, k: int, op_warmup: bool, repeats: int) -> dict:
             times = []
             for _ in range(repeats + 1):  # the first untimed
                 start = time.perf_counter()
-                state, metrics = compiled(state, predictor, reward_params, train, valid)
+                state, metrics = compiled(state, (predictor,), reward_params, train, valid)
                 jax.block_until_ready(metrics)
                 times.append(time.perf_counter() - start)
             return float(np.median(times[1:])), state

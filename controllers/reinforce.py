@@ -73,6 +73,8 @@ class ReinforceConfig:
     adam_b2: float = 0.999
     adam_eps: float = 1e-8
     entropy_weight: float = 0.0  # weight of the active-path entropy bonus (TuNAS: 0)
+    # Credit the sampled choice of decisions a warmup replaced (TuNAS: no; an ablation).
+    credit_warmed_decisions: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.baseline_momentum < 1.0:

@@ -9,6 +9,7 @@ import textwrap
 import flax.struct
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -585,6 +586,45 @@ def test_k_architectures_per_device_each_train_and_score_on_their_share():
     np.testing.assert_allclose(new.controller.logits, want.logits, rtol=1e-5, atol=1e-7)
     step(new, train, valid)
     assert len(traces) == 1
+
+
+def test_ablation_switches_restore_the_pre_fix_credit_and_decay():
+    """`controller.credit_warmed_decisions` and `optimizer.weight_decay_scope` switch two
+    issue-18 fixes off (the "before" of benchmarks/supernet_ranking.py): with every filter
+    decision forced by the warmup (inside the controller's LR delay, so the logits stay),
+    only the ablation feeds the filter decisions' gradients into the controller's Adam
+    moments; the 'all_weights' optimizer decays every weight without a gradient, TuNAS's
+    none."""
+    import controllers
+    from tunas_jax import search_step
+
+    mesh = search_step.make_mesh(1)
+    train, valid = _tiny_batches()
+    filters = np.asarray(controllers.decision_tag_masks(tiny_search_space())[1])
+    assert filters.any()
+    second_moment = {}  # two architectures: their rewards differ from the first baseline
+    for credit in (False, True):
+        _, _, _, _, state, *_, step = _tiny_step(
+            {"delay_fraction": 1.0, "filter_warmup_fraction": 1.0,
+             "credit_warmed_decisions": credit}, [], architectures_per_device=2)
+        new, _ = step(search_step.replicate(jax.tree.map(jnp.copy, state), mesh), train,
+                      valid)
+        second_moment[credit] = np.asarray(new.controller.opt_state.nu)
+        np.testing.assert_array_equal(new.controller.logits, state.controller.logits)
+    assert not second_moment[False][filters].any()  # TuNAS: no credit
+    assert second_moment[True][filters].any()  # the ablation: credited
+    assert second_moment[False][~filters].any()  # the others are credited either way
+
+    params = {"w": jnp.ones((3,)), "b": jnp.full((2,), 2.0)}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    for scope, decayed in (("sampled_kernels", False), ("all_weights", True)):
+        opt = ml_collections.ConfigDict({
+            "name": "momentum", "momentum": 0.9, "base_learning_rate": 2.0,
+            "warmup_fraction": 0.0, "weight_decay": 0.1, "weight_decay_scope": scope})
+        optimizer, _ = search_step.make_optimizer(opt, 10, 256)
+        updates, _ = optimizer.update(zeros, optimizer.init(params), params)
+        assert all(bool(jnp.any(u != 0)) == decayed for u in jax.tree.leaves(updates))
+        assert search_step.masked_weight_decay(opt) == (0.0 if decayed else 0.1)
 
 
 # ---- several devices ---------------------------------------------------------------------

@@ -114,6 +114,12 @@ def search_defaults() -> ml_collections.ConfigDict:
     # L2 weight decay (TuNAS: 4e-5) on the conv kernels each step's architectures used
     # (never batch norm, the task head, or weights off the sampled paths).
     config.optimizer.weight_decay = 4e-5
+    # What the decay reaches: 'sampled_kernels' (TuNAS: the L2 above, masked to the conv
+    # kernel entries each step's architectures read) or 'all_weights' (optax's decoupled
+    # decay of every shared weight every step, the unsampled ones too: this project's
+    # behaviour before issue 18, kept for ablations such as benchmarks/supernet_ranking.py's
+    # "before" run).
+    config.optimizer.weight_decay_scope = "sampled_kernels"
     # Label smoothing of the training cross-entropy (TuNAS: 0.1).
     config.optimizer.label_smoothing = 0.1
 
@@ -137,6 +143,10 @@ def search_defaults() -> ml_collections.ConfigDict:
     config.controller.adam_b2 = 0.999
     # Weight of the active-path entropy bonus (TuNAS: 0).
     config.controller.entropy_weight = 0.0
+    # Whether decisions a warmup replaced (op warmup's mixed ones, filter warmup's forced
+    # largest) still get REINFORCE credit for the choice the controller sampled (TuNAS:
+    # False; True is this project's behaviour before issue 18, for ablations).
+    config.controller.credit_warmed_decisions = False
 
     # Seed of the weights, the architecture samples and the data order.
     config.seed = 0

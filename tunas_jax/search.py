@@ -128,6 +128,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.optimizer.name not in OPTIMIZERS:
         raise UsageError(f"config.optimizer.name: {config.optimizer.name!r}; use one of "
                          f"{OPTIMIZERS}")
+    if config.optimizer.weight_decay_scope not in search_step.WEIGHT_DECAY_SCOPES:
+        raise UsageError(f"config.optimizer.weight_decay_scope: "
+                         f"{config.optimizer.weight_decay_scope!r}; use one of "
+                         f"{search_step.WEIGHT_DECAY_SCOPES}")
     for name in ("log_every", "checkpoint_every"):
         if int(config[name]) <= 0:
             raise UsageError(f"config.{name}: {config[name]} must be a positive step count")
@@ -372,7 +376,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
     step_fn = search_step.make_step(space, plan, task, optimizer, lr_schedule,
                                     tuple(predictors.values()), config.reward, reward_params,
                                     float(config.optimizer.label_smoothing), mesh, trace_counter,
-                                    weight_decay=float(config.optimizer.weight_decay),
+                                    weight_decay=search_step.masked_weight_decay(
+                                        config.optimizer),
                                     architectures_per_device=int(
                                         config.architectures_per_device),
                                     multi_hardware_metric=multi_hardware_metric(config))

@@ -106,8 +106,9 @@ def make_optimizer(opt_config: Any, steps: int, batch_size: int
     """Shared-weight optimizer and its learning-rate schedule (warmup + cosine to 0).
 
     The peak LR is base_learning_rate * batch_size / 256 (TuNAS's linear scaling).
-    Weight decay is not here: it is in the loss, on the sampled path's conv kernels
-    only (`shared_weight_loss`).
+    Weight decay is not here but in the loss, on the sampled path's conv kernels only
+    (`shared_weight_loss`, `masked_weight_decay`), unless `weight_decay_scope` is
+    'all_weights' (the ablation): then optax decays every weight here.
     """
     peak = float(opt_config.base_learning_rate) * batch_size / 256.0
     warmup = int(float(opt_config.warmup_fraction) * steps)
@@ -123,7 +124,29 @@ def make_optimizer(opt_config: Any, steps: int, batch_size: int
         core = optax.adam(schedule)
     else:  # validated in tunas_jax.search
         raise ValueError(f"optimizer.name: {name!r}")
+    if weight_decay_scope(opt_config) == "all_weights":
+        core = optax.chain(optax.add_decayed_weights(float(opt_config.weight_decay)), core)
     return core, schedule
+
+
+WEIGHT_DECAY_SCOPES = ("sampled_kernels", "all_weights")
+
+
+def weight_decay_scope(opt_config: Any) -> str:
+    """The config's `weight_decay_scope` (a workdir written before the field: TuNAS's)."""
+    scope = getattr(opt_config, "weight_decay_scope", "sampled_kernels")
+    if scope not in WEIGHT_DECAY_SCOPES:
+        raise ValueError(f"optimizer.weight_decay_scope: {scope!r}; use one of "
+                         f"{WEIGHT_DECAY_SCOPES}")
+    return scope
+
+
+def masked_weight_decay(opt_config: Any) -> float:
+    """The `weight_decay` argument of `make_step`: the config's decay when it is TuNAS's
+    masked L2 in the loss, 0 when `make_optimizer` decays every weight instead."""
+    if weight_decay_scope(opt_config) != "sampled_kernels":
+        return 0.0
+    return float(opt_config.weight_decay)
 
 
 def shared_weight_loss(plan: supernet.SupernetPlan, params: Any, indices: jax.Array,
@@ -213,8 +236,11 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
         # The plain program traces the plain supernet path (the warm one adds a scan over
         # each unit's block types and over each kxk switch's kernel/group choices).
         op_warm = masks.all_ops if op_warmup else None
-        # TuNAS: a decision a warmup replaced gets no REINFORCE credit.
+        # TuNAS: a decision a warmup replaced gets no REINFORCE credit (unless the
+        # controller's config asks for the ablation).
         credited = ~(masks.all_ops | masks.max_filters)
+        if state.controller.spec.config.credit_warmed_decisions:
+            credited = jnp.ones_like(credited)
 
         def loss_fn(params: Any, arch: jax.Array, warm: jax.Array | None, batch: dict
                     ) -> tuple[jax.Array, tuple[jax.Array, dict[str, jax.Array]]]:
