@@ -6,6 +6,12 @@ Benchmarks (all on this machine's CPU unless JAX sees an accelerator):
 - supernet training step vs the same child's standalone step, averaged over
   20 random `micro` architectures, and the supernet's compile time
   (`bench_supernet_step.py`);
+- the whole jitted search step of the default search
+  (`bench_search_step.py`): with op warmup on (K = 1), each program's trace +
+  lower + compile on a cold cache (the warm one during the warmup, the plain
+  one after; `search_step_compile_seconds` is their sum, what such a search
+  pays) and step time; with K = 4 architectures per device (op warmup off,
+  skipped by `--quick`), the step time per architecture;
 - controller and reward overhead per search step: the jitted controller
   sample + regressor prediction + reward + REINFORCE update, as a fraction of
   the supernet step measured in the same run;
@@ -21,7 +27,7 @@ Benchmarks (all on this machine's CPU unless JAX sees an accelerator):
   search's): Kendall's tau between the supernet's and standalone training's
   ranking of 20 architectures (`supernet_ranking.py`, the multi-trial proxy
   recipe; 40 min on 2 shared cores, its trainings resume in W_ranking/).
-Not part of CI; about 12 minutes on 2 cores (`--quick`: fewer architectures).
+Not part of CI; about 25 minutes on 2 quiet cores (`--quick`: fewer architectures).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_regressor
 import bench_scalesim
+import bench_search_step
 import bench_service
 import bench_simulator
 import bench_supernet_step
@@ -58,6 +65,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The ranking's standalone recipe: the multi-trial proxy as it is (8 epochs; at 3 the
 # first trained architectures stayed at chance: EXPERIMENTS.md section 9).
 RANKING_OVERRIDES: dict[str, str] = {}
+SEARCH_CONFIG = "experiments/search/micro_digits.py"
 
 
 def controller_step_ms(space_name: str = "micro", repeats: int = 50) -> float:
@@ -102,6 +110,9 @@ def main() -> None:
 
     step = bench_supernet_step.run("micro", num_archs, 64, 9)
     controller_ms = controller_step_ms()
+    search_steps = [bench_search_step.measure(SEARCH_CONFIG, 1, True, 3)]
+    if not args.quick:
+        search_steps.append(bench_search_step.measure(SEARCH_CONFIG, 4, False, 3))
     regressor = bench_regressor.run(repeats=30)
     simulator = bench_simulator.run(num=5000 if args.quick else 20000, one_core=True)
     service = {"batch": bench_service.batch(5000 if args.quick else 20000),
@@ -118,6 +129,10 @@ def main() -> None:
     figures = {
         "supernet_vs_standalone_step_ratio": step["supernet_vs_standalone_step_ratio"],
         "compile_seconds": step["supernet_compile_seconds"],
+        "search_step_compile_seconds": search_step_compile_s(search_steps[0]),
+        "search_step_ms_per_architecture": {
+            f"k{s['architectures_per_device']}": s["plain_step_ms_per_architecture"]
+            for s in search_steps},
         "controller_overhead_fraction": controller_ms / step["supernet_step_ms_mean"],
         "simulator_archs_per_second": simulator["simulator_archs_per_second"],
         "regressor_ms_per_4096": regressor["regressor_ms_per_4096"],
@@ -127,6 +142,7 @@ def main() -> None:
         "scalesim_vs_analytical_ratio_median": scalesim_all["ratio_median"],
         "supernet_rank_kendall_tau": ranking and ranking["supernet_rank_kendall_tau"],
         "details": {"supernet_ranking": ranking, "supernet_step": step,
+                    "search_step": search_steps,
                     "controller_step_ms": controller_ms, "regressor": regressor,
                     "simulator": simulator, "service": service, "scalesim": scalesim},
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
@@ -159,6 +175,7 @@ def render(fig: dict, step: dict, sim: dict, reg: dict, controller_ms: float) ->
          f"architecture's fastest call {step['min_supernet_vs_standalone_step_ratio']:.2f}x)",
          "<= 1.3x"),
         ("supernet compile (grad step, `micro`)", f"{fig['compile_seconds']:.0f} s", "-"),
+        *search_step_rows(fig),
         ("controller + regressor + reward + REINFORCE update per step",
          f"{controller_ms:.2f} ms = {100 * fig['controller_overhead_fraction']:.1f}% of a "
          "supernet step", "-"),
@@ -177,6 +194,28 @@ def render(fig: dict, step: dict, sim: dict, reg: dict, controller_ms: float) ->
             f"Command: `{fig['command']}`.\nCPU timings on a shared 2-core machine are noisy: "
             "compare ratios measured in one run.\n\n| benchmark | figure | target |\n"
             f"|---|---|---|\n{table}\n")
+
+def search_step_compile_s(result: dict) -> float:
+    """Trace + lower + compile of every program a search of `result`'s settings runs."""
+    return sum(value for key, value in result.items()
+               if key.endswith(("_trace_s", "_lower_s", "_compile_s")))
+
+
+def search_step_rows(fig: dict) -> list[tuple[str, str, str]]:
+    """Table rows of the whole search step (`bench_search_step.measure`)."""
+    warm = fig["details"]["search_step"][0]
+    rows = [("default search step with op warmup (K = 1): trace + lower + compile, cold "
+             "cache, of the warm and the plain program",
+             f"{fig['search_step_compile_seconds']:.0f} s (warm "
+             f"{search_step_compile_s({k: v for k, v in warm.items() if 'warm' in k}):.0f} s, "
+             f"plain {search_step_compile_s({k: v for k, v in warm.items() if 'plain' in k}):.0f}"
+             f" s); steps: warm at p ~1 {warm['warm_step_ms']:.0f} ms, plain "
+             f"{warm['plain_step_ms']:.0f} ms", "<= 60 s")]
+    rows += [(f"search step per architecture, K = {s['architectures_per_device']} "
+              "(op warmup off)", f"{s['plain_step_ms_per_architecture']:.0f} ms", "-")
+             for s in fig["details"]["search_step"][1:]]
+    return rows
+
 
 def ranking_row(ranking: dict | None) -> tuple[str, str, str]:
     """Table row of the supernet's ranking quality (`supernet_ranking.run`), opt-in."""

@@ -45,7 +45,9 @@ latency targets share one compiled step (and the persistent compilation cache).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -196,8 +198,9 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
     op warmup probability is above 0, the plain one after. The warm program's per-unit
     mixtures (a `lax.scan` of skipped `lax.cond`s but for one member, differentiated)
     cost several plain steps even when nothing is warm (BENCHMARKS.md, "op warmup"),
-    so no step after the warmup pays for them. Each is compiled on its first use; a
-    search without op warmup compiles the plain one only.
+    so no step after the warmup pays for them. A search without op warmup compiles the
+    plain one only; with op warmup, the first warm step also starts compiling the plain
+    one in a background thread (`SearchStepFunction`), so the two compiles overlap.
 
     `trace_counter`: a list that gets one element per trace, 'warm' or 'plain' (tests
     check that sampling new architectures never retraces).
@@ -347,13 +350,23 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
 
 class SearchStepFunction:
     """`step_fn(state, train, valid) -> (state, metrics)`: the warm program while the
-    state's step is inside the op warmup, the plain one after (`make_step`)."""
+    state's step is inside the op warmup, the plain one after (`make_step`).
+
+    The first call that runs the warm program also starts tracing, lowering and
+    compiling the plain program in a background thread, from the call's shapes: XLA
+    compiles a program on one core, so on a machine of two or more the plain
+    program's compile (minutes for a real space) overlaps the warm one's and the
+    warmup's steps instead of stopping the search when the warmup ends. The step
+    past the warmup waits for that thread, then runs its executable.
+    """
 
     def __init__(self, programs: dict[bool, Any], predictors: tuple[LatencyPredictor, ...],
                  reward_params: RewardParams, batch_sharding: NamedSharding):
         self._programs, self._predictors, self._reward_params = (programs, predictors,
                                                                  reward_params)
         self._batch_sharding = batch_sharding
+        self._ahead: threading.Thread | None = None
+        self._ahead_compiled: Any = None  # the plain program's executable, once compiled
 
     @staticmethod
     def uses_warm_program(state: SearchState) -> bool:
@@ -374,8 +387,30 @@ class SearchStepFunction:
         this process's rows of the global batches (process i: the i-th slice)."""
         if jax.process_count() > 1:
             train, valid = (global_batch(b, self._batch_sharding) for b in (train, valid))
-        return self._programs[self.uses_warm_program(state)](
-            state, self._predictors, self._reward_params, train, valid)
+        warm = self.uses_warm_program(state)
+        if warm and self._ahead is None:
+            self._compile_plain_ahead(state, train, valid)
+        program = self._programs[warm]
+        if not warm and self._ahead is not None:
+            self._ahead.join()
+            # None if the thread failed: the jitted program then compiles (and raises).
+            program = self._ahead_compiled or program
+        return program(state, self._predictors, self._reward_params, train, valid)
+
+    def _compile_plain_ahead(self, state: SearchState, train: dict, valid: dict) -> None:
+        # Shapes only: the state's buffers are donated to the warm steps meanwhile.
+        shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype),
+                              (state, train, valid))
+
+        def compile_plain() -> None:
+            # A failure here is not lost: the step past the warmup then compiles the
+            # jitted program, which raises it in the search's own thread.
+            with contextlib.suppress(Exception):
+                self._ahead_compiled = self.trace(False, *shapes).lower().compile()
+
+        self._ahead = threading.Thread(target=compile_plain, name="compile-plain-step",
+                                       daemon=True)
+        self._ahead.start()
 
 
 def global_batch(local: dict, sharding: NamedSharding) -> dict:
