@@ -10,6 +10,7 @@ architecture's median call; also with its fastest call) and the median
 per-architecture ratio, and the supernet's compile time.
 
     python benchmarks/bench_supernet_step.py [--space micro] [--num 20] [--batch 64]
+        [--max-branches-per-layer 64]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flax import nnx
 
 from search_spaces import get_space
 from supernet import apply, build_model, init_params, make_plan
+from supernet.plan import DEFAULT_MAX_BRANCHES_PER_LAYER
 from tasks import Classification
 
 
@@ -53,14 +55,15 @@ class _Timed:
         self.seconds.append(time.perf_counter() - start)
 
 
-def run(space_name: str, num: int, batch: int, repeats: int, seed: int = 0) -> dict:
+def run(space_name: str, num: int, batch: int, repeats: int, seed: int = 0,
+        max_branches_per_layer: int | None = DEFAULT_MAX_BRANCHES_PER_LAYER) -> dict:
     space = get_space(space_name)
     size, classes = space.default_image_size, space.default_num_classes
     images = jax.random.normal(jax.random.key(1), (batch, size, size, 3))
     labels = jnp.arange(batch) % classes
     opt = optax.sgd(0.01, momentum=0.9)
 
-    plan = make_plan(space)
+    plan = make_plan(space, max_branches_per_layer)
     task = Classification(classes)
     params = init_params(plan, task, jax.random.key(0))
     opt_state = opt.init(params)
@@ -135,8 +138,13 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=20)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--max-branches-per-layer", type=int,
+                        default=DEFAULT_MAX_BRANCHES_PER_LAYER,
+                        help="the plan's branch limit (0: exact everywhere)")
     args = parser.parse_args()
-    print(json.dumps(run(args.space, args.num, args.batch, args.repeats), indent=2))
+    print(json.dumps(run(args.space, args.num, args.batch, args.repeats,
+                         max_branches_per_layer=args.max_branches_per_layer or None),
+                     indent=2))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,8 @@ def tiny_config(cost_model_dir, **more):
     ({"steps_total": "3"}, UsageError, "steps_total"),
     ({"controller.delay": "0.1"}, UsageError, "controller.delay"),
     ({"optimizer.name": "lamb"}, UsageError, "optimizer.name"),
+    ({"optimizer.weight_decay_scope": "all"}, UsageError,
+     r"config\.optimizer\.weight_decay_scope: 'all'; use one of \('sampled_kernels'"),
     ({"max_branches_per_layer": "-1"}, UsageError, "max_branches_per_layer"),
     ({"controller.op_warmup_fraction": "0.5"}, SpecError, "op_warmup_fraction"),
     ({"architectures_per_device": "3"}, UsageError, "architectures_per_device"),
@@ -509,6 +511,7 @@ def test_after_the_op_warmup_the_step_runs_the_plain_program():
         dict(warm_schedule, op_warmup_fraction=0.0), plain_traces, weight_decay=1e-2)
     mesh = search_step.make_mesh(1)
     train, valid = _tiny_batches()
+    warm_step.compile_plain_ahead(warm_state, train, valid)  # as run_search does
 
     def run(step, state, at):
         state = search_step.replicate(jax.tree.map(jnp.copy, state.replace(
@@ -534,9 +537,7 @@ def test_after_the_op_warmup_the_step_runs_the_plain_program():
     assert float(warm_metrics["loss"]) == pytest.approx(loss(masks.all_ops[0]), rel=1e-5)
     assert float(plain_metrics["loss"]) == pytest.approx(loss(None), rel=1e-5)
     assert abs(loss(masks.all_ops[0]) - loss(None)) > 1e-4  # the mixture is another net
-    assert plain_traces == ["plain"] and warm_step._ahead is not None
-    warm_step._ahead.join()
-    assert warm_step._ahead_compiled is not None
+    assert plain_traces == ["plain"] and warm_step.wait_for_plain_program()
     assert sorted(warm_traces) == ["plain", "warm"]  # the plain one traced in the thread
 
     # Step 2: past both warmups; the warm search's step is the plain program's.

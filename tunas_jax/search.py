@@ -128,10 +128,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.optimizer.name not in OPTIMIZERS:
         raise UsageError(f"config.optimizer.name: {config.optimizer.name!r}; use one of "
                          f"{OPTIMIZERS}")
-    if config.optimizer.weight_decay_scope not in search_step.WEIGHT_DECAY_SCOPES:
-        raise UsageError(f"config.optimizer.weight_decay_scope: "
-                         f"{config.optimizer.weight_decay_scope!r}; use one of "
-                         f"{search_step.WEIGHT_DECAY_SCOPES}")
+    try:
+        search_step.weight_decay_scope(config.optimizer)
+    except ValueError as error:  # its message names the field and the choices
+        raise UsageError(f"config.{error}") from None
     for name in ("log_every", "checkpoint_every"):
         if int(config[name]) <= 0:
             raise UsageError(f"config.{name}: {config[name]} must be a positive step count")
@@ -392,7 +392,11 @@ def run_search(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                       disable=None if primary else True) as bar:
             while step < end:
                 plain_start = time.perf_counter()
-                state, metrics = step_fn(state, next(data.train), next(data.valid))
+                train_batch, valid_batch = next(data.train), next(data.valid)
+                if step == resume_step and step < op_warmup_steps < end:
+                    # This run reaches the plain program: compile it beside the warm one.
+                    step_fn.compile_plain_ahead(state, train_batch, valid_batch)
+                state, metrics = step_fn(state, train_batch, valid_batch)
                 step += 1
                 if step == resume_step + 1:
                     jax.block_until_ready(state)

@@ -199,8 +199,9 @@ def make_step(space: SearchSpace, plan: supernet.SupernetPlan, task: Task,
     mixtures (a `lax.scan` of skipped `lax.cond`s but for one member, differentiated)
     cost several plain steps even when nothing is warm (BENCHMARKS.md, "op warmup"),
     so no step after the warmup pays for them. A search without op warmup compiles the
-    plain one only; with op warmup, the first warm step also starts compiling the plain
-    one in a background thread (`SearchStepFunction`), so the two compiles overlap.
+    plain one only; one whose run goes past the warmup starts compiling the plain one in
+    a background thread beside the first warm step
+    (`SearchStepFunction.compile_plain_ahead`), so the two compiles overlap.
 
     `trace_counter`: a list that gets one element per trace, 'warm' or 'plain' (tests
     check that sampling new architectures never retraces).
@@ -352,12 +353,11 @@ class SearchStepFunction:
     """`step_fn(state, train, valid) -> (state, metrics)`: the warm program while the
     state's step is inside the op warmup, the plain one after (`make_step`).
 
-    The first call that runs the warm program also starts tracing, lowering and
-    compiling the plain program in a background thread, from the call's shapes: XLA
-    compiles a program on one core, so on a machine of two or more the plain
-    program's compile (minutes for a real space) overlaps the warm one's and the
-    warmup's steps instead of stopping the search when the warmup ends. The step
-    past the warmup waits for that thread, then runs its executable.
+    `compile_plain_ahead` traces, lowers and compiles the plain program in a
+    background thread: XLA compiles a program on one core, so on a machine of two or
+    more the plain program's compile (minutes for a real space) overlaps the warm
+    one's and the warmup's steps instead of stopping the search when the warmup
+    ends. The first plain step waits for that thread, then runs its executable.
     """
 
     def __init__(self, programs: dict[bool, Any], predictors: tuple[LatencyPredictor, ...],
@@ -385,22 +385,30 @@ class SearchStepFunction:
                  ) -> tuple[SearchState, dict[str, jax.Array]]:
         """One step. With several processes (`jax.distributed`), `train` and `valid` are
         this process's rows of the global batches (process i: the i-th slice)."""
-        if jax.process_count() > 1:
-            train, valid = (global_batch(b, self._batch_sharding) for b in (train, valid))
+        train, valid = self._global_batches(train, valid)
         warm = self.uses_warm_program(state)
-        if warm and self._ahead is None:
-            self._compile_plain_ahead(state, train, valid)
         program = self._programs[warm]
         if not warm and self._ahead is not None:
             self._ahead.join()
-            # None if the thread failed: the jitted program then compiles (and raises).
-            program = self._ahead_compiled or program
+            if self._ahead_compiled is not None:  # else the jitted program compiles and
+                program = self._ahead_compiled    # raises what the thread met
         return program(state, self._predictors, self._reward_params, train, valid)
 
-    def _compile_plain_ahead(self, state: SearchState, train: dict, valid: dict) -> None:
+    def _global_batches(self, train: dict, valid: dict) -> tuple[dict, dict]:
+        if jax.process_count() == 1:
+            return train, valid
+        return global_batch(train, self._batch_sharding), global_batch(
+            valid, self._batch_sharding)
+
+    def compile_plain_ahead(self, state: SearchState, train: dict, valid: dict) -> None:
+        """Start compiling the plain program for the shapes of these arguments (the
+        step's), once; for a run that will go past the op warmup (a run that stops
+        inside it would compile for nothing)."""
+        if self._ahead is not None:
+            return
         # Shapes only: the state's buffers are donated to the warm steps meanwhile.
         shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype),
-                              (state, train, valid))
+                              (state, *self._global_batches(train, valid)))
 
         def compile_plain() -> None:
             # A failure here is not lost: the step past the warmup then compiles the
@@ -411,6 +419,12 @@ class SearchStepFunction:
         self._ahead = threading.Thread(target=compile_plain, name="compile-plain-step",
                                        daemon=True)
         self._ahead.start()
+
+    def wait_for_plain_program(self) -> bool:
+        """Wait for `compile_plain_ahead`'s thread; whether it left an executable."""
+        if self._ahead is not None:
+            self._ahead.join()
+        return self._ahead_compiled is not None
 
 
 def global_batch(local: dict, sharding: NamedSharding) -> dict:

@@ -60,9 +60,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.controller.base_lr = 0.1
     # No op warmup on CPU: mixing the op choices (per block type over the block, per
     # kernel/group size at its switch) runs every combination while warm, many times a
-    # plain step on 2 cores, and adds a second compile; steps after the warmup run the
-    # plain program (BENCHMARKS.md, "Op warmup: two programs"). Filter warmup (free)
-    # stays on.
+    # plain step, and its program compiles longer; with TuNAS's 0.25 this search about
+    # doubles its wall time on 2 cores and misses the 10 minutes (EXPERIMENTS.md 1f).
+    # Set 0.25 to run it. Filter warmup (free) stays on.
     config.controller.op_warmup_fraction = 0.0
     config.log_every = 10
     config.checkpoint_every = 100
